@@ -1,0 +1,184 @@
+"""Check and cast incoming Arrow data to a feature view's declared columns.
+
+Everything here is vectorised Arrow compute; a Python loop only runs on the error path,
+to find the first offending row by bisection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import SchemaError
+from .types import STORAGE_TIMESTAMP, storage_arrow_type
+
+__all__ = ["ColumnSpec", "check_columns", "conform_column", "conform_table", "normalize_timestamps"]
+
+#: (column name, featurelite dtype, nullable)
+ColumnSpec = tuple[str, str, bool]
+
+
+def _accepts(dtype: str, source: pa.DataType) -> bool:
+    """Whether values of Arrow type ``source`` may be cast to featurelite ``dtype``."""
+    if pa.types.is_null(source):
+        return True
+    if pa.types.is_dictionary(source):
+        source = source.value_type
+    text = pa.types.is_string(source) or pa.types.is_large_string(source) or pa.types.is_string_view(source)
+    numeric = pa.types.is_integer(source) or pa.types.is_floating(source)
+    if dtype in ("int32", "int64", "float32", "float64"):
+        return numeric or text
+    if dtype == "bool":
+        return pa.types.is_boolean(source) or text
+    if dtype == "string":
+        return text
+    if dtype == "timestamp":
+        return pa.types.is_timestamp(source) or pa.types.is_date(source) or text
+    return False
+
+
+def _cast_timestamps(values: pa.Array) -> pa.Array:
+    """Any timestamp, date or ISO-8601 text -> naive UTC microseconds.
+
+    Zone-aware values are converted to UTC; naive values are taken as UTC already.
+    Precision finer than a microsecond is truncated.
+    """
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values = values.cast(kind.value_type)
+        kind = values.type
+    if pa.types.is_timestamp(kind):
+        # The stored integers of a zone-aware Arrow timestamp are already UTC.
+        return values.cast(pa.timestamp(kind.unit)).cast(STORAGE_TIMESTAMP, safe=False)
+    if pa.types.is_date(kind) or pa.types.is_null(kind):
+        return values.cast(STORAGE_TIMESTAMP)
+    try:
+        return values.cast(STORAGE_TIMESTAMP)
+    except pa.ArrowInvalid:
+        return values.cast(pa.timestamp("us", tz="UTC")).cast(STORAGE_TIMESTAMP)
+
+
+def _cast(values: pa.Array, dtype: str) -> pa.Array:
+    if dtype == "timestamp":
+        return _cast_timestamps(values)
+    target = storage_arrow_type(dtype)
+    if values.type == target:
+        return values
+    result = values.cast(target)
+    if dtype == "float32" and pa.types.is_floating(values.type):
+        # Arrow turns a finite float64 too large for float32 into inf without complaint.
+        overflow = pc.and_(pc.is_inf(result), pc.invert(pc.is_inf(values)))
+        if pc.any(overflow).as_py():
+            raise pa.ArrowInvalid("value out of float32 range")
+    return result
+
+
+def _first_bad_row(values: pa.Array, dtype: str) -> int:
+    """Bisect for the first row whose cast fails (error path only)."""
+    lo, hi = 0, len(values)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            _cast(values.slice(lo, mid - lo), dtype)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def check_columns(view: str, schema: pa.Schema, expected: list[ColumnSpec]) -> None:
+    """Raise SchemaError if ``schema`` lacks a column, has an extra one, or one of a kind
+    that cannot hold the declared dtype."""
+    present = list(schema.names)
+    wanted = [name for name, _, _ in expected]
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise SchemaError(
+            f"view {view!r}: input has no column {missing[0]!r} (missing: {', '.join(missing)}; "
+            f"input columns: {', '.join(present) or 'none'}); add it to the data",
+            view=view,
+            column=missing[0],
+            missing=missing,
+        )
+    extra = [name for name in present if name not in wanted]
+    if extra:
+        raise SchemaError(
+            f"view {view!r}: input has column {extra[0]!r}, which the view does not declare "
+            f"(extra: {', '.join(extra)}); drop it or add it to the view's schema",
+            view=view,
+            column=extra[0],
+            extra=extra,
+        )
+    duplicated = sorted({name for name in present if present.count(name) > 1})
+    if duplicated:
+        raise SchemaError(f"view {view!r}: input has column {duplicated[0]!r} more than once", view=view)
+    for name, dtype, _ in expected:
+        source = schema.field(name).type
+        if not _accepts(dtype, source):
+            raise SchemaError(
+                f"view {view!r}: column {name!r} has Arrow type {source}, which cannot hold "
+                f"declared dtype {dtype!r}; convert the column or change the view's schema",
+                view=view,
+                column=name,
+                arrow_type=str(source),
+                dtype=dtype,
+            )
+
+
+def conform_column(
+    view: str, name: str, dtype: str, nullable: bool, values: pa.ChunkedArray | pa.Array, row_offset: int
+) -> pa.Array:
+    """Cast one column to its storage type, or raise SchemaError naming the first bad row."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    try:
+        result = _cast(values, dtype)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        row = _first_bad_row(values, dtype)
+        raise SchemaError(
+            f"view {view!r}: column {name!r} row {row_offset + row} has value "
+            f"{values[row].as_py()!r}, which does not fit dtype {dtype!r}; fix or drop that row",
+            view=view,
+            column=name,
+            row=row_offset + row,
+            value=values[row].as_py(),
+            dtype=dtype,
+        ) from exc
+    if not nullable and result.null_count:
+        row = int(np.flatnonzero(result.is_null().to_numpy(zero_copy_only=False))[0])
+        what = "null" if not values[row].is_valid else f"{values[row].as_py()!r}, which parses to null"
+        raise SchemaError(
+            f"view {view!r}: column {name!r} row {row_offset + row} is {what}; "
+            f"{name!r} may not be null, so fill or drop that row",
+            view=view,
+            column=name,
+            row=row_offset + row,
+        )
+    return result
+
+
+def normalize_timestamps(values: pa.ChunkedArray | pa.Array, what: str) -> pa.Array:
+    """Cast a user timestamp column (entity dataframe) to naive UTC microseconds."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not _accepts("timestamp", values.type):
+        raise SchemaError(f"{what} has Arrow type {values.type}; it must hold timestamps", arrow_type=str(values.type))
+    try:
+        return _cast_timestamps(values)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        row = _first_bad_row(values, "timestamp")
+        raise SchemaError(
+            f"{what} row {row} has value {values[row].as_py()!r}, which is not a timestamp",
+            row=row,
+        ) from exc
+
+
+def conform_table(view: str, table: pa.Table, expected: list[ColumnSpec], row_offset: int) -> list[pa.Array]:
+    """All columns of ``table`` cast to storage types, in ``expected`` order."""
+    return [
+        conform_column(view, name, dtype, nullable, table.column(name), row_offset)
+        for name, dtype, nullable in expected
+    ]
+

@@ -1,0 +1,81 @@
+"""The DuckDB connection: opening the file, and translating DuckDB's errors into
+featurelite's in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+from .errors import FeatureliteError, StoreError, StoreFormatError, StoreLockedError
+
+__all__ = ["connect", "quote", "transaction"]
+
+#: DuckDB writes this at byte 8 of every database file.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def quote(name: str) -> str:
+    """A SQL identifier, double-quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _is_duckdb_file(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(12)[8:12] == _DUCKDB_MAGIC
+
+
+def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` with DuckDB, or raise a featurelite error saying why not."""
+    if path != ":memory:":
+        if os.path.isdir(path):
+            raise StoreError(f"store path {path!r} is a folder; pass a file path", path=path)
+        exists = os.path.exists(path)
+        if read_only and not exists:
+            raise StoreError(
+                f"store file {path!r} does not exist; read-only opening needs an existing store",
+                path=path,
+            )
+        if exists and os.path.getsize(path) == 0 and not read_only:
+            # An empty file (from `touch` or a temp-file helper) holds nothing; DuckDB refuses
+            # it, so start the store afresh in its place.
+            os.remove(path)
+        elif exists and not _is_duckdb_file(path):
+            raise StoreFormatError(
+                f"file {path!r} is not a DuckDB database, so it cannot be a featurelite store; "
+                "pass a new path or a featurelite store file",
+                path=path,
+            )
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        # The header is DuckDB's, so an I/O failure here is the OS file lock DuckDB takes:
+        # exclusive for a writer, shared for readers.
+        raise StoreLockedError(
+            f"store file {path!r} is held by another process; close that process (or send "
+            "writes through it, e.g. its HTTP server) and try again",
+            path=path,
+        ) from exc
+    except duckdb.Error as exc:
+        raise StoreError(f"could not open store file {path!r}: {exc}", path=path) from exc
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolling back on any exception so the store is left unchanged."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    try:
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise FeatureliteError(f"commit failed, nothing was written: {exc}") from exc

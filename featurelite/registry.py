@@ -1,0 +1,308 @@
+"""Definitions and every version of them, stored in the file.
+
+Tables (all prefixed ``fl_``):
+
+- ``fl_meta``: format name and version, the next ingest sequence number.
+- ``fl_versions``: every (kind, name, version) ever applied, with its spec and first apply time.
+- ``fl_apply_log``: one row per change an apply made (added / changed / deleted).
+- ``fl_current``: the version of each definition in force now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from .definitions import Entity, FeatureView
+from .errors import (
+    BreakingChangeError,
+    DefinitionError,
+    StoreFormatError,
+    UnknownEntityError,
+    UnknownFeatureViewError,
+)
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Change", "Registry"]
+
+FORMAT_NAME = "featurelite"
+#: Bump when the file layout changes; a file with a higher number is refused.
+FORMAT_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fl_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS fl_versions (
+    kind VARCHAR NOT NULL, name VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    spec VARCHAR NOT NULL, first_applied_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (kind, name, version));
+CREATE TABLE IF NOT EXISTS fl_apply_log (
+    applied_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, name VARCHAR NOT NULL,
+    version VARCHAR, change VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS fl_current (
+    kind VARCHAR NOT NULL, name VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    PRIMARY KEY (kind, name));
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One definition's fate in an apply."""
+
+    kind: str  #: "entity" or "feature_view"
+    name: str
+    version: str
+    previous_version: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What ``Store.apply`` did (or, with ``dry_run=True``, would do)."""
+
+    added: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    unchanged: list[Change] = field(default_factory=list)
+    dry_run: bool = False
+
+    def __bool__(self) -> bool:
+        """True when the apply added or changed anything."""
+        return bool(self.added or self.changed)
+
+
+def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool, version: str) -> None:
+    """Create the registry tables in a new file, or check an existing file is ours."""
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "fl_meta" not in tables:
+        if tables or read_only:
+            raise StoreFormatError(
+                f"file {path!r} is a DuckDB database but not a featurelite store; "
+                "open a featurelite store or pass a new path",
+                path=path,
+            )
+        con.execute("BEGIN TRANSACTION")
+        con.execute(_SCHEMA)
+        con.executemany(
+            "INSERT INTO fl_meta VALUES (?, ?)",
+            [["format", FORMAT_NAME], ["format_version", str(FORMAT_VERSION)], ["created_by", version], ["next_seq", "0"]],
+        )
+        con.execute("COMMIT")
+        return
+    meta = dict(con.execute("SELECT key, value FROM fl_meta").fetchall())
+    if meta.get("format") != FORMAT_NAME:
+        raise StoreFormatError(f"file {path!r} is not a featurelite store", path=path)
+    found = int(meta.get("format_version", "0"))
+    if found > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"store file {path!r} has format version {found}, newer than this featurelite "
+            f"({version}) reads (up to {FORMAT_VERSION}); upgrade featurelite",
+            path=path,
+            format_version=found,
+        )
+
+
+def take_seq(con: duckdb.DuckDBPyConnection, count: int) -> int:
+    """Reserve ``count`` ingest sequence numbers inside the caller's transaction."""
+    start = int(con.execute("SELECT value FROM fl_meta WHERE key = 'next_seq'").fetchone()[0])
+    con.execute("UPDATE fl_meta SET value = ? WHERE key = 'next_seq'", [str(start + count)])
+    return start
+
+
+class Registry:
+    """The current entities and feature views, mirrored in memory from the file."""
+
+    def __init__(self) -> None:
+        self.entities: dict[str, Entity] = {}
+        self.views: dict[str, FeatureView] = {}
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        rows = con.execute(
+            "SELECT c.kind, v.spec FROM fl_current c JOIN fl_versions v USING (kind, name, version)"
+        ).fetchall()
+        self.entities = {}
+        self.views = {}
+        for kind, spec in rows:
+            data = json.loads(spec)
+            if kind == "entity":
+                self.entities[data["name"]] = Entity.from_spec(data)
+            else:
+                self.views[data["name"]] = FeatureView.from_spec(data)
+
+    def entity(self, name: str) -> Entity:
+        try:
+            return self.entities[name]
+        except KeyError:
+            raise UnknownEntityError(
+                f"entity {name!r} is not registered (registered: {', '.join(sorted(self.entities)) or 'none'}); "
+                "apply it first",
+                name=name,
+            ) from None
+
+    def view(self, name: str) -> FeatureView:
+        try:
+            return self.views[name]
+        except KeyError:
+            raise UnknownFeatureViewError(
+                f"feature view {name!r} is not registered (registered: {', '.join(sorted(self.views)) or 'none'}); "
+                "apply it first",
+                name=name,
+            ) from None
+
+    def plan(
+        self,
+        objects: Iterable[Entity | FeatureView],
+        rows_stored: Callable[[str], int],
+    ) -> tuple[ApplyResult, dict[str, Entity], dict[str, FeatureView]]:
+        """Validate ``objects`` against the registry and say what applying them changes.
+
+        Returns the result plus the entity and view sets as they would be afterwards.
+        Raises DefinitionError / UnknownEntityError / BreakingChangeError; changes nothing.
+        """
+        entities, views = _collect(objects)
+        new_entities = {**self.entities, **entities}
+        new_views = {**self.views, **views}
+        for view in new_views.values():
+            _check_view_against_entities(view, new_entities)
+        result = ApplyResult()
+        for kind, given, current in (("entity", entities, self.entities), ("feature_view", views, self.views)):
+            for name, obj in given.items():
+                old = current.get(name)
+                if old is None:
+                    result.added.append(Change(kind, name, obj.version))
+                elif old.version == obj.version:
+                    result.unchanged.append(Change(kind, name, obj.version, old.version))
+                else:
+                    result.changed.append(Change(kind, name, obj.version, old.version))
+        for name, view in new_views.items():
+            old_view = self.views.get(name)
+            if old_view is None:
+                continue
+            problem = _breaking_difference(old_view, view, self.entities, new_entities)
+            if problem:
+                stored = rows_stored(name)
+                if stored:
+                    raise BreakingChangeError(
+                        f"feature view {name!r}: {problem}, which would break its {stored} stored "
+                        f"rows; apply it under a new name, or delete the view and its data first "
+                        f"with store.delete_feature_view({name!r})",
+                        name=name,
+                        rows=stored,
+                    )
+        return result, new_entities, new_views
+
+    def record(self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: dict[tuple[str, str], Entity | FeatureView], now: datetime) -> None:
+        """Write an apply's changes inside the caller's transaction."""
+        for change in [*result.added, *result.changed]:
+            obj = objects[(change.kind, change.name)]
+            spec = json.dumps(obj.spec(), sort_keys=True)
+            con.execute(
+                "INSERT INTO fl_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [change.kind, change.name, change.version, spec, now],
+            )
+            con.execute(
+                "INSERT INTO fl_apply_log VALUES (?, ?, ?, ?, ?)",
+                [now, change.kind, change.name, change.version, "added" if change.previous_version is None else "changed"],
+            )
+            con.execute(
+                "INSERT INTO fl_current VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version",
+                [change.kind, change.name, change.version],
+            )
+
+    def record_delete(self, con: duckdb.DuckDBPyConnection, kind: str, name: str, now: datetime) -> None:
+        con.execute("DELETE FROM fl_current WHERE kind = ? AND name = ?", [kind, name])
+        con.execute("INSERT INTO fl_apply_log VALUES (?, ?, ?, NULL, 'deleted')", [now, kind, name])
+
+    @staticmethod
+    def versions(con: duckdb.DuckDBPyConnection, name: str, kind: str | None = None) -> list[dict[str, object]]:
+        """Every version of ``name`` ever applied, oldest first."""
+        query = "SELECT kind, name, version, first_applied_at, spec FROM fl_versions WHERE name = ?"
+        params: list[object] = [name]
+        if kind:
+            query += " AND kind = ?"
+            params.append(kind)
+        rows = con.execute(query + " ORDER BY first_applied_at, version", params).fetchall()
+        return [
+            {"kind": k, "name": n, "version": v, "applied_at": at, "spec": json.loads(s)}
+            for k, n, v, at, s in rows
+        ]
+
+
+def _collect(objects: Iterable[Entity | FeatureView]) -> tuple[dict[str, Entity], dict[str, FeatureView]]:
+    if isinstance(objects, (Entity, FeatureView)):
+        objects = [objects]
+    entities: dict[str, Entity] = {}
+    views: dict[str, FeatureView] = {}
+    items: Sequence[object] = list(objects)
+    for obj in items:
+        if isinstance(obj, Entity):
+            if obj.name in entities and entities[obj.name] != obj:
+                raise DefinitionError(f"apply got two different entities named {obj.name!r}; keep one", name=obj.name)
+            entities[obj.name] = obj
+        elif isinstance(obj, FeatureView):
+            if obj.name in views and views[obj.name] != obj:
+                raise DefinitionError(f"apply got two different feature views named {obj.name!r}; keep one", name=obj.name)
+            views[obj.name] = obj
+        else:
+            raise DefinitionError(
+                f"apply takes Entity and FeatureView objects, got {type(obj).__name__}: {obj!r}"
+            )
+    # Entities a view was built with are applied with it unless given separately.
+    for view in views.values():
+        for ent in view._entity_objects:
+            given = entities.setdefault(ent.name, ent)
+            if given != ent:
+                raise DefinitionError(
+                    f"feature view {view.name!r} was built with a different entity {ent.name!r} "
+                    "than the one passed to apply; use one definition",
+                    name=ent.name,
+                )
+    return entities, views
+
+
+def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity]) -> None:
+    columns = set(view.schema) | {view.timestamp_field}
+    if view.created_timestamp_field:
+        columns.add(view.created_timestamp_field)
+    seen_keys: set[str] = set()
+    for name in view.entities:
+        if name not in entities:
+            raise UnknownEntityError(
+                f"feature view {view.name!r} uses entity {name!r}, which is neither registered nor "
+                "in this apply; define it with fl.Entity and apply it too",
+                name=name,
+                view=view.name,
+            )
+        for key in entities[name].join_keys:
+            if key in columns or key in seen_keys:
+                raise DefinitionError(
+                    f"feature view {view.name!r}: join key {key!r} of entity {name!r} clashes with "
+                    "another column of the view; rename one of them",
+                    view=view.name,
+                    column=key,
+                )
+            seen_keys.add(key)
+
+
+def _breaking_difference(
+    old: FeatureView, new: FeatureView, old_entities: dict[str, Entity], new_entities: dict[str, Entity]
+) -> str | None:
+    """Why replacing ``old`` by ``new`` would break stored rows, or None if it would not."""
+    old_keys = [(k, d) for e in old.entities for k, d in old_entities[e].key_schema.items()]
+    new_keys = [(k, d) for e in new.entities for k, d in new_entities[e].key_schema.items()]
+    if old_keys != new_keys:
+        return f"its join keys change from {old_keys} to {new_keys}"
+    if old.timestamp_field != new.timestamp_field:
+        return f"timestamp_field changes from {old.timestamp_field!r} to {new.timestamp_field!r}"
+    if old.created_timestamp_field != new.created_timestamp_field:
+        return (
+            f"created_timestamp_field changes from {old.created_timestamp_field!r} "
+            f"to {new.created_timestamp_field!r}"
+        )
+    for feature, dtype in old.schema.items():
+        if feature not in new.schema:
+            return f"feature {feature!r} is removed"
+        if new.schema[feature] != dtype:
+            return f"feature {feature!r} changes dtype from {dtype!r} to {new.schema[feature]!r}"
+    return None
+

@@ -1,0 +1,77 @@
+"""Result objects returned by Store methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["IngestResult", "MaterializeResult", "OnlineResponse"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ``Store.ingest`` wrote."""
+
+    view: str
+    rows: int  #: rows appended to history
+    online_rows_changed: int  #: entities whose online value changed (-1 if not counted)
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What one ``Store.materialize`` rebuilt."""
+
+    view: str
+    online_rows: int
+
+
+class OnlineResponse:
+    """Feature values for a list of entities, as served online.
+
+    ``to_dict()`` gives ``{column: [value per entity]}`` (join keys first, then features),
+    ``statuses`` gives ``{feature: [status per entity]}`` with the values of
+    :class:`featurelite.Status`; a value is ``None`` unless its status is ``PRESENT``.
+    """
+
+    __slots__ = ("_keys", "_values", "_statuses", "_types")
+
+    def __init__(
+        self,
+        keys: dict[str, list[Any]],
+        values: dict[str, list[Any]],
+        statuses: dict[str, list[str]],
+        types: dict[str, pa.DataType],
+    ) -> None:
+        self._keys = keys
+        self._values = values
+        self._statuses = statuses
+        self._types = types
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """``{join key or feature: [value per entity]}``."""
+        return {**self._keys, **self._values}
+
+    @property
+    def statuses(self) -> dict[str, list[str]]:
+        """``{feature: [status per entity]}``."""
+        return self._statuses
+
+    def to_arrow(self) -> pa.Table:
+        """The values as a pyarrow Table (features typed as declared)."""
+        columns = {name: pa.array(vals) for name, vals in self._keys.items()}
+        for name, vals in self._values.items():
+            columns[name] = pa.array(vals, type=self._types[name])
+        return pa.table(columns)
+
+    def to_pandas(self) -> Any:
+        """The values as a pandas DataFrame (needs pandas)."""
+        return self.to_arrow().to_pandas()
+
+    def __len__(self) -> int:
+        first = next(iter(self._keys.values()), [])
+        return len(first)
+
+    def __repr__(self) -> str:
+        return f"OnlineResponse({self.to_dict()!r})"

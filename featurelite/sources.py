@@ -1,0 +1,105 @@
+"""Turn what users hand us (Arrow, pandas, polars, Parquet / CSV paths) into a stream of
+Arrow record batches, so that inputs of any size flow through with bounded memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import SourceError
+
+__all__ = ["DataSource", "to_reader", "to_table"]
+
+DataSource = Any  # pa.Table | pa.RecordBatch | pa.RecordBatchReader | Arrow C stream | str | Path
+
+#: Rows per batch read from files; large enough for DuckDB to scan efficiently.
+FILE_BATCH_ROWS = 1 << 20
+
+
+def _file_reader(path: Path) -> pa.RecordBatchReader:
+    if not path.exists():
+        raise SourceError(f"file {str(path)!r} does not exist; check the path", path=str(path))
+    if path.is_dir():
+        raise SourceError(f"{str(path)!r} is a folder; pass a Parquet or CSV file", path=str(path))
+    suffix = path.suffix.lower()
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    try:
+        if magic == b"PAR1" or suffix == ".parquet":
+            parquet = pq.ParquetFile(path)
+            return pa.RecordBatchReader.from_batches(
+                parquet.schema_arrow, parquet.iter_batches(batch_size=FILE_BATCH_ROWS)
+            )
+        if suffix in (".csv", ".tsv", ".txt"):
+            parse = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            return pacsv.open_csv(path, parse_options=parse, read_options=pacsv.ReadOptions(block_size=1 << 24))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(
+            f"file {str(path)!r} could not be read as {'Parquet' if suffix == '.parquet' else 'CSV'}: {exc}",
+            path=str(path),
+        ) from exc
+    raise SourceError(
+        f"file {str(path)!r} is neither Parquet nor CSV; pass a .parquet or .csv file",
+        path=str(path),
+    )
+
+
+def to_reader(data: DataSource) -> pa.RecordBatchReader:
+    """A RecordBatchReader over ``data``.
+
+    Accepts a pyarrow Table, RecordBatch or RecordBatchReader; anything with the Arrow C
+    stream interface (pandas >= 2.2, polars, DuckDB relations); a pandas DataFrame on older
+    pandas; or the path of a Parquet or CSV file (``str`` or ``os.PathLike``).
+    """
+    if isinstance(data, pa.RecordBatchReader):
+        return data
+    if isinstance(data, pa.Table):
+        return pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatchReader.from_batches(data.schema, [data])
+    if isinstance(data, (str, os.PathLike)):
+        return _file_reader(Path(data))
+    if hasattr(data, "__arrow_c_stream__"):
+        try:
+            return pa.RecordBatchReader.from_stream(data)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise SourceError(f"could not read {type(data).__name__} as Arrow: {exc}") from exc
+    if type(data).__module__.startswith("pandas"):
+        table = pa.Table.from_pandas(data, preserve_index=False)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    raise SourceError(
+        f"cannot read data of type {type(data).__name__}; pass a pyarrow Table, a pandas or "
+        "polars DataFrame, or the path of a Parquet or CSV file"
+    )
+
+
+def to_table(data: DataSource) -> pa.Table:
+    """Read all of ``data`` into one Arrow table."""
+    if isinstance(data, pa.Table):
+        return data
+    return to_reader(data).read_all()
+
+
+def rebatch(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
+    """Group a stream of (possibly tiny) batches into tables of about ``rows`` rows.
+
+    Batches are not copied; a table is a list of the batches it groups.
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending, reader.schema)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, reader.schema)

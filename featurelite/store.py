@@ -1,0 +1,635 @@
+"""Store: the one object users hold. Composes registry, offline history and online values.
+
+No printing, no CLI, no HTTP here: every user operation is a method.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from . import offline, online
+from .conform import check_columns, conform_table, normalize_timestamps
+from .db import connect, quote, transaction
+from .definitions import RESERVED_PREFIX, Entity, FeatureView
+from .errors import (
+    FeatureliteError,
+    InputError,
+    ReadOnlyError,
+    SchemaError,
+    SourceError,
+    StoreClosedError,
+    UnknownFeatureError,
+)
+from .layout import SEQ, ViewLayout
+from .registry import ApplyResult, Registry, init_or_check, take_seq
+from .results import IngestResult, MaterializeResult, OnlineResponse
+from .sources import DataSource, rebatch, to_reader, to_table
+from .types import arrow_type
+
+__all__ = ["Store", "open"]
+
+_VERSION = "0.1.0"
+#: Rows handed to DuckDB per INSERT during ingest.
+INGEST_BATCH_ROWS = 1 << 20
+
+
+def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> Store:  # noqa: A001
+    """Open the featurelite store in ``path``, creating the file if it is missing.
+
+    ``":memory:"`` gives a store that lives only in this process. ``read_only=True``
+    opens an existing store for reading; several processes may do so at once, but not
+    while another process has it open for writing.
+    """
+    return Store(path, read_only=read_only)
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    """A datetime as naive UTC (naive input is taken as UTC already)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _micros(moment: datetime) -> int:
+    moment = _utc_naive(moment)
+    return (moment - datetime(1970, 1, 1)) // _US
+
+
+_US = datetime(1970, 1, 1, 0, 0, 0, 1) - datetime(1970, 1, 1)
+
+
+class Store:
+    """A feature store in one DuckDB file: registry, offline history and online values.
+
+    Use :func:`featurelite.open` to get one. A Store is a context manager; ``close()``
+    releases the file. Methods are safe to call from several threads.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.read_only = read_only
+        self._con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
+        try:
+            init_or_check(self._con, self.path, read_only=read_only, version=_VERSION)
+            self._registry = Registry()
+            self._registry.load(self._con)
+        except BaseException:
+            self._con.close()
+            raise
+        self._lock = threading.RLock()
+        self._layouts: dict[str, ViewLayout] = {}
+        self._indexes: dict[str, online.OnlineIndex] = {}
+        self._online_plans: dict[tuple[tuple[str, ...], bool], list[tuple[str, list[str], list[str]]]] = {}
+        self._refresh_layouts()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the file. Further calls raise StoreClosedError."""
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+                self._indexes.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._con is None else ("read-only" if self.read_only else "open")
+        return f"<featurelite.Store {self.path!r} {state}>"
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The underlying DuckDB connection (for inspection; writes bypass featurelite's checks)."""
+        if self._con is None:
+            raise StoreClosedError(f"store {self.path!r} is closed; open it again with featurelite.open")
+        return self._con
+
+    def _writable(self) -> duckdb.DuckDBPyConnection:
+        con = self.con
+        if self.read_only:
+            raise ReadOnlyError(
+                f"store {self.path!r} is open read-only; open it with read_only=False to write",
+                path=self.path,
+            )
+        return con
+
+    def _refresh_layouts(self) -> None:
+        entities = self._registry.entities
+        self._layouts = {name: ViewLayout.resolve(view, entities) for name, view in self._registry.views.items()}
+        self._online_plans.clear()
+
+    def _layout(self, view: str) -> ViewLayout:
+        layout = self._layouts.get(view)
+        if layout is None:
+            self._registry.view(view)  # raises UnknownFeatureViewError with the list
+            raise AssertionError("registry and layouts disagree")
+        return layout
+
+    # -- definitions ----------------------------------------------------------------
+
+    def apply(self, objects: Iterable[Entity | FeatureView] | Entity | FeatureView, *, dry_run: bool = False) -> ApplyResult:
+        """Register entities and feature views, creating their tables.
+
+        Idempotent: applying the same definitions again changes nothing. Returns which
+        definitions were added, changed and unchanged. A change that would break stored
+        data (a dtype change, a removed feature or key) raises BreakingChangeError and
+        changes nothing. With ``dry_run=True`` nothing is written.
+        """
+        with self._lock:
+            con = self.con if dry_run else self._writable()
+            result, entities, views = self._registry.plan(objects, self._rows_stored)
+            if dry_run:
+                return replace(result, dry_run=True)
+            if not result:
+                return result
+            objects_by_key: dict[tuple[str, str], Entity | FeatureView] = {}
+            for ent in entities.values():
+                objects_by_key[("entity", ent.name)] = ent
+            for view in views.values():
+                objects_by_key[("feature_view", view.name)] = view
+            new_layouts = {name: ViewLayout.resolve(view, entities) for name, view in views.items()}
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            try:
+                with transaction(con):
+                    self._registry.record(con, result, objects_by_key, now)
+                    for name, layout in new_layouts.items():
+                        self._sync_tables(con, self._layouts.get(name), layout)
+            except duckdb.Error as exc:
+                raise FeatureliteError(f"apply failed, nothing was changed: {exc}") from exc
+            self._registry.entities, self._registry.views = entities, views
+            for name, layout in new_layouts.items():
+                if self._layouts.get(name) != layout:
+                    self._indexes.pop(name, None)
+            self._refresh_layouts()
+            return result
+
+    @staticmethod
+    def _sync_tables(con: duckdb.DuckDBPyConnection, old: ViewLayout | None, new: ViewLayout) -> None:
+        """Create or adapt a view's tables (inside the apply transaction)."""
+        if old == new:
+            return
+        if old is not None:
+            compatible = (
+                old.keys == new.keys
+                and old.ts == new.ts
+                and old.created == new.created
+                and all(new.view.schema.get(f) == d for f, d in old.features)
+            )
+            if compatible:
+                added = [(f, d) for f, d in new.features if f not in old.view.schema]
+                offline.add_feature_columns(con, old.history_table, added)
+                offline.add_feature_columns(con, old.online_table, added)
+                return
+            # The registry's plan only lets an incompatible change through for an empty view.
+            con.execute(f"DROP TABLE IF EXISTS {old.history_table}")
+            con.execute(f"DROP TABLE IF EXISTS {old.online_table}")
+        offline.create_history(con, new)
+        online.create_online(con, new)
+
+    def _rows_stored(self, view: str) -> int:
+        layout = self._layouts.get(view)
+        return 0 if layout is None else offline.row_count(self.con, layout)
+
+    def delete_feature_view(self, name: str) -> None:
+        """Remove a feature view and all its stored data (history and online)."""
+        with self._lock:
+            con = self._writable()
+            layout = self._layout(name)
+            with transaction(con):
+                con.execute(f"DROP TABLE IF EXISTS {layout.history_table}")
+                con.execute(f"DROP TABLE IF EXISTS {layout.online_table}")
+                self._registry.record_delete(con, "feature_view", name, datetime.now(timezone.utc).replace(tzinfo=None))
+            del self._registry.views[name]
+            self._indexes.pop(name, None)
+            self._refresh_layouts()
+
+    def list_entities(self) -> list[Entity]:
+        """Registered entities, by name."""
+        self.con
+        return [self._registry.entities[n] for n in sorted(self._registry.entities)]
+
+    def list_feature_views(self) -> list[FeatureView]:
+        """Registered feature views, by name."""
+        self.con
+        return [self._registry.views[n] for n in sorted(self._registry.views)]
+
+    def get_entity(self, name: str) -> Entity:
+        """The registered entity ``name``."""
+        self.con
+        return self._registry.entity(name)
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        """The registered feature view ``name``."""
+        self.con
+        return self._registry.view(name)
+
+    def list_versions(self, name: str, *, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every version of definition ``name`` ever applied (oldest first), with its spec
+        and when it was first applied."""
+        with self._lock:
+            return Registry.versions(self.con, name, kind)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A feature view's definition, version and data statistics."""
+        with self._lock:
+            layout = self._layout(name)
+            rows, first, last = offline.stats(self.con, layout)
+            online_rows = self.con.execute(f"SELECT count(*) FROM {layout.online_table}").fetchone()[0]
+            return {
+                "name": name,
+                "version": layout.view.version,
+                "spec": layout.view.spec(),
+                "join_keys": dict(layout.keys),
+                "history_rows": rows,
+                "online_rows": int(online_rows),
+                "first_event": first,
+                "last_event": last,
+            }
+
+    # -- ingest ---------------------------------------------------------------------
+
+    def ingest(self, view: str, data: DataSource, *, batch_rows: int = INGEST_BATCH_ROWS) -> IngestResult:
+        """Append ``data`` to ``view``'s history and update its online values, atomically.
+
+        ``data``: a pyarrow Table / RecordBatch / RecordBatchReader, a pandas or polars
+        DataFrame (anything with the Arrow C stream interface), or the path of a Parquet
+        or CSV file. Columns: the view's join keys, features, ``timestamp_field`` and, if
+        declared, ``created_timestamp_field``; no others. Timestamps with a zone are
+        converted to UTC; naive timestamps are taken as UTC.
+
+        The input streams through in batches of ``batch_rows``; either all of it lands
+        (history and online together) or, on any error, none of it does.
+        """
+        with self._lock:
+            con = self._writable()
+            layout = self._layout(view)
+            reader = to_reader(data)
+            expected = layout.input_columns()
+            check_columns(view, reader.schema, expected)
+            names = layout.stored_columns()
+            index = self._indexes.get(view)
+            rows = 0
+            changed: pa.Table | None = None
+            try:
+                with transaction(con):
+                    first_seq: int | None = None
+                    for table in _read_batches(view, reader, batch_rows):
+                        arrays = conform_table(view, table, expected, rows)
+                        seq = take_seq(con, table.num_rows)
+                        first_seq = seq if first_seq is None else first_seq
+                        arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
+                        offline.append(con, layout, pa.Table.from_arrays(arrays, names=names))
+                        rows += table.num_rows
+                    if first_seq is not None:
+                        winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
+                        statement = online.upsert_sql(layout, winners, returning=index is not None)
+                        if index is not None:
+                            changed = con.sql(statement).to_arrow_table()
+                        else:
+                            con.execute(statement)
+            except duckdb.Error as exc:
+                raise FeatureliteError(f"ingest into view {view!r} failed, nothing was written: {exc}", view=view) from exc
+            if index is not None and changed is not None:
+                self._apply_to_index(view, index, changed)
+            return IngestResult(view, rows, -1 if changed is None else changed.num_rows)
+
+    def _apply_to_index(self, view: str, index: online.OnlineIndex, changed: pa.Table) -> None:
+        try:
+            index.upsert(changed)
+        except BaseException:
+            # Never serve from an index that may have missed a committed write.
+            self._indexes.pop(view, None)
+            raise
+
+    # -- online ---------------------------------------------------------------------
+
+    def _index(self, view: str) -> online.OnlineIndex:
+        index = self._indexes.get(view)
+        if index is None:
+            with self._lock:
+                index = self._indexes.get(view)
+                if index is None:
+                    layout = self._layout(view)
+                    columns = ", ".join(quote(c) for c in online.index_columns(layout))
+                    table = self.con.sql(f"SELECT {columns} FROM {layout.online_table}").to_arrow_table()
+                    index = online.OnlineIndex.build(layout, table)
+                    self._indexes[view] = index
+        return index
+
+    def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> list[tuple[str, list[str], list[str]]]:
+        key = (tuple(features), full_feature_names)
+        plan = self._online_plans.get(key)
+        if plan is None:
+            plan = [
+                (view, feats, outs)
+                for view, feats, outs in self._resolve_features(features, full_feature_names)
+            ]
+            self._online_plans[key] = plan
+        return plan
+
+    def _resolve_features(self, features: Sequence[str] | str, full_feature_names: bool) -> list[tuple[str, list[str], list[str]]]:
+        """Group ``view:feature`` references by view: [(view, features, output names)]."""
+        if isinstance(features, str):
+            features = [features]
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        seen: dict[str, str] = {}
+        if not features:
+            raise InputError("no features requested; pass references like 'view:feature'")
+        for ref in features:
+            if not isinstance(ref, str) or ref.count(":") != 1:
+                raise UnknownFeatureError(
+                    f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
+                )
+            view_name, feature = ref.split(":")
+            layout = self._layout(view_name)
+            if feature not in layout.view.schema:
+                raise UnknownFeatureError(
+                    f"feature view {view_name!r} has no feature {feature!r} "
+                    f"(features: {', '.join(layout.view.schema)})",
+                    reference=ref,
+                    view=view_name,
+                )
+            out = f"{view_name}__{feature}" if full_feature_names else feature
+            if out in seen:
+                hint = "" if full_feature_names else "; pass full_feature_names=True to prefix names with the view"
+                raise InputError(f"features {seen[out]!r} and {ref!r} would both be named {out!r}{hint}", name=out)
+            seen[out] = ref
+            feats, outs = groups.setdefault(view_name, ([], []))
+            feats.append(feature)
+            outs.append(out)
+        return [(view, feats, outs) for view, (feats, outs) in groups.items()]
+
+    def get_online_features(
+        self,
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        features: Sequence[str],
+        *,
+        full_feature_names: bool = False,
+        now: datetime | None = None,
+    ) -> OnlineResponse:
+        """Latest feature values for each entity, from the in-memory online index.
+
+        ``entity_rows`` is a list of ``{join key: value}`` dicts, or one dict of
+        ``{join key: [values]}``. ``features`` are ``"view:feature"`` references. A value
+        is the one a point-in-time lookup at ``now`` (default: the current time) returns;
+        a value older than its view's ttl is ``None`` with status ``OUTSIDE_MAX_AGE``.
+        """
+        self.con
+        plan = self._online_plan(features, full_feature_names)
+        columns = _entity_columns(entity_rows)
+        n = len(next(iter(columns.values()))) if columns else 0
+        now_us = time.time_ns() // 1000 if now is None else _micros(now)
+        key_out: dict[str, list[Any]] = {}
+        values: dict[str, list[Any]] = {}
+        statuses: dict[str, list[str]] = {}
+        types: dict[str, pa.DataType] = {}
+        for view, feats, outs in plan:
+            index = self._index(view)
+            keys = _keys_for(view, index.key_names, columns, n)
+            for k in index.key_names:
+                key_out.setdefault(k, columns[k])
+            vals, stats, future = index.read(keys, feats, now_us)
+            if future:
+                self._resolve_future(view, feats, keys, future, now_us, vals, stats)
+            for out, feat, v, s in zip(outs, feats, vals, stats):
+                values[out] = v
+                statuses[out] = s
+                types[out] = arrow_type(index.layout.view.schema[feat])
+        return OnlineResponse(key_out, values, statuses, types)
+
+    def _resolve_future(
+        self, view: str, feats: list[str], keys: list[Any], future: list[int], now_us: int,
+        vals: list[list[Any]], stats: list[list[str]],
+    ) -> None:
+        """Entities whose latest event is dated after ``now``: serve the point-in-time
+        value at ``now`` from history (rare; costs one SQL query per call)."""
+        layout = self._layout(view)
+        probe_cols: dict[str, list[Any]] = {}
+        for j, k in enumerate(layout.key_names):
+            probe_cols[k] = [keys[i] if len(layout.key_names) == 1 else keys[i][j] for i in future]
+        probe = pa.table({
+            **{k: pa.array(v, type=arrow_type(d)) for (k, d), v in zip(layout.keys, probe_cols.values())},
+            offline.PROBE_TS: pa.array([now_us] * len(future), type=pa.int64()).cast(pa.timestamp("us")),
+            offline.PROBE_ROW: pa.array(range(len(future)), type=pa.int64()),
+        })
+        with self._lock:
+            result = self._point_in_time(layout, feats, probe, event_time=True)
+        matched = result.column(offline.EVENT_TS).cast(pa.int64()).to_pylist()
+        ttl_us = online.OnlineIndex(layout).ttl_us
+        for f, feat in enumerate(feats):
+            column = result.column(feat).cast(arrow_type(layout.view.schema[feat])).to_pylist()
+            for j, i in enumerate(future):
+                vals[f][i] = column[j]
+                if matched[j] is None:
+                    stats[f][i] = online.Status.NOT_FOUND
+                elif ttl_us is not None and matched[j] < now_us - ttl_us:
+                    stats[f][i] = online.Status.OUTSIDE_MAX_AGE
+                else:
+                    stats[f][i] = online.Status.PRESENT if column[j] is not None else online.Status.NULL_VALUE
+
+    def _point_in_time(self, layout: ViewLayout, feats: list[str], probe: pa.Table, *, event_time: bool = False) -> pa.Table:
+        """Run the point-in-time join of ``probe`` against one view, rows in probe order."""
+        con = self.con
+        con.register(offline.PROBE, probe)
+        try:
+            result = con.sql(offline.point_in_time_sql(layout, feats, event_time=event_time)).to_arrow_table()
+        finally:
+            con.unregister(offline.PROBE)
+        order = np.empty(result.num_rows, dtype=np.int64)
+        order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
+        result = result.take(order)
+        return result
+
+    # -- offline --------------------------------------------------------------------
+
+    def get_historical_features(
+        self,
+        entity_df: DataSource,
+        features: Sequence[str],
+        *,
+        timestamp_field: str | None = None,
+        full_feature_names: bool = False,
+    ) -> pa.Table:
+        """A point-in-time correct training set.
+
+        ``entity_df`` (a pyarrow Table, pandas / polars DataFrame or file path) has the
+        join keys of every requested view and an event timestamp column
+        (``timestamp_field``, default ``event_timestamp`` or the only timestamp column).
+        For every row, in input order and with duplicates kept, each feature is taken
+        from the latest history row of the same entity whose event time is at or before
+        the row's timestamp (and within the view's ttl); ties go to the latest created
+        timestamp, then to the row ingested last. No match gives null; no row is dropped.
+        Other columns of ``entity_df`` are carried through unchanged.
+        """
+        with self._lock:
+            self.con
+            plan = self._resolve_features(features, full_feature_names)
+            entity = to_table(entity_df)
+            ts_name = _pick_timestamp(entity, timestamp_field)
+            for name in entity.column_names:
+                if name.lower().startswith(RESERVED_PREFIX):
+                    raise SchemaError(f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name)
+            probe_cols: dict[str, pa.Array] = {}
+            for view, _, outs in plan:
+                layout = self._layout(view)
+                for key, dtype in layout.keys:
+                    if key not in entity.column_names:
+                        raise SchemaError(
+                            f"entity_df has no column {key!r}, the join key of view {view!r}; add it",
+                            column=key, view=view,
+                        )
+                    probe_cols[key] = _key_column(entity.column(key), key, dtype)
+                for out in outs:
+                    if out in entity.column_names:
+                        hint = "" if full_feature_names else " or pass full_feature_names=True"
+                        raise SchemaError(
+                            f"entity_df already has a column {out!r}, the name of a requested feature; rename it{hint}",
+                            column=out,
+                        )
+            n = entity.num_rows
+            probe_cols[offline.PROBE_TS] = normalize_timestamps(entity.column(ts_name), f"entity_df column {ts_name!r}")
+            probe_cols[offline.PROBE_ROW] = pa.array(np.arange(n, dtype=np.int64))
+            probe = pa.table(probe_cols)
+            result = entity
+            for view, feats, outs in plan:
+                layout = self._layout(view)
+                try:
+                    joined = self._point_in_time(layout, feats, probe)
+                except duckdb.Error as exc:
+                    raise FeatureliteError(f"point-in-time join with view {view!r} failed: {exc}", view=view) from exc
+                for feat, out in zip(feats, outs):
+                    column = joined.column(feat).cast(arrow_type(layout.view.schema[feat]))
+                    result = result.append_column(out, column)
+            return result
+
+    # -- materialize ----------------------------------------------------------------
+
+    def materialize(
+        self, views: str | Sequence[str] | None = None, *, end_date: datetime | None = None
+    ) -> list[MaterializeResult]:
+        """Rebuild online values from history, for recovery or after a definition change.
+
+        For each view (default: all), the online table becomes exactly what ingest-time
+        maintenance produces from the history, counting only events at or before
+        ``end_date`` if given.
+        """
+        with self._lock:
+            con = self._writable()
+            names = sorted(self._layouts) if views is None else ([views] if isinstance(views, str) else list(views))
+            layouts = [self._layout(name) for name in names]
+            end_sql = None
+            if end_date is not None:
+                end_sql = f"'{_utc_naive(end_date).isoformat(sep=' ')}'::TIMESTAMP"
+            results = []
+            with transaction(con):
+                for layout in layouts:
+                    winners = offline.latest_per_key_sql(layout, end=end_sql)
+                    for statement in online.replace_sql(layout, winners):
+                        con.execute(statement)
+                    count = con.execute(f"SELECT count(*) FROM {layout.online_table}").fetchone()[0]
+                    results.append(MaterializeResult(layout.name, int(count)))
+            for layout in layouts:
+                self._indexes.pop(layout.name, None)
+            return results
+
+
+def _read_batches(view: str, reader: pa.RecordBatchReader, rows: int) -> Iterable[pa.Table]:
+    """Batches of the input; a failure while reading (a CSV that does not parse) becomes
+    a SourceError."""
+    batches = rebatch(reader, rows)
+    while True:
+        try:
+            table = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise SourceError(f"view {view!r}: reading the input failed: {exc}", view=view) from exc
+        yield table
+
+
+def _pick_timestamp(entity: pa.Table, requested: str | None) -> str:
+    if requested is not None:
+        if requested not in entity.column_names:
+            raise SchemaError(f"entity_df has no column {requested!r} (columns: {', '.join(entity.column_names)})", column=requested)
+        return requested
+    if "event_timestamp" in entity.column_names:
+        return "event_timestamp"
+    candidates = [f.name for f in entity.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise SchemaError(
+        "entity_df needs an event timestamp column; name it 'event_timestamp' or pass "
+        f"timestamp_field= (timestamp columns found: {', '.join(candidates) or 'none'})"
+    )
+
+
+def _key_column(values: pa.ChunkedArray, key: str, dtype: str) -> pa.Array:
+    """An entity_df key column, checked to be comparable with the view's key dtype."""
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values = values.cast(kind.value_type)
+        kind = values.type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    ok = (
+        pa.types.is_null(kind)
+        or (dtype == "string" and text)
+        or (dtype in ("int32", "int64") and pa.types.is_integer(kind))
+        or (dtype == "bool" and pa.types.is_boolean(kind))
+    )
+    if not ok:
+        raise SchemaError(
+            f"entity_df column {key!r} has Arrow type {kind}, but the join key is {dtype!r}; convert the column",
+            column=key,
+        )
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Entity rows as ``{key: [values]}``."""
+    if isinstance(entity_rows, Mapping):
+        columns = {k: list(v) for k, v in entity_rows.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise InputError("entity_rows columns have different lengths; give one value per entity in each")
+        return columns
+    rows = list(entity_rows)
+    if not rows:
+        return {}
+    names = list(rows[0])
+    columns = {k: [] for k in names}
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InputError(f"entity row {i} is {row!r}; each entity row must be a dict of join keys")
+        for k in names:
+            try:
+                columns[k].append(row[k])
+            except KeyError:
+                raise InputError(f"entity row {i} has no key {k!r} (row 0 has it); give every row the same keys", row=i) from None
+    return columns
+
+
+def _keys_for(view: str, key_names: list[str], columns: dict[str, list[Any]], n: int) -> list[Any]:
+    for k in key_names:
+        if k not in columns:
+            raise InputError(
+                f"entity rows lack join key {k!r} of view {view!r} (given: {', '.join(columns) or 'none'})",
+                view=view, column=k,
+            )
+    if len(key_names) == 1:
+        return columns[key_names[0]]
+    return list(zip(*(columns[k] for k in key_names)))

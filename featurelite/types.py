@@ -1,0 +1,71 @@
+"""featurelite dtype names and their Arrow and DuckDB counterparts. Pure: no I/O.
+
+Timestamps are stored as DuckDB ``TIMESTAMP`` (microseconds, no zone) holding UTC wall
+time, and returned to users as Arrow ``timestamp[us, tz=UTC]``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = ["DTYPES", "KEY_DTYPES", "arrow_type", "duckdb_type", "family"]
+
+#: Every dtype a feature may have.
+DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "float32", "float64", "string", "timestamp")
+
+#: Dtypes a join key may have (floats and timestamps make poor identities).
+KEY_DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "string")
+
+_ARROW: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+_DUCKDB: dict[str, str] = {
+    "bool": "BOOLEAN",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float32": "FLOAT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+}
+
+#: Storage family of each dtype, used by the online index to pack values in matrices.
+_FAMILY: dict[str, str] = {
+    "bool": "bool",
+    "int32": "int",
+    "int64": "int",
+    "float32": "float",
+    "float64": "float",
+    "string": "object",
+    "timestamp": "timestamp",
+}
+
+#: Arrow type used inside the engine for a timestamp (UTC wall time, no zone).
+STORAGE_TIMESTAMP = pa.timestamp("us")
+
+
+def arrow_type(dtype: str) -> pa.DataType:
+    """The Arrow type a value of ``dtype`` is returned as."""
+    return _ARROW[dtype]
+
+
+def storage_arrow_type(dtype: str) -> pa.DataType:
+    """The Arrow type handed to DuckDB for ``dtype`` (timestamps without zone)."""
+    return STORAGE_TIMESTAMP if dtype == "timestamp" else _ARROW[dtype]
+
+
+def duckdb_type(dtype: str) -> str:
+    """The DuckDB column type for ``dtype``."""
+    return _DUCKDB[dtype]
+
+
+def family(dtype: str) -> str:
+    """The storage family (``float``, ``int``, ``bool``, ``timestamp``, ``object``)."""
+    return _FAMILY[dtype]
