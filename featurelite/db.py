@@ -4,14 +4,15 @@ featurelite's in one place."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 
 from .errors import FeatureliteError, StoreError, StoreFormatError, StoreLockedError
 
-__all__ = ["connect", "quote", "transaction"]
+__all__ = ["connect", "quote", "run", "transaction"]
 
 #: DuckDB writes this at byte 8 of every database file.
 _DUCKDB_MAGIC = b"DUCK"
@@ -62,20 +63,30 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"could not open store file {path!r}: {exc}", path=path) from exc
 
 
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement to completion and return its rows.
+
+    DuckDB refuses new work on a connection while a result is partly read, so every
+    statement is drained here rather than left open.
+    """
+    cursor = con.execute(sql) if params is None else con.execute(sql, params)
+    return cursor.fetchall()
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """BEGIN ... COMMIT, rolling back on any exception so the store is left unchanged."""
-    con.execute("BEGIN TRANSACTION")
+    run(con, "BEGIN TRANSACTION")
     try:
         yield
     except BaseException:
-        con.execute("ROLLBACK")
+        run(con, "ROLLBACK")
         raise
     try:
-        con.execute("COMMIT")
+        run(con, "COMMIT")
     except duckdb.Error as exc:
         try:
-            con.execute("ROLLBACK")
+            run(con, "ROLLBACK")
         except duckdb.Error:
             pass
         raise FeatureliteError(f"commit failed, nothing was written: {exc}") from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from .db import quote
+from .db import quote, run
 from .layout import SEQ, ViewLayout
 from .types import duckdb_type
 
@@ -22,13 +22,13 @@ EVENT_TS = "_fl_event_ts"
 
 
 def create_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
-    con.execute(f"CREATE TABLE IF NOT EXISTS {layout.history_table} ({layout.column_ddl()})")
+    run(con, f"CREATE TABLE IF NOT EXISTS {layout.history_table} ({layout.column_ddl()})")
 
 
 def add_feature_columns(con: duckdb.DuckDBPyConnection, table: str, features: list[tuple[str, str]]) -> None:
     """Add columns for features new to a view (history or online table); old rows get null."""
     for name, dtype in features:
-        con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(name)} {duckdb_type(dtype)}")
+        run(con, f"ALTER TABLE {table} ADD COLUMN {quote(name)} {duckdb_type(dtype)}")
 
 
 def append(con: duckdb.DuckDBPyConnection, layout: ViewLayout, batch: pa.Table) -> None:
@@ -36,19 +36,19 @@ def append(con: duckdb.DuckDBPyConnection, layout: ViewLayout, batch: pa.Table) 
     columns = ", ".join(quote(c) for c in layout.stored_columns())
     con.register("_fl_batch", batch)
     try:
-        con.execute(f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch")
+        run(con, f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch")
     finally:
         con.unregister("_fl_batch")
 
 
 def row_count(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> int:
-    return int(con.execute(f"SELECT count(*) FROM {layout.history_table}").fetchone()[0])
+    return int(run(con, f"SELECT count(*) FROM {layout.history_table}")[0][0])
 
 
 def stats(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> tuple[int, object, object]:
     """(rows, first event time, last event time) of a view's history."""
     ts = quote(layout.ts)
-    row = con.execute(f"SELECT count(*), min({ts}), max({ts}) FROM {layout.history_table}").fetchone()
+    row = run(con, f"SELECT count(*), min({ts}), max({ts}) FROM {layout.history_table}")[0]
     return int(row[0]), row[1], row[2]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .db import quote
+from .db import quote, run
 from .layout import ViewLayout
 from .types import family
 
@@ -42,7 +42,7 @@ _NUMPY_DTYPE = {"float": np.float64, "int": np.int64, "bool": np.bool_, "timesta
 
 def create_online(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
     keys = ", ".join(quote(k) for k in layout.key_names)
-    con.execute(f"CREATE TABLE IF NOT EXISTS {layout.online_table} ({layout.column_ddl()}, PRIMARY KEY ({keys}))")
+    run(con, f"CREATE TABLE IF NOT EXISTS {layout.online_table} ({layout.column_ddl()}, PRIMARY KEY ({keys}))")
 
 
 def upsert_sql(layout: ViewLayout, winners_sql: str, *, returning: bool) -> str:

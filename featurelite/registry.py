@@ -17,6 +17,7 @@ from datetime import datetime
 
 import duckdb
 
+from .db import run, transaction
 from .definitions import Entity, FeatureView
 from .errors import (
     BreakingChangeError,
@@ -73,7 +74,7 @@ class ApplyResult:
 
 def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool, version: str) -> None:
     """Create the registry tables in a new file, or check an existing file is ours."""
-    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    tables = {row[0] for row in run(con, "SELECT table_name FROM duckdb_tables()")}
     if "fl_meta" not in tables:
         if tables or read_only:
             raise StoreFormatError(
@@ -81,15 +82,14 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
                 "open a featurelite store or pass a new path",
                 path=path,
             )
-        con.execute("BEGIN TRANSACTION")
-        con.execute(_SCHEMA)
-        con.executemany(
-            "INSERT INTO fl_meta VALUES (?, ?)",
-            [["format", FORMAT_NAME], ["format_version", str(FORMAT_VERSION)], ["created_by", version], ["next_seq", "0"]],
-        )
-        con.execute("COMMIT")
+        with transaction(con):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    run(con, statement)
+            for key, value in (("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION)), ("created_by", version), ("next_seq", "0")):
+                run(con, "INSERT INTO fl_meta VALUES (?, ?)", [key, value])
         return
-    meta = dict(con.execute("SELECT key, value FROM fl_meta").fetchall())
+    meta = dict(run(con, "SELECT key, value FROM fl_meta"))
     if meta.get("format") != FORMAT_NAME:
         raise StoreFormatError(f"file {path!r} is not a featurelite store", path=path)
     found = int(meta.get("format_version", "0"))
@@ -104,8 +104,8 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
 
 def take_seq(con: duckdb.DuckDBPyConnection, count: int) -> int:
     """Reserve ``count`` ingest sequence numbers inside the caller's transaction."""
-    start = int(con.execute("SELECT value FROM fl_meta WHERE key = 'next_seq'").fetchone()[0])
-    con.execute("UPDATE fl_meta SET value = ? WHERE key = 'next_seq'", [str(start + count)])
+    start = int(run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")[0][0])
+    run(con, "UPDATE fl_meta SET value = ? WHERE key = 'next_seq'", [str(start + count)])
     return start
 
 
@@ -117,9 +117,9 @@ class Registry:
         self.views: dict[str, FeatureView] = {}
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
-        rows = con.execute(
+        rows = run(con, 
             "SELECT c.kind, v.spec FROM fl_current c JOIN fl_versions v USING (kind, name, version)"
-        ).fetchall()
+        )
         self.entities = {}
         self.views = {}
         for kind, spec in rows:
@@ -196,22 +196,22 @@ class Registry:
         for change in [*result.added, *result.changed]:
             obj = objects[(change.kind, change.name)]
             spec = json.dumps(obj.spec(), sort_keys=True)
-            con.execute(
+            run(con, 
                 "INSERT INTO fl_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [change.kind, change.name, change.version, spec, now],
             )
-            con.execute(
+            run(con, 
                 "INSERT INTO fl_apply_log VALUES (?, ?, ?, ?, ?)",
                 [now, change.kind, change.name, change.version, "added" if change.previous_version is None else "changed"],
             )
-            con.execute(
+            run(con, 
                 "INSERT INTO fl_current VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version",
                 [change.kind, change.name, change.version],
             )
 
     def record_delete(self, con: duckdb.DuckDBPyConnection, kind: str, name: str, now: datetime) -> None:
-        con.execute("DELETE FROM fl_current WHERE kind = ? AND name = ?", [kind, name])
-        con.execute("INSERT INTO fl_apply_log VALUES (?, ?, ?, NULL, 'deleted')", [now, kind, name])
+        run(con, "DELETE FROM fl_current WHERE kind = ? AND name = ?", [kind, name])
+        run(con, "INSERT INTO fl_apply_log VALUES (?, ?, ?, NULL, 'deleted')", [now, kind, name])
 
     @staticmethod
     def versions(con: duckdb.DuckDBPyConnection, name: str, kind: str | None = None) -> list[dict[str, object]]:
@@ -221,7 +221,7 @@ class Registry:
         if kind:
             query += " AND kind = ?"
             params.append(kind)
-        rows = con.execute(query + " ORDER BY first_applied_at, version", params).fetchall()
+        rows = run(con, query + " ORDER BY first_applied_at, version", params)
         return [
             {"kind": k, "name": n, "version": v, "applied_at": at, "spec": json.loads(s)}
             for k, n, v, at, s in rows

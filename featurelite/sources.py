@@ -54,8 +54,7 @@ def to_reader(data: DataSource) -> pa.RecordBatchReader:
     """A RecordBatchReader over ``data``.
 
     Accepts a pyarrow Table, RecordBatch or RecordBatchReader; anything with the Arrow C
-    stream interface (pandas >= 2.2, polars, DuckDB relations); a pandas DataFrame on older
-    pandas; or the path of a Parquet or CSV file (``str`` or ``os.PathLike``).
+    stream interface (polars, DuckDB relations); a pandas DataFrame (its index is dropped); or the path of a Parquet or CSV file (``str`` or ``os.PathLike``).
     """
     if isinstance(data, pa.RecordBatchReader):
         return data
@@ -65,14 +64,18 @@ def to_reader(data: DataSource) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(data.schema, [data])
     if isinstance(data, (str, os.PathLike)):
         return _file_reader(Path(data))
+    if type(data).__module__.startswith("pandas"):
+        # pandas' own Arrow stream carries a non-default index as an extra column.
+        try:
+            table = pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SourceError(f"could not convert the pandas DataFrame to Arrow: {exc}") from exc
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
     if hasattr(data, "__arrow_c_stream__"):
         try:
             return pa.RecordBatchReader.from_stream(data)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
             raise SourceError(f"could not read {type(data).__name__} as Arrow: {exc}") from exc
-    if type(data).__module__.startswith("pandas"):
-        table = pa.Table.from_pandas(data, preserve_index=False)
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
     raise SourceError(
         f"cannot read data of type {type(data).__name__}; pass a pyarrow Table, a pandas or "
         "polars DataFrame, or the path of a Parquet or CSV file"

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from . import offline, online
 from .conform import check_columns, conform_table, normalize_timestamps
-from .db import connect, quote, transaction
+from .db import connect, quote, run, transaction
 from .definitions import RESERVED_PREFIX, Entity, FeatureView
 from .errors import (
     FeatureliteError,
@@ -196,8 +196,8 @@ class Store:
                 offline.add_feature_columns(con, old.online_table, added)
                 return
             # The registry's plan only lets an incompatible change through for an empty view.
-            con.execute(f"DROP TABLE IF EXISTS {old.history_table}")
-            con.execute(f"DROP TABLE IF EXISTS {old.online_table}")
+            run(con, f"DROP TABLE IF EXISTS {old.history_table}")
+            run(con, f"DROP TABLE IF EXISTS {old.online_table}")
         offline.create_history(con, new)
         online.create_online(con, new)
 
@@ -211,8 +211,8 @@ class Store:
             con = self._writable()
             layout = self._layout(name)
             with transaction(con):
-                con.execute(f"DROP TABLE IF EXISTS {layout.history_table}")
-                con.execute(f"DROP TABLE IF EXISTS {layout.online_table}")
+                run(con, f"DROP TABLE IF EXISTS {layout.history_table}")
+                run(con, f"DROP TABLE IF EXISTS {layout.online_table}")
                 self._registry.record_delete(con, "feature_view", name, datetime.now(timezone.utc).replace(tzinfo=None))
             del self._registry.views[name]
             self._indexes.pop(name, None)
@@ -249,7 +249,7 @@ class Store:
         with self._lock:
             layout = self._layout(name)
             rows, first, last = offline.stats(self.con, layout)
-            online_rows = self.con.execute(f"SELECT count(*) FROM {layout.online_table}").fetchone()[0]
+            online_rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
             return {
                 "name": name,
                 "version": layout.view.version,
@@ -301,7 +301,7 @@ class Store:
                         if index is not None:
                             changed = con.sql(statement).to_arrow_table()
                         else:
-                            con.execute(statement)
+                            run(con, statement)
             except duckdb.Error as exc:
                 raise FeatureliteError(f"ingest into view {view!r} failed, nothing was written: {exc}", view=view) from exc
             if index is not None and changed is not None:
@@ -540,8 +540,8 @@ class Store:
                 for layout in layouts:
                     winners = offline.latest_per_key_sql(layout, end=end_sql)
                     for statement in online.replace_sql(layout, winners):
-                        con.execute(statement)
-                    count = con.execute(f"SELECT count(*) FROM {layout.online_table}").fetchone()[0]
+                        run(con, statement)
+                    count = run(con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
                     results.append(MaterializeResult(layout.name, int(count)))
             for layout in layouts:
                 self._indexes.pop(layout.name, None)

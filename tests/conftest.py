@@ -1,0 +1,30 @@
+"""Shared fixtures and the Hypothesis profiles (``dev`` locally, ``ci`` under CI=true)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import featurelite as fl
+
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def store():
+    with fl.open(":memory:") as s:
+        yield s
+
+
+@pytest.fixture
+def file_store(tmp_path):
+    with fl.open(tmp_path / "store.duckdb") as s:
+        yield s
