@@ -19,6 +19,10 @@ __all__ = ["ColumnSpec", "check_columns", "conform_column", "conform_table", "no
 ColumnSpec = tuple[str, str, bool]
 
 
+#: A time of day followed by a zone designator ("...12:00Z", "...12:00:00.5+02:00").
+_ZONE_SUFFIX = r"\d{2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$"
+
+
 def _accepts(dtype: str, source: pa.DataType) -> bool:
     """Whether values of Arrow type ``source`` may be cast to featurelite ``dtype``."""
     if pa.types.is_null(source):
@@ -53,10 +57,12 @@ def _cast_timestamps(values: pa.Array) -> pa.Array:
         return values.cast(pa.timestamp(kind.unit)).cast(STORAGE_TIMESTAMP, safe=False)
     if pa.types.is_date(kind) or pa.types.is_null(kind):
         return values.cast(STORAGE_TIMESTAMP)
-    try:
-        return values.cast(STORAGE_TIMESTAMP)
-    except pa.ArrowInvalid:
-        return values.cast(pa.timestamp("us", tz="UTC")).cast(STORAGE_TIMESTAMP)
+    # ISO-8601 text: values with a zone suffix are parsed as instants, the rest as UTC.
+    values = values.cast(pa.string())
+    zoned = pc.match_substring_regex(values, _ZONE_SUFFIX)
+    with_zone = pc.if_else(zoned, values, None).cast(pa.timestamp("us", tz="UTC")).cast(STORAGE_TIMESTAMP)
+    without_zone = pc.if_else(zoned, None, values).cast(STORAGE_TIMESTAMP)
+    return pc.if_else(zoned, with_zone, without_zone)
 
 
 def _cast(values: pa.Array, dtype: str) -> pa.Array:

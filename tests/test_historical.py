@@ -1,0 +1,113 @@
+"""Training sets: input handling, column naming and the errors around them. The
+point-in-time rules themselves are checked against an oracle in test_equivalence.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import featurelite as fl
+
+T0 = datetime(2024, 5, 1)
+user = fl.Entity("user", join_keys=["user_id"])
+stats = fl.FeatureView("stats", entities=[user], schema={"spend": "float64", "seen": "timestamp", "n": "int32"}, timestamp_field="ts", ttl="2d")
+other = fl.FeatureView("other", entities=[user], schema={"spend": "float32"}, timestamp_field="ts")
+
+
+@pytest.fixture
+def ready(store):
+    store.apply([stats, other])
+    store.ingest("stats", pa.table({
+        "user_id": [1, 1, 2], "spend": [1.0, 2.0, 3.0],
+        "seen": pa.array([T0] * 3, pa.timestamp("us")), "n": pa.array([1, 2, 3], pa.int32()),
+        "ts": pa.array([T0, T0 + timedelta(days=1), T0], pa.timestamp("us")),
+    }))
+    store.ingest("other", pa.table({"user_id": [1], "spend": pa.array([0.5], pa.float32()), "ts": pa.array([T0], pa.timestamp("us"))}))
+    return store
+
+
+def spine(**columns) -> pa.Table:
+    base = {"user_id": [1, 2, 1, 3, 1], "event_timestamp": pa.array(
+        [T0 + timedelta(days=1), T0, T0 + timedelta(days=1), T0, T0 + timedelta(days=4)], pa.timestamp("us"))}
+    base.update(columns)
+    return pa.table(base)
+
+
+def test_rows_kept_in_order_with_duplicates_and_extra_columns(ready):
+    result = ready.get_historical_features(spine(label=[1, 0, 1, 0, 1]), ["stats:spend", "stats:n", "stats:seen"])
+    assert result.column_names == ["user_id", "event_timestamp", "label", "spend", "n", "seen"]
+    assert result.column("spend").to_pylist() == [2.0, 3.0, 2.0, None, None]
+    assert result.column("label").to_pylist() == [1, 0, 1, 0, 1]
+    assert result.schema.field("n").type == pa.int32()
+    assert result.schema.field("seen").type == pa.timestamp("us", tz="UTC")
+
+
+def test_pandas_spine_with_zone_aware_times_and_a_named_timestamp_column(ready):
+    frame = pd.DataFrame({
+        "user_id": [1, 1],
+        "when": pd.to_datetime(["2024-05-01 02:00:00+02:00", "2024-05-01 03:00:00+02:00"]),
+    })
+    result = ready.get_historical_features(frame, ["stats:spend"])  # the only timestamp column is used
+    assert result.column("spend").to_pylist() == [1.0, 1.0]
+    result = ready.get_historical_features(frame.rename(columns={"when": "at"}), ["stats:spend"], timestamp_field="at")
+    assert result.column("spend").to_pylist() == [1.0, 1.0]
+    early = frame.assign(when=pd.to_datetime(["2024-05-01 01:59:59+02:00"] * 2))
+    assert ready.get_historical_features(early, ["stats:spend"]).column("spend").to_pylist() == [None, None]
+
+
+def test_name_clashes_need_full_feature_names(ready):
+    with pytest.raises(fl.InputError, match="full_feature_names=True"):
+        ready.get_historical_features(spine(), ["stats:spend", "other:spend"])
+    result = ready.get_historical_features(spine(), ["stats:spend", "other:spend"], full_feature_names=True)
+    assert result.column("other__spend").to_pylist()[:2] == [0.5, None]
+    with pytest.raises(fl.SchemaError, match="already has a column 'spend'"):
+        ready.get_historical_features(spine(spend=[0] * 5), ["stats:spend"])
+
+
+@pytest.mark.parametrize(
+    "entity_df, kwargs, message",
+    [
+        (pa.table({"user_id": [1]}), {}, "needs an event timestamp column"),
+        (pa.table({"user_id": [1], "a": pa.array([T0], pa.timestamp("us")), "b": pa.array([T0], pa.timestamp("us"))}), {}, "a, b"),
+        (spine(), {"timestamp_field": "when"}, "no column 'when'"),
+        (spine().drop_columns(["user_id"]), {}, "no column 'user_id'"),
+        (spine(user_id=["1", "2", "1", "3", "1"]), {}, "join key is 'int64'"),
+        (spine(event_timestamp=["2024-05-01", "x", "2024-05-01", "2024-05-01", "2024-05-01"]), {}, "row 1 has value 'x'"),
+        (spine(event_timestamp=[1, 2, 3, 4, 5]), {}, "must hold timestamps"),
+        (spine(_fl_row=[0] * 5), {}, "reserved prefix"),
+    ],
+)
+def test_bad_entity_dataframes(ready, entity_df, kwargs, message):
+    with pytest.raises(fl.SchemaError, match=message):
+        ready.get_historical_features(entity_df, ["stats:spend"], **kwargs)
+
+
+def test_null_entity_timestamps_and_keys_give_null_features(ready):
+    result = ready.get_historical_features(
+        pa.table({"user_id": pa.array([1, None], pa.int64()), "event_timestamp": pa.array([None, T0], pa.timestamp("us"))}),
+        ["stats:spend"],
+    )
+    assert result.column("spend").to_pylist() == [None, None]
+
+
+def test_empty_spine(ready):
+    result = ready.get_historical_features(spine().slice(0, 0), ["stats:spend"])
+    assert result.num_rows == 0 and result.column_names[-1] == "spend"
+
+
+def test_timestamps_as_iso_text_and_dates(ready):
+    result = ready.get_historical_features(
+        pa.table({"user_id": [1, 1], "event_timestamp": ["2024-05-02T00:00:00", "2024-05-01T23:00:00-02:00"]}), ["stats:spend"]
+    )
+    assert result.column("spend").to_pylist() == [2.0, 2.0]
+    dates = pa.table({"user_id": [1], "event_timestamp": pa.array([T0.date()], pa.date32())})
+    assert ready.get_historical_features(dates, ["stats:spend"]).column("spend").to_pylist() == [1.0]
+
+
+def test_aware_datetimes_compare_in_utc(ready):
+    tokyo = timezone(timedelta(hours=9))
+    frame = pa.table({"user_id": [1], "event_timestamp": pa.array([datetime(2024, 5, 1, 8, 59, tzinfo=tokyo)], pa.timestamp("us", tz="Asia/Tokyo"))})
+    assert ready.get_historical_features(frame, ["stats:spend"]).column("spend").to_pylist() == [None]

@@ -1,0 +1,189 @@
+"""Online reads: statuses, ttl, late and future events, composite keys, threads, materialize."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import featurelite as fl
+from model import ts_array
+
+T0 = datetime(2024, 5, 1)
+user = fl.Entity("user", join_keys=["user_id"])
+store_e = fl.Entity("shop", join_keys={"shop_id": "string", "region": "int32"})
+stats = fl.FeatureView("stats", entities=[user], schema={"spend": "float64", "seen": "timestamp", "vip": "bool"}, timestamp_field="ts", ttl="1d")
+sales = fl.FeatureView("sales", entities=[store_e], schema={"revenue": "float64"}, timestamp_field="ts")
+
+
+def rows(uids, spend, ts) -> pa.Table:
+    n = len(uids)
+    return pa.table({
+        "user_id": pa.array(uids, pa.int64()), "spend": pa.array(spend, pa.float64()),
+        "seen": pa.array([T0] * n, pa.timestamp("us")), "vip": [True] * n,
+        "ts": pa.array(ts, pa.timestamp("us")),
+    })
+
+
+@pytest.fixture
+def ready(store):
+    store.apply([user, store_e, stats, sales])
+    store.ingest("stats", rows([1, 2], [10.0, 20.0], [T0, T0 - timedelta(days=3)]))
+    return store
+
+
+def test_values_statuses_and_types(ready):
+    got = ready.get_online_features(
+        [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}], ["stats:spend", "stats:seen", "stats:vip"], now=T0 + timedelta(hours=1)
+    )
+    assert got.to_dict() == {
+        "user_id": [1, 2, 3],
+        "spend": [10.0, None, None],
+        "seen": [T0.replace(tzinfo=timezone.utc), None, None],
+        "vip": [True, None, None],
+    }
+    assert got.statuses["spend"] == [fl.Status.PRESENT, fl.Status.OUTSIDE_MAX_AGE, fl.Status.NOT_FOUND]
+    table = got.to_arrow()
+    assert table.schema.field("seen").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("vip").type == pa.bool_()
+    assert len(got) == 3 and got.to_pandas().shape == (3, 4)
+
+
+def test_ttl_boundary_is_inclusive(ready):
+    at_edge = ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=T0 + timedelta(days=1))
+    assert at_edge.statuses["spend"] == [fl.Status.PRESENT]
+    past = ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=T0 + timedelta(days=1, microseconds=1))
+    assert past.statuses["spend"] == [fl.Status.OUTSIDE_MAX_AGE]
+
+
+def test_default_now_is_the_clock(ready):
+    # The rows are from 2024 and the ttl is a day: by the real clock they are stale.
+    assert ready.get_online_features([{"user_id": 1}], ["stats:spend"]).statuses["spend"] == [fl.Status.OUTSIDE_MAX_AGE]
+
+
+def test_late_older_event_does_not_overwrite_and_ties_go_to_the_last_ingested(ready):
+    ready.get_online_features([{"user_id": 1}], ["stats:spend"])
+    ready.ingest("stats", rows([1], [5.0], [T0 - timedelta(hours=1)]))
+    now = T0 + timedelta(hours=1)
+    assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [10.0]
+    ready.ingest("stats", rows([1], [11.0], [T0]))
+    assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [11.0]
+
+
+def test_future_dated_events_are_not_served_before_their_time(ready):
+    ready.ingest("stats", rows([1], [99.0], [T0 + timedelta(days=2)]))
+    before = ready.get_online_features([{"user_id": 1}, {"user_id": 2}], ["stats:spend"], now=T0 + timedelta(hours=1))
+    assert before.to_dict()["spend"] == [10.0, None]
+    after = ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=T0 + timedelta(days=2))
+    assert after.to_dict()["spend"] == [99.0]
+    ready.ingest("stats", rows([3], [1.0], [T0 + timedelta(days=5)]))
+    early = ready.get_online_features([{"user_id": 3}], ["stats:spend"], now=T0)
+    assert early.statuses["spend"] == [fl.Status.NOT_FOUND]
+
+
+def test_composite_keys_and_columnar_entity_rows(ready):
+    ready.ingest("sales", pa.table({
+        "shop_id": ["a", "a", "b"], "region": pa.array([1, 2, 1], pa.int32()), "revenue": [1.0, 2.0, 3.0],
+        "ts": pa.array([T0] * 3, pa.timestamp("us")),
+    }))
+    got = ready.get_online_features({"shop_id": ["a", "b", "a"], "region": [2, 1, 9]}, ["sales:revenue"], now=T0)
+    assert got.to_dict() == {"shop_id": ["a", "b", "a"], "region": [2, 1, 9], "revenue": [2.0, 3.0, None]}
+
+
+def test_several_views_in_one_call_and_full_names(ready):
+    got = ready.get_online_features(
+        [{"user_id": 1, "shop_id": "a", "region": 1}], ["stats:spend", "sales:revenue"], now=T0, full_feature_names=True
+    )
+    assert got.to_dict() == {"user_id": [1], "stats__spend": [10.0], "shop_id": ["a"], "region": [1], "sales__revenue": [None]}
+
+
+@pytest.mark.parametrize(
+    "entity_rows, features, error, message",
+    [
+        ([{"user_id": 1}], ["stats:nope"], fl.UnknownFeatureError, "has no feature 'nope'"),
+        ([{"user_id": 1}], ["nope:spend"], fl.UnknownFeatureViewError, "'nope' is not registered"),
+        ([{"user_id": 1}], ["spend"], fl.UnknownFeatureError, "form 'view:feature'"),
+        ([{"user_id": 1}], [], fl.InputError, "no features requested"),
+        ([{"uid": 1}], ["stats:spend"], fl.InputError, "lack join key 'user_id'"),
+        ([{"user_id": 1}, {"x": 2}], ["stats:spend"], fl.InputError, "entity row 1 has no key 'user_id'"),
+        ({"user_id": [1, 2], "shop_id": ["a"]}, ["stats:spend"], fl.InputError, "different lengths"),
+    ],
+)
+def test_bad_requests(ready, entity_rows, features, error, message):
+    with pytest.raises(error, match=message):
+        ready.get_online_features(entity_rows, features)
+
+
+def test_reads_are_safe_while_another_thread_ingests(ready):
+    """Readers never see an error, a torn row, or a value older than one already seen."""
+    ready.get_online_features([{"user_id": 7}], ["stats:spend"])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    written: list[float] = []
+
+    def writer() -> None:
+        try:
+            for i in range(1, 60):
+                ready.ingest("stats", rows([7, 8], [float(i), float(i)], [T0 + timedelta(seconds=i)] * 2))
+                written.append(float(i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def reader() -> None:
+        last = 0.0
+        try:
+            while not stop.is_set():
+                got = ready.get_online_features({"user_id": [7, 8]}, ["stats:spend"], now=T0 + timedelta(minutes=5)).to_dict()["spend"]
+                if got[0] is not None:
+                    assert got[0] >= last
+                    last = got[0]
+                time.sleep(0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert ready.get_online_features({"user_id": [7, 8]}, ["stats:spend"], now=T0 + timedelta(minutes=5)).to_dict()["spend"] == [59.0, 59.0]
+
+
+def test_materialize_up_to_a_time(ready):
+    ready.ingest("stats", rows([1], [12.0], [T0 + timedelta(hours=5)]))
+    (result,) = ready.materialize("stats", end_date=T0 + timedelta(hours=1))
+    assert result.view == "stats" and result.online_rows == 2
+    now = T0 + timedelta(hours=6)
+    assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [10.0]
+    ready.materialize()
+    assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [12.0]
+
+
+ROW = st.tuples(st.integers(0, 4), st.sampled_from([None, 1.0, float("nan")]), st.integers(0, 5), st.sampled_from([None, 0, 1]))
+
+
+@given(st.lists(st.lists(ROW, max_size=6), max_size=5))
+def test_materialize_equals_ingest_time_maintenance(batches):
+    view = fl.FeatureView("v", entities=[user], schema={"x": "float64"}, timestamp_field="ts", created_timestamp_field="c")
+    with fl.open() as store:
+        store.apply([view])
+        for batch in batches:
+            store.ingest("v", pa.table({
+                "user_id": pa.array([r[0] for r in batch], pa.int64()),
+                "x": pa.array([r[1] for r in batch], pa.float64()),
+                "ts": ts_array([r[2] for r in batch]),
+                "c": ts_array([r[3] for r in batch]),
+            }))
+        query = 'SELECT * FROM "fl_online__v" ORDER BY user_id'
+        maintained = store.con.sql(query).fetchall()
+        store.materialize()
+        rebuilt = store.con.sql(query).fetchall()
+    assert repr(maintained) == repr(rebuilt)

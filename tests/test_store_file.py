@@ -1,0 +1,165 @@
+"""The one file: reopening, other processes, read-only, foreign and newer files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+import featurelite as fl
+
+T0 = datetime(2024, 5, 1)
+user = fl.Entity("user", join_keys=["user_id"])
+stats = fl.FeatureView("stats", entities=[user], schema={"spend": "float64", "country": "string"}, timestamp_field="ts")
+
+
+def fill(path: Path) -> None:
+    with fl.open(path) as store:
+        store.apply([user, stats])
+        store.ingest("stats", pa.table({
+            "user_id": [1, 2, 1], "spend": [1.0, 2.0, 3.0], "country": ["de", "fr", "jp"],
+            "ts": pa.array([T0, T0, datetime(2024, 5, 2)], pa.timestamp("us")),
+        }))
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+
+
+def test_reopen_in_a_new_process_restores_everything(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    done = run_python(f"""
+        import json, featurelite as fl, pyarrow as pa
+        from datetime import datetime
+        with fl.open({str(path)!r}) as store:
+            online = store.get_online_features({{"user_id": [1, 2]}}, ["stats:spend", "stats:country"], now=datetime(2024, 6, 1))
+            spine = pa.table({{"user_id": [1], "event_timestamp": pa.array([datetime(2024, 5, 1, 12)], pa.timestamp("us"))}})
+            train = store.get_historical_features(spine, ["stats:spend"])
+            print(json.dumps({{
+                "online": online.to_dict(), "train": train.column("spend").to_pylist(),
+                "views": [v.name for v in store.list_feature_views()], "version": store.get_feature_view("stats").version,
+                "versions": len(store.list_versions("stats")),
+            }}))
+    """)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {
+        "online": {"user_id": [1, 2], "spend": [3.0, 2.0], "country": ["jp", "fr"]},
+        "train": [1.0], "views": ["stats"], "version": stats.version, "versions": 1,
+    }
+
+
+def test_a_second_process_gets_a_clear_lock_error(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    with fl.open(path):
+        for mode in ("False", "True"):
+            done = run_python(f"""
+                import featurelite as fl
+                try:
+                    fl.open({str(path)!r}, read_only={mode})
+                except fl.StoreLockedError as exc:
+                    print(type(exc).__name__, exc.path, exc)
+            """)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith(f"StoreLockedError {path}"), done.stdout
+            assert "another process" in done.stdout
+
+
+def test_read_only_store_reads_but_refuses_writes(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    with fl.open(path, read_only=True) as store:
+        assert store.get_online_features([{"user_id": 2}], ["stats:spend"], now=T0).to_dict()["spend"] == [2.0]
+        for write in (
+            lambda: store.apply([user, stats]),
+            lambda: store.ingest("stats", pa.table({"user_id": [1]})),
+            lambda: store.materialize(),
+            lambda: store.delete_feature_view("stats"),
+        ):
+            with pytest.raises(fl.ReadOnlyError, match="read-only"):
+                write()
+        assert store.apply([user, stats], dry_run=True).unchanged
+
+
+def test_read_only_needs_an_existing_file(tmp_path):
+    with pytest.raises(fl.StoreError, match="does not exist"):
+        fl.open(tmp_path / "missing.duckdb", read_only=True)
+    assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_newer_format_is_refused(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE fl_meta SET value = '99' WHERE key = 'format_version'").fetchall()
+    con.close()
+    with pytest.raises(fl.StoreFormatError, match="format version 99") as info:
+        fl.open(path)
+    assert info.value.format_version == 99
+
+
+def test_foreign_files_are_refused(tmp_path):
+    foreign = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(foreign))
+    con.execute("CREATE TABLE people (name VARCHAR)").fetchall()
+    con.close()
+    with pytest.raises(fl.StoreFormatError, match="not a featurelite store"):
+        fl.open(foreign)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a database" * 10)
+    with pytest.raises(fl.StoreFormatError, match="not a DuckDB database"):
+        fl.open(text)
+    assert text.read_text().startswith("hello")
+    with pytest.raises(fl.StoreError, match="is a folder"):
+        fl.open(tmp_path)
+
+
+def test_an_empty_file_becomes_a_new_store(tmp_path):
+    path = tmp_path / "new.duckdb"
+    path.touch()
+    with fl.open(path) as store:
+        store.apply([user, stats])
+    with fl.open(path) as store:
+        assert [v.name for v in store.list_feature_views()] == ["stats"]
+
+
+def test_closed_store_raises(tmp_path):
+    store = fl.open(tmp_path / "s.duckdb")
+    store.close()
+    store.close()  # closing twice is fine
+    with pytest.raises(fl.StoreClosedError, match="closed"):
+        store.list_feature_views()
+    with pytest.raises(fl.StoreClosedError):
+        store.get_online_features([{"user_id": 1}], ["stats:spend"])
+    assert "closed" in repr(store)
+
+
+def test_public_surface_is_pinned():
+    assert sorted(fl.__all__) == sorted([
+        "DTYPES", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureView",
+        "FeatureliteError", "IngestResult", "InputError", "MaterializeResult", "NotFoundError", "OnlineResponse",
+        "ReadOnlyError", "SchemaError", "SourceError", "Status", "Store", "StoreClosedError", "StoreError",
+        "StoreFormatError", "StoreLockedError", "UnknownEntityError", "UnknownFeatureError",
+        "UnknownFeatureViewError", "__version__", "open",
+    ])
+    for name in fl.__all__:
+        obj = getattr(fl, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, fl.FeatureliteError) and name.endswith("Error")
+
+
+def test_demo_runs(capsys):
+    from featurelite.demo import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "training set" in out and "PRESENT" in out
