@@ -55,8 +55,8 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         # The header is DuckDB's, so an I/O failure here is the OS file lock DuckDB takes:
         # exclusive for a writer, shared for readers.
         raise StoreLockedError(
-            f"store file {path!r} is held by another process; close that process (or send "
-            "writes through it, e.g. its HTTP server) and try again",
+            f"store file {path!r} is held by another process (one process may write a store at "
+            "a time); close that process and try again",
             path=path,
         ) from exc
     except duckdb.Error as exc:

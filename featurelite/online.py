@@ -11,8 +11,8 @@ committed write to it, so it never goes stale.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import compress, repeat
 from typing import Any
 
 import duckdb
@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from .db import quote, run
 from .layout import ViewLayout
+from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
 from .types import family
 
 __all__ = ["OnlineIndex", "Status", "create_online", "upsert_sql"]
@@ -37,6 +38,7 @@ class Status:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FUTURE = "_future"  # internal verdict: the latest event lies after now
 _NUMPY_DTYPE = {"float": np.float64, "int": np.int64, "bool": np.bool_, "timestamp": np.int64, "object": object}
 
 
@@ -88,11 +90,20 @@ def _to_numpy(values: pa.ChunkedArray, fam: str) -> tuple[np.ndarray, np.ndarray
     return filled.to_numpy(zero_copy_only=False).astype(_NUMPY_DTYPE[fam], copy=False), valid
 
 
+@dataclass(frozen=True)
+class _ReadPlan:
+    """How to pull a list of features out of the index's matrices."""
+
+    families: tuple[str, ...]  #: families touched
+    #: per requested feature: (family, column in that family's matrix, position, is timestamp)
+    items: tuple[tuple[str, int, int, bool], ...]
+
+
 class OnlineIndex:
     """Latest values of one feature view, in memory, keyed by entity.
 
     Values live in one 2-D matrix per storage family (float64, int64, bool, timestamp as
-    int64 microseconds, object for strings) with a validity matrix, so a read is a dict
+    int64 microseconds, object for strings) with a validity matrix, so a read is a key
     lookup plus a row slice. Thread-safe: reads and writes take one lock.
     """
 
@@ -101,10 +112,10 @@ class OnlineIndex:
         self.key_names = layout.key_names
         self.single_key = len(self.key_names) == 1
         self.features = layout.features
-        self.feature_pos = {f: i for i, (f, _) in enumerate(self.features)}
         self.families: dict[str, list[int]] = {}
         #: feature name -> (family, column within that family's matrix)
         self.slot: dict[str, tuple[str, int]] = {}
+        self.position = {f: i for i, (f, _) in enumerate(self.features)}
         for i, (feature, dtype) in enumerate(self.features):
             fam = family(dtype)
             cols = self.families.setdefault(fam, [])
@@ -112,13 +123,15 @@ class OnlineIndex:
             cols.append(i)
         ttl = layout.view.ttl
         self.ttl_us = None if ttl is None else ttl // timedelta(microseconds=1)
-        self.rows: dict[Any, int] = {}
+        self.keys: KeyIndex = key_index_for([d for _, d in layout.keys])
+        self.int_keys = isinstance(self.keys, IntKeyIndex)
         self.size = 0
         self.capacity = 0
         self.mats: dict[str, np.ndarray] = {}
         self.valid = np.zeros((0, len(self.features)), dtype=np.bool_)
         self.ts = np.zeros(0, dtype=np.int64)
         self.lock = threading.Lock()
+        self._plans: dict[tuple[str, ...], _ReadPlan] = {}
 
     # -- writes ---------------------------------------------------------------------
 
@@ -139,37 +152,30 @@ class OnlineIndex:
         ts[: self.size] = self.ts[: self.size]
         self.valid, self.ts, self.capacity = valid, ts, capacity
 
-    def _keys(self, table: pa.Table) -> list[Any]:
-        if self.single_key:
-            return table.column(self.key_names[0]).to_pylist()
-        return list(zip(*(table.column(k).to_pylist() for k in self.key_names)))
-
     def upsert(self, table: pa.Table) -> None:
         """Apply rows that won in the online table (columns: :func:`index_columns`)."""
         count = table.num_rows
         if count == 0:
             return
-        keys = self._keys(table)
+        keys = arrow_keys(table, self.key_names, self.int_keys)
+        # Convert outside the lock so readers wait only for the scatter.
+        valid = np.empty((count, len(self.features)), dtype=np.bool_)
+        blocks: dict[str, np.ndarray] = {}
+        for fam, cols in self.families.items():
+            block = np.empty((count, len(cols)), dtype=_NUMPY_DTYPE[fam])
+            for j, i in enumerate(cols):
+                block[:, j], valid[:, i] = _to_numpy(table.column(self.features[i][0]), fam)
+            blocks[fam] = block
+        ts = table.column(self.layout.ts).cast(pa.int64()).to_numpy()
         with self.lock:
-            pos = np.fromiter(map(self.rows.get, keys, repeat(-1)), dtype=np.int64, count=count)
-            new = pos < 0
-            added = int(new.sum())
+            pos, added = self.keys.add_missing(keys, self.size)
             if added:
                 self._grow(self.size + added)
-                fresh = np.arange(self.size, self.size + added, dtype=np.int64)
-                pos[new] = fresh
-                self.rows.update(zip(compress(keys, new), fresh.tolist()))
                 self.size += added
-            valid = np.empty((count, len(self.features)), dtype=np.bool_)
-            for fam, cols in self.families.items():
-                block = np.empty((count, len(cols)), dtype=_NUMPY_DTYPE[fam])
-                for j, i in enumerate(cols):
-                    values, ok = _to_numpy(table.column(self.features[i][0]), fam)
-                    block[:, j] = values
-                    valid[:, i] = ok
+            for fam, block in blocks.items():
                 self.mats[fam][pos] = block
             self.valid[pos] = valid
-            self.ts[pos] = table.column(self.layout.ts).cast(pa.int64()).to_numpy()
+            self.ts[pos] = ts
 
     @classmethod
     def build(cls, layout: ViewLayout, table: pa.Table) -> OnlineIndex:
@@ -178,73 +184,101 @@ class OnlineIndex:
         index.upsert(table)
         return index
 
-    # -- reads ----------------------------------------------------------------------
-
     def nbytes(self) -> int:
-        """Approximate memory held by the matrices (not the key dict)."""
-        total = self.valid.nbytes + self.ts.nbytes
+        """Memory held by the index's arrays (exact for numeric keys and values)."""
+        total = self.valid.nbytes + self.ts.nbytes + self.keys.nbytes()
         return total + sum(m.nbytes for m in self.mats.values())
 
+    # -- reads ----------------------------------------------------------------------
+
+    def _plan(self, features: tuple[str, ...]) -> _ReadPlan:
+        plan = self._plans.get(features)
+        if plan is None:
+            items = tuple(
+                (self.slot[f][0], self.slot[f][1], self.position[f], self.slot[f][0] == "timestamp") for f in features
+            )
+            plan = _ReadPlan(tuple(dict.fromkeys(item[0] for item in items)), items)
+            self._plans[features] = plan
+        return plan
+
+    def _read_one(self, key: Any, plan: _ReadPlan, now_us: int) -> tuple[list[list[Any]], list[list[str]], list[int]]:
+        """:meth:`read` for one key: the hot path of online serving, kept free of NumPy calls
+        beyond two row slices."""
+        with self.lock:
+            row = self.keys.get(key)
+            if row is None:
+                return [[None] for _ in plan.items], [[Status.NOT_FOUND] for _ in plan.items], []
+            t = int(self.ts[row])
+            if t > now_us:
+                return [[None] for _ in plan.items], [[Status.NOT_FOUND] for _ in plan.items], [0]
+            if self.ttl_us is not None and t < now_us - self.ttl_us:
+                return [[None] for _ in plan.items], [[Status.OUTSIDE_MAX_AGE] for _ in plan.items], []
+            valid = self.valid[row].tolist()
+            blocks = {fam: self.mats[fam][row].tolist() for fam in plan.families}
+        values: list[list[Any]] = []
+        statuses: list[list[str]] = []
+        for fam, col, pos, is_ts in plan.items:
+            if valid[pos]:
+                v = blocks[fam][col]
+                values.append([_EPOCH + timedelta(microseconds=v) if is_ts else v])
+                statuses.append([Status.PRESENT])
+            else:
+                values.append([None])
+                statuses.append([Status.NULL_VALUE])
+        return values, statuses, []
+
     def read(
-        self, keys: list[Any], features: list[str], now_us: int
+        self, keys: list[Any], features: tuple[str, ...], now_us: int
     ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
         """Values and statuses of ``features`` for ``keys`` at time ``now_us``.
 
         Returns (values per feature, statuses per feature, indexes of keys whose latest
-        event lies after ``now_us``; the caller resolves those from history).
+        event lies after ``now_us``: the caller resolves those from history).
         """
+        plan = self._plan(features)
         n = len(keys)
+        if n == 1:
+            return self._read_one(keys[0], plan, now_us)
         with self.lock:
-            get = self.rows.get
-            found = [get(k) for k in keys]
-            rows = [r for r in found if r is not None]
-            if not rows:
+            found_array = self.keys.get_many(keys)
+            found = found_array.tolist()
+            rows = found_array[found_array >= 0]
+            if len(rows) == 0:
                 return [[None] * n for _ in features], [[Status.NOT_FOUND] * n for _ in features], []
-            idx = np.array(rows, dtype=np.int64) if n > 1 else rows
-            ts = self.ts[idx].tolist()
-            valid = self.valid[idx].tolist()
-            columns: dict[str, list[Any]] = {}
-            for fam, cols in self.families.items():
-                block = self.mats[fam][idx]
-                for j, i in enumerate(cols):
-                    columns[self.features[i][0]] = block[:, j].tolist()
+            ts = self.ts[rows].tolist()
+            valid = self.valid[rows].tolist()
+            blocks = {fam: self.mats[fam][rows].tolist() for fam in plan.families}
+        ttl_us = self.ttl_us
+        oldest = None if ttl_us is None else now_us - ttl_us
+        # Per found key: None if servable, else the status that replaces every value.
+        verdicts: list[str | None] = [
+            _FUTURE if t > now_us else (Status.OUTSIDE_MAX_AGE if oldest is not None and t < oldest else None)
+            for t in ts
+        ]
         values: list[list[Any]] = []
         statuses: list[list[str]] = []
-        future: list[int] = []
-        ttl_us = self.ttl_us
-        fresh: list[bool] = []
-        for t in ts:
-            if t > now_us:
-                fresh.append(False)
-            else:
-                fresh.append(ttl_us is None or t >= now_us - ttl_us)
-        for feature in features:
-            fam, _ = self.slot[feature]
-            col = columns[feature]
-            pos = self.feature_pos[feature]
+        for fam, col, pos, is_ts in plan.items:
+            block = blocks[fam]
             out: list[Any] = [None] * n
             stat: list[str] = [Status.NOT_FOUND] * n
             j = 0
             for i, r in enumerate(found):
-                if r is None:
+                if r < 0:
                     continue
-                if not fresh[j]:
-                    stat[i] = Status.OUTSIDE_MAX_AGE
+                verdict = verdicts[j]
+                if verdict is not None:
+                    stat[i] = verdict
                 elif valid[j][pos]:
-                    v = col[j]
-                    out[i] = _EPOCH + timedelta(microseconds=v) if fam == "timestamp" else v
+                    v = block[j][col]
+                    out[i] = _EPOCH + timedelta(microseconds=v) if is_ts else v
                     stat[i] = Status.PRESENT
                 else:
                     stat[i] = Status.NULL_VALUE
                 j += 1
             values.append(out)
             statuses.append(stat)
-        j = 0
-        for i, r in enumerate(found):
-            if r is None:
-                continue
-            if ts[j] > now_us:
-                future.append(i)
-            j += 1
+        future: list[int] = []
+        if _FUTURE in verdicts:
+            hits = [i for i, r in enumerate(found) if r >= 0]
+            future = [i for i, verdict in zip(hits, verdicts) if verdict == _FUTURE]
         return values, statuses, future
-

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import duckdb
 
@@ -22,6 +22,7 @@ from .definitions import Entity, FeatureView
 from .errors import (
     BreakingChangeError,
     DefinitionError,
+    NotFoundError,
     StoreFormatError,
     UnknownEntityError,
     UnknownFeatureViewError,
@@ -215,16 +216,25 @@ class Registry:
 
     @staticmethod
     def versions(con: duckdb.DuckDBPyConnection, name: str, kind: str | None = None) -> list[dict[str, object]]:
-        """Every version of ``name`` ever applied, oldest first."""
-        query = "SELECT kind, name, version, first_applied_at, spec FROM fl_versions WHERE name = ?"
+        """Every version of ``name`` ever applied, oldest first, with ``current`` marking
+        the one in force. Raises NotFoundError for a name never applied."""
+        query = (
+            "SELECT v.kind, v.name, v.version, v.first_applied_at, v.spec, c.version IS NOT NULL "
+            "FROM fl_versions v LEFT JOIN fl_current c USING (kind, name, version) WHERE v.name = ?"
+        )
         params: list[object] = [name]
         if kind:
-            query += " AND kind = ?"
+            query += " AND v.kind = ?"
             params.append(kind)
-        rows = run(con, query + " ORDER BY first_applied_at, version", params)
+        rows = run(con, query + " ORDER BY v.first_applied_at, v.version", params)
+        if not rows:
+            raise NotFoundError(f"no definition named {name!r} was ever applied", name=name)
         return [
-            {"kind": k, "name": n, "version": v, "applied_at": at, "spec": json.loads(s)}
-            for k, n, v, at, s in rows
+            {
+                "kind": k, "name": n, "version": v, "applied_at": at.replace(tzinfo=timezone.utc),
+                "current": bool(current), "spec": json.loads(s),
+            }
+            for k, n, v, at, s, current in rows
         ]
 
 

@@ -15,8 +15,7 @@ class IngestResult:
     """What one ``Store.ingest`` wrote."""
 
     view: str
-    rows: int  #: rows appended to history
-    online_rows_changed: int  #: entities whose online value changed (-1 if not counted)
+    rows: int  #: rows appended to history (online values were updated with them)
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class OnlineResponse:
         keys: dict[str, list[Any]],
         values: dict[str, list[Any]],
         statuses: dict[str, list[str]],
-        types: dict[str, pa.DataType],
+        types: dict[str, pa.DataType],  # Arrow type of every key and feature column
     ) -> None:
         self._keys = keys
         self._values = values
@@ -60,7 +59,7 @@ class OnlineResponse:
 
     def to_arrow(self) -> pa.Table:
         """The values as a pyarrow Table (features typed as declared)."""
-        columns = {name: pa.array(vals) for name, vals in self._keys.items()}
+        columns = {name: pa.array(vals, type=self._types.get(name)) for name, vals in self._keys.items()}
         for name, vals in self._values.items():
             columns[name] = pa.array(vals, type=self._types[name])
         return pa.table(columns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from .errors import (
     SchemaError,
     SourceError,
     StoreClosedError,
+    StoreLockedError,
     UnknownFeatureError,
 )
 from .layout import SEQ, ViewLayout
@@ -39,6 +41,8 @@ from .types import arrow_type
 __all__ = ["Store", "open"]
 
 _VERSION = "0.1.0"
+#: A view's part of an online request: (view, features, output names, Arrow types).
+_ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
 #: Rows handed to DuckDB per INSERT during ingest.
 INGEST_BATCH_ROWS = 1 << 20
 
@@ -53,11 +57,49 @@ def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) 
     return Store(path, read_only=read_only)
 
 
+#: Files open in this process. Each Store keeps its own in-memory online index, so two
+#: Stores on one file would serve each other stale values; the second open is refused.
+_OPEN_FILES: dict[str, weakref.ref[Store]] = {}
+_OPEN_FILES_LOCK = threading.Lock()
+
+
+def _claim_file(store: Store) -> str | None:
+    if store.path == ":memory:":
+        return None
+    key = os.path.realpath(store.path)
+    with _OPEN_FILES_LOCK:
+        holder = _OPEN_FILES.get(key)
+        other = holder() if holder is not None else None
+        if other is not None and getattr(other, "_con", None) is not None:
+            raise StoreLockedError(
+                f"store file {store.path!r} is already open in this process; use that Store "
+                "object (or close it first)",
+                path=store.path,
+            )
+        _OPEN_FILES[key] = weakref.ref(store)
+    return key
+
+
+def _release_file(store: Store) -> None:
+    key = getattr(store, "_file_key", None)
+    if key is None:
+        return
+    with _OPEN_FILES_LOCK:
+        holder = _OPEN_FILES.get(key)
+        if holder is not None and holder() in (store, None):
+            del _OPEN_FILES[key]
+
+
 def _utc_naive(moment: datetime) -> datetime:
     """A datetime as naive UTC (naive input is taken as UTC already)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """A stored (naive UTC) timestamp as a zone-aware UTC datetime."""
+    return None if moment is None else moment.replace(tzinfo=timezone.utc)
 
 
 def _micros(moment: datetime) -> int:
@@ -78,18 +120,24 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> None:
         self.path = os.fspath(path)
         self.read_only = read_only
-        self._con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
+        self._file_key = _claim_file(self)
+        try:
+            self._con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
+        except BaseException:
+            _release_file(self)
+            raise
         try:
             init_or_check(self._con, self.path, read_only=read_only, version=_VERSION)
             self._registry = Registry()
             self._registry.load(self._con)
         except BaseException:
             self._con.close()
+            _release_file(self)
             raise
         self._lock = threading.RLock()
         self._layouts: dict[str, ViewLayout] = {}
         self._indexes: dict[str, online.OnlineIndex] = {}
-        self._online_plans: dict[tuple[tuple[str, ...], bool], list[tuple[str, list[str], list[str]]]] = {}
+        self._online_plans: dict[tuple[tuple[str, ...], bool], list[_ViewRead]] = {}
         self._refresh_layouts()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -101,6 +149,13 @@ class Store:
                 self._con.close()
                 self._con = None
                 self._indexes.clear()
+                _release_file(self)
+
+    def checkpoint(self) -> None:
+        """Fold DuckDB's write-ahead log into the store file, so the file alone holds every
+        committed write (``close()`` does this too)."""
+        with self._lock:
+            run(self._writable(), "CHECKPOINT")
 
     def __enter__(self) -> Store:
         return self
@@ -172,6 +227,7 @@ class Store:
             except duckdb.Error as exc:
                 raise FeatureliteError(f"apply failed, nothing was changed: {exc}") from exc
             self._registry.entities, self._registry.views = entities, views
+            run(con, "CHECKPOINT")
             for name, layout in new_layouts.items():
                 if self._layouts.get(name) != layout:
                     self._indexes.pop(name, None)
@@ -257,8 +313,8 @@ class Store:
                 "join_keys": dict(layout.keys),
                 "history_rows": rows,
                 "online_rows": int(online_rows),
-                "first_event": first,
-                "last_event": last,
+                "first_event": _as_utc(first),
+                "last_event": _as_utc(last),
             }
 
     # -- ingest ---------------------------------------------------------------------
@@ -306,7 +362,7 @@ class Store:
                 raise FeatureliteError(f"ingest into view {view!r} failed, nothing was written: {exc}", view=view) from exc
             if index is not None and changed is not None:
                 self._apply_to_index(view, index, changed)
-            return IngestResult(view, rows, -1 if changed is None else changed.num_rows)
+            return IngestResult(view, rows)
 
     def _apply_to_index(self, view: str, index: online.OnlineIndex, changed: pa.Table) -> None:
         try:
@@ -331,14 +387,14 @@ class Store:
                     self._indexes[view] = index
         return index
 
-    def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> list[tuple[str, list[str], list[str]]]:
+    def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> list[_ViewRead]:
         key = (tuple(features), full_feature_names)
         plan = self._online_plans.get(key)
         if plan is None:
-            plan = [
-                (view, feats, outs)
-                for view, feats, outs in self._resolve_features(features, full_feature_names)
-            ]
+            plan = []
+            for view, feats, outs in self._resolve_features(features, full_feature_names):
+                schema = self._layout(view).view.schema
+                plan.append((view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats]))
             self._online_plans[key] = plan
         return plan
 
@@ -392,24 +448,26 @@ class Store:
         self.con
         plan = self._online_plan(features, full_feature_names)
         columns = _entity_columns(entity_rows)
-        n = len(next(iter(columns.values()))) if columns else 0
+        if not columns:  # no entities: an empty response with the right columns
+            columns = {k: [] for view, *_ in plan for k in self._layout(view).key_names}
         now_us = time.time_ns() // 1000 if now is None else _micros(now)
         key_out: dict[str, list[Any]] = {}
         values: dict[str, list[Any]] = {}
         statuses: dict[str, list[str]] = {}
         types: dict[str, pa.DataType] = {}
-        for view, feats, outs in plan:
-            index = self._index(view)
-            keys = _keys_for(view, index.key_names, columns, n)
-            for k in index.key_names:
-                key_out.setdefault(k, columns[k])
+        for view, feats, outs, out_types in plan:
+            index = self._indexes.get(view) or self._index(view)
+            keys = _keys_for(view, index.key_names, columns)
+            for k, dtype in index.layout.keys:
+                if k not in key_out:
+                    key_out[k] = columns[k]
+                    types[k] = arrow_type(dtype)
             vals, stats, future = index.read(keys, feats, now_us)
             if future:
-                self._resolve_future(view, feats, keys, future, now_us, vals, stats)
-            for out, feat, v, s in zip(outs, feats, vals, stats):
-                values[out] = v
-                statuses[out] = s
-                types[out] = arrow_type(index.layout.view.schema[feat])
+                self._resolve_future(view, list(feats), keys, future, now_us, vals, stats)
+            values.update(zip(outs, vals))
+            statuses.update(zip(outs, stats))
+            types.update(zip(outs, out_types))
         return OnlineResponse(key_out, values, statuses, types)
 
     def _resolve_future(
@@ -545,6 +603,7 @@ class Store:
                     results.append(MaterializeResult(layout.name, int(count)))
             for layout in layouts:
                 self._indexes.pop(layout.name, None)
+            run(con, "CHECKPOINT")
             return results
 
 
@@ -603,18 +662,19 @@ def _entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequ
     """Entity rows as ``{key: [values]}``."""
     if isinstance(entity_rows, Mapping):
         columns = {k: list(v) for k, v in entity_rows.items()}
-        lengths = {len(v) for v in columns.values()}
-        if len(lengths) > 1:
+        if len({len(v) for v in columns.values()}) > 1:
             raise InputError("entity_rows columns have different lengths; give one value per entity in each")
         return columns
+    if len(entity_rows) == 1 and type(entity_rows[0]) is dict:  # the common single-entity request
+        return {k: [v] for k, v in entity_rows[0].items()}
     rows = list(entity_rows)
     if not rows:
         return {}
-    names = list(rows[0])
+    names = list(rows[0]) if isinstance(rows[0], Mapping) else []
     columns = {k: [] for k in names}
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise InputError(f"entity row {i} is {row!r}; each entity row must be a dict of join keys")
+            raise InputError(f"entity row {i} is {row!r}; each entity row must be a dict of join keys", row=i)
         for k in names:
             try:
                 columns[k].append(row[k])
@@ -623,7 +683,7 @@ def _entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequ
     return columns
 
 
-def _keys_for(view: str, key_names: list[str], columns: dict[str, list[Any]], n: int) -> list[Any]:
+def _keys_for(view: str, key_names: list[str], columns: dict[str, list[Any]]) -> list[Any]:
     for k in key_names:
         if k not in columns:
             raise InputError(

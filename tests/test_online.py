@@ -95,6 +95,13 @@ def test_composite_keys_and_columnar_entity_rows(ready):
     assert got.to_dict() == {"shop_id": ["a", "b", "a"], "region": [2, 1, 9], "revenue": [2.0, 3.0, None]}
 
 
+def test_no_entities_gives_an_empty_typed_response(ready):
+    got = ready.get_online_features([], ["stats:spend", "sales:revenue"])
+    assert got.to_dict() == {"user_id": [], "spend": [], "shop_id": [], "region": [], "revenue": []}
+    schema = got.to_arrow().schema
+    assert schema.field("region").type == pa.int32() and schema.field("spend").type == pa.float64()
+
+
 def test_several_views_in_one_call_and_full_names(ready):
     got = ready.get_online_features(
         [{"user_id": 1, "shop_id": "a", "region": 1}], ["stats:spend", "sales:revenue"], now=T0, full_feature_names=True

@@ -78,7 +78,9 @@ def test_apply_is_idempotent_and_reports_changes(store):
 def test_dry_run_writes_nothing(store):
     result = store.apply([user, view()], dry_run=True)
     assert result.dry_run and [c.name for c in result.added] == ["user", "stats"]
-    assert store.list_feature_views() == [] and store.list_versions("stats") == []
+    assert store.list_feature_views() == []
+    with pytest.raises(fl.NotFoundError, match="was ever applied"):
+        store.list_versions("stats")
 
 
 def test_entities_embedded_in_a_view_are_applied_with_it(store):
@@ -104,6 +106,7 @@ def test_every_version_is_kept(store):
     store.apply([view()])
     versions = store.list_versions("stats")
     assert [v["version"] for v in versions] == [view().version, view(ttl="7d").version]
+    assert [v["current"] for v in versions] == [True, False]
     assert versions[1]["spec"]["ttl_us"] == 7 * 86_400_000_000
     assert all(isinstance(v["applied_at"], datetime) for v in versions)
     log = store.con.sql("SELECT change FROM fl_apply_log WHERE name = 'stats' ORDER BY applied_at").fetchall()

@@ -163,3 +163,26 @@ def test_demo_runs(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "training set" in out and "PRESENT" in out
+
+
+def test_the_same_file_twice_in_one_process_is_refused(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    with fl.open(path):
+        with pytest.raises(fl.StoreLockedError, match="already open in this process"):
+            fl.open(str(path))
+    with fl.open(path) as again:  # free once the first is closed
+        assert again.list_feature_views() == []
+
+
+def test_checkpoint_leaves_the_whole_store_in_the_one_file(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    with fl.open(path) as store:
+        store.ingest("stats", pa.table({
+            "user_id": [9], "spend": [9.0], "country": ["it"], "ts": pa.array([T0], pa.timestamp("us")),
+        }))
+        store.checkpoint()
+        copy = tmp_path / "copy.duckdb"
+        copy.write_bytes(path.read_bytes())  # copied while the store is still open
+    with fl.open(copy, read_only=True) as copied:
+        assert copied.get_online_features([{"user_id": 9}], ["stats:spend"], now=T0).to_dict()["spend"] == [9.0]
