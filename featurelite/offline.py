@@ -34,11 +34,9 @@ def add_feature_columns(con: duckdb.DuckDBPyConnection, table: str, features: li
 def append(con: duckdb.DuckDBPyConnection, layout: ViewLayout, batch: pa.Table) -> None:
     """Append a conformed batch (storage columns in order, plus the sequence column)."""
     columns = ", ".join(quote(c) for c in layout.stored_columns())
-    con.register("_fl_batch", batch)
-    try:
-        run(con, f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch")
-    finally:
-        con.unregister("_fl_batch")
+    # A relation over the batch, not con.register(): DuckDB keeps registered objects alive
+    # until the transaction ends, which would hold every batch of a long ingest in memory.
+    con.from_arrow(batch).query("_fl_batch", f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch")
 
 
 def row_count(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> int:

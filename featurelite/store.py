@@ -502,12 +502,8 @@ class Store:
 
     def _point_in_time(self, layout: ViewLayout, feats: list[str], probe: pa.Table, *, event_time: bool = False) -> pa.Table:
         """Run the point-in-time join of ``probe`` against one view, rows in probe order."""
-        con = self.con
-        con.register(offline.PROBE, probe)
-        try:
-            result = con.sql(offline.point_in_time_sql(layout, feats, event_time=event_time)).to_arrow_table()
-        finally:
-            con.unregister(offline.PROBE)
+        query = offline.point_in_time_sql(layout, feats, event_time=event_time)
+        result = self.con.from_arrow(probe).query(offline.PROBE, query).to_arrow_table()
         order = np.empty(result.num_rows, dtype=np.int64)
         order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
         result = result.take(order)

@@ -219,3 +219,23 @@ def test_pandas_index_and_ns_timestamps(store):
     frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[ns]") + pd.Timedelta(nanoseconds=999)
     store.ingest("stats", frame)
     assert store.con.sql('SELECT min(ts) FROM "fl_history__stats"').fetchall()[0][0] == T0
+
+
+def test_a_long_stream_is_ingested_with_bounded_memory(store):
+    """Batches flow through one at a time: Arrow memory stays near one batch, not the input."""
+    store.apply([user, stats])
+    batch = events(20_000)
+    batch_bytes = batch.nbytes
+    peak = 0
+
+    def batches():
+        nonlocal peak
+        for i in range(40):  # 800k rows in all, 40x the batch
+            peak = max(peak, pa.total_allocated_bytes())
+            yield batch.set_column(0, "user_id", pa.array(range(i * 20_000, (i + 1) * 20_000), pa.int64())).to_batches()[0]
+
+    baseline = pa.total_allocated_bytes()
+    result = store.ingest("stats", pa.RecordBatchReader.from_batches(batch.schema, batches()), batch_rows=20_000)
+    assert result.rows == 800_000
+    assert peak - baseline < 6 * batch_bytes, (peak - baseline, batch_bytes)
+    assert store.describe("stats")["online_rows"] == 800_000
