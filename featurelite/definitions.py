@@ -96,8 +96,20 @@ def _hash_spec(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class _Versioned:
+    """A definition whose version is the content hash of its ``spec()``."""
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def version(self) -> str:
+        """Content hash of :meth:`spec`: equal definitions share it in every process."""
+        return _hash_spec(self.spec())
+
+
 @dataclass(frozen=True, init=False)
-class Entity:
+class Entity(_Versioned):
     """A thing features describe (a user, a store), identified by one or more join keys.
 
     ``join_keys`` is a list of column names (all of dtype ``dtype``) or a mapping from
@@ -162,11 +174,6 @@ class Entity:
             "tags": dict(self.tags),
         }
 
-    @property
-    def version(self) -> str:
-        """Content hash of :meth:`spec`."""
-        return _hash_spec(self.spec())
-
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Entity:
         """Rebuild an Entity from :meth:`spec` output."""
@@ -180,7 +187,7 @@ class Entity:
 
 
 @dataclass(frozen=True, init=False)
-class FeatureView:
+class FeatureView(_Versioned):
     """A group of features about the same entities, recorded with an event time.
 
     ``schema`` maps feature name to dtype (see :data:`featurelite.types.DTYPES`), in the
@@ -291,11 +298,6 @@ class FeatureView:
             "owner": self.owner,
             "tags": dict(self.tags),
         }
-
-    @property
-    def version(self) -> str:
-        """Content hash of :meth:`spec`."""
-        return _hash_spec(self.spec())
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> FeatureView:
