@@ -4,7 +4,7 @@ Arrow record batches, so that inputs of any size flow through with bounded memor
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ DataSource = Any  # pa.Table | pa.RecordBatch | pa.RecordBatchReader | Arrow C s
 FILE_BATCH_ROWS = 1 << 20
 
 
-def _file_reader(path: Path) -> pa.RecordBatchReader:
+def _file_reader(path: Path, text_columns: Sequence[str]) -> pa.RecordBatchReader:
     if not path.exists():
         raise SourceError(f"file {str(path)!r} does not exist; check the path", path=str(path))
     if path.is_dir():
@@ -38,7 +38,17 @@ def _file_reader(path: Path) -> pa.RecordBatchReader:
             )
         if suffix in (".csv", ".tsv", ".txt"):
             parse = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            return pacsv.open_csv(path, parse_options=parse, read_options=pacsv.ReadOptions(block_size=1 << 24))
+            # Declared columns are read as text and cast by featurelite, so that a bad value
+            # is reported with its row, a late block cannot contradict types guessed from
+            # the first one, and "01234" stays a string. Only an empty field is null.
+            convert = pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in text_columns},
+                null_values=[""],
+                strings_can_be_null=True,
+            )
+            return pacsv.open_csv(
+                path, parse_options=parse, convert_options=convert, read_options=pacsv.ReadOptions(block_size=1 << 24)
+            )
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(
             f"file {str(path)!r} could not be read as {'Parquet' if suffix == '.parquet' else 'CSV'}: {exc}",
@@ -50,11 +60,13 @@ def _file_reader(path: Path) -> pa.RecordBatchReader:
     )
 
 
-def to_reader(data: DataSource) -> pa.RecordBatchReader:
+def to_reader(data: DataSource, *, text_columns: Sequence[str] = ()) -> pa.RecordBatchReader:
     """A RecordBatchReader over ``data``.
 
     Accepts a pyarrow Table, RecordBatch or RecordBatchReader; anything with the Arrow C
-    stream interface (polars, DuckDB relations); a pandas DataFrame (its index is dropped); or the path of a Parquet or CSV file (``str`` or ``os.PathLike``).
+    stream interface (polars, DuckDB relations); a pandas DataFrame (its index is
+    dropped); or the path of a Parquet or CSV file (``str`` or ``os.PathLike``).
+    ``text_columns`` of a CSV file are read as text, for the caller to cast.
     """
     if isinstance(data, pa.RecordBatchReader):
         return data
@@ -63,7 +75,7 @@ def to_reader(data: DataSource) -> pa.RecordBatchReader:
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatchReader.from_batches(data.schema, [data])
     if isinstance(data, (str, os.PathLike)):
-        return _file_reader(Path(data))
+        return _file_reader(Path(data), text_columns)
     if type(data).__module__.startswith("pandas"):
         # pandas' own Arrow stream carries a non-default index as an extra column.
         try:

@@ -334,8 +334,8 @@ class Store:
         with self._lock:
             con = self._writable()
             layout = self._layout(view)
-            reader = to_reader(data)
             expected = layout.input_columns()
+            reader = to_reader(data, text_columns=[name for name, _, _ in expected])
             check_columns(view, reader.schema, expected)
             names = layout.stored_columns()
             index = self._indexes.get(view)

@@ -239,3 +239,16 @@ def test_a_long_stream_is_ingested_with_bounded_memory(store):
     assert result.rows == 800_000
     assert peak - baseline < 6 * batch_bytes, (peak - baseline, batch_bytes)
     assert store.describe("stats")["online_rows"] == 800_000
+
+
+def test_csv_types_come_from_the_view_not_from_guessing(store, tmp_path: Path):
+    zipcodes = fl.FeatureView("z", entities=[user], schema={"zip": "string", "score": "float64", "ok": "bool"}, timestamp_field="ts")
+    store.apply([zipcodes])
+    lines = ["user_id,zip,score,ok,ts", "1,01234,1,true,2024-03-01 12:00:00", "2,,NaN,False,2024-03-01T12:00:00Z"]
+    lines += [f"{i},9,2,1,2024-03-01" for i in range(3, 2000)] + ["2000,9,2.5,0,2024-03-01"]
+    (tmp_path / "z.csv").write_text("\n".join(lines) + "\n")
+    assert store.ingest("z", tmp_path / "z.csv").rows == 2000
+    got = store.get_online_features({"user_id": [1, 2, 2000]}, ["z:zip", "z:score", "z:ok"], now=T0).to_dict()
+    assert got["zip"] == ["01234", None, "9"]
+    assert got["score"][0] == 1.0 and got["score"][1] != got["score"][1] and got["score"][2] == 2.5
+    assert got["ok"] == [True, False, False]
