@@ -1,0 +1,61 @@
+"""Command line: ``python -m benchmarks run --quick|--full`` and ``python -m benchmarks render``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import DOCS_PAGE, FULL_RESULTS, QUICK_RESULTS, SCALES, SEED
+from .render import render, summary_lines
+from .runner import run
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="run the suite")
+    scale = run_cmd.add_mutually_exclusive_group(required=True)
+    scale.add_argument(
+        "--quick",
+        dest="scale",
+        action="store_const",
+        const="quick",
+        help=f"tiny scale, seconds; JSON to {QUICK_RESULTS.relative_to(QUICK_RESULTS.parents[2])}, docs untouched",
+    )
+    scale.add_argument(
+        "--full",
+        dest="scale",
+        action="store_const",
+        const="full",
+        help="real scale, minutes; JSON to benchmarks/results/latest.json and docs/benchmarks.md",
+    )
+    run_cmd.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
+    run_cmd.add_argument("--output", type=Path, help="where to write the results JSON")
+    run_cmd.add_argument("--keep-work", action="store_true", help="keep the working DuckDB files")
+    render_cmd = commands.add_parser("render", help="regenerate docs/benchmarks.md from a results JSON")
+    render_cmd.add_argument("--input", type=Path, default=FULL_RESULTS)
+    render_cmd.add_argument("--output", type=Path, default=DOCS_PAGE)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(args_list)
+    if args.command == "render":
+        args.output.write_text(render(json.loads(args.input.read_text())))
+        return 0
+    full = args.scale == "full"
+    results = run(
+        SCALES[args.scale],
+        seed=args.seed,
+        output=args.output or (FULL_RESULTS if full else QUICK_RESULTS),
+        docs=DOCS_PAGE if full else None,
+        command=" ".join(["python -m benchmarks", *args_list]),
+        keep_work=args.keep_work,
+    )
+    print("\n".join(summary_lines(results)))
+    return 0

@@ -1,0 +1,73 @@
+"""Scales, the seed, the feature view under test and where files go."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: Seed of every random stream in the suite (recorded in the results).
+SEED = 20260127
+
+#: Number of float64 features in the benchmark view.
+N_FEATURES = 10
+ENTITY = "user"
+KEY = "user_id"
+VIEW = "user_stats"
+TS = "ts"
+FEATURES: tuple[str, ...] = tuple(f"f{i}" for i in range(N_FEATURES))
+#: ``view:feature`` references, as passed to the Store.
+FEATURE_REFS: tuple[str, ...] = tuple(f"{VIEW}:{f}" for f in FEATURES)
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+WORK_DIR = ROOT / "work"
+RESULTS_DIR = ROOT / "results"
+FULL_RESULTS = RESULTS_DIR / "latest.json"
+QUICK_RESULTS = RESULTS_DIR / "quick.json"
+DOCS_PAGE = REPO / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a run is and how many times each measurement repeats."""
+
+    name: str
+    entities: int  #: distinct join keys (online rows)
+    history_rows: int  #: rows ingested into history
+    spine_rows: int  #: rows of the entity dataframe for the training set
+    batch_entities: int  #: entities per call in the batched online read
+    latency_iterations: int  #: timed calls of the single-entity online read (per side)
+    batch_iterations: int  #: timed calls of the batched online read (per side)
+    warmup_iterations: int  #: untimed calls before each latency measurement
+    repeats: int  #: alternating repetitions of each bulk workload (ingest, training set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+QUICK = Scale(
+    name="quick",
+    entities=10_000,
+    history_rows=100_000,
+    spine_rows=10_000,
+    batch_entities=100,
+    latency_iterations=2_000,
+    batch_iterations=200,
+    warmup_iterations=200,
+    repeats=1,
+)
+
+FULL = Scale(
+    name="full",
+    entities=1_000_000,
+    history_rows=10_000_000,
+    spine_rows=1_000_000,
+    batch_entities=100,
+    latency_iterations=100_000,
+    batch_iterations=5_000,
+    warmup_iterations=5_000,
+    repeats=5,
+)
+
+SCALES = {"quick": QUICK, "full": FULL}

@@ -1,0 +1,48 @@
+"""The shape of the results: per workload, rows of (featurelite, limit, ratio) with an
+optional target, as plain JSON-ready dicts that :mod:`benchmarks.render` turns into Markdown."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Target", "metric_row", "workload"]
+
+_OPS = {"<=": operator.le, ">=": operator.ge}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A performance target on one row: ``on`` the featurelite value or the ratio."""
+
+    on: str  #: "featurelite" or "ratio"
+    op: str  #: "<=" or ">="
+    threshold: float
+
+    def evaluate(self, row: dict[str, Any]) -> dict[str, Any]:
+        value = row[self.on]
+        met = value is not None and _OPS[self.op](value, self.threshold)
+        return {"on": self.on, "op": self.op, "threshold": self.threshold, "met": bool(met)}
+
+
+def metric_row(
+    metric: str, unit: str, featurelite: float, limit: float | None, target: Target | None = None
+) -> dict[str, Any]:
+    """One compared measurement; ``ratio`` is featurelite / limit."""
+    row: dict[str, Any] = {
+        "metric": metric,
+        "unit": unit,
+        "featurelite": featurelite,
+        "limit": limit,
+        "ratio": featurelite / limit if limit else None,
+    }
+    row["target"] = None if target is None else target.evaluate(row)
+    return row
+
+
+def workload(
+    title: str, measures: str, limit: str, rows: list[dict[str, Any]], details: dict[str, Any]
+) -> dict[str, Any]:
+    """A workload's results: what it measures, what the limit is, its rows and raw details."""
+    return {"title": title, "measures": measures, "limit": limit, "rows": rows, "details": details}

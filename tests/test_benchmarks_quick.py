@@ -1,0 +1,46 @@
+"""The benchmark suite's quick mode runs end to end (CI keeps it working; the numbers are
+not checked against targets here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = {"online_single", "online_batch", "ingest", "training", "index_memory"}
+
+
+def _positive_numbers(result: dict) -> list[float]:
+    numbers = []
+    for row in result["rows"]:
+        numbers.append(row["featurelite"])
+        if row["limit"] is not None:
+            numbers.extend([row["limit"], row["ratio"]])
+    return numbers
+
+
+def test_quick_benchmarks_run_and_write_results(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    docs = REPO / "docs" / "benchmarks.md"
+    docs_before = docs.read_bytes() if docs.exists() else None
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "benchmarks", "run", "--quick", "--output", str(output)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(output.read_text())
+    assert results["mode"] == "quick"
+    assert isinstance(results["seed"], int)
+    assert results["command"] == f"python -m benchmarks run --quick --output {output}"
+    assert set(results["workloads"]) == WORKLOADS
+    for name, result in results["workloads"].items():
+        numbers = _positive_numbers(result)
+        assert numbers and all(isinstance(v, (int, float)) and v > 0 for v in numbers), (name, result["rows"])
+        assert any(row["target"] is not None for row in result["rows"]), name
+    assert (docs.read_bytes() if docs.exists() else None) == docs_before, "--quick must not touch docs/benchmarks.md"
