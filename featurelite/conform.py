@@ -6,7 +6,6 @@ to find the first offending row by bisection.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,7 +41,7 @@ def _accepts(dtype: str, source: pa.DataType) -> bool:
     return False
 
 
-def _cast_timestamps(values: pa.Array) -> pa.Array:
+def _cast_timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Any timestamp, date or ISO-8601 text -> naive UTC microseconds.
 
     Zone-aware values are converted to UTC; naive values are taken as UTC already.
@@ -65,7 +64,7 @@ def _cast_timestamps(values: pa.Array) -> pa.Array:
     return pc.if_else(zoned, with_zone, without_zone)
 
 
-def _cast(values: pa.Array, dtype: str) -> pa.Array:
+def _cast(values: pa.Array | pa.ChunkedArray, dtype: str) -> pa.Array | pa.ChunkedArray:
     if dtype == "timestamp":
         return _cast_timestamps(values)
     target = storage_arrow_type(dtype)
@@ -80,7 +79,7 @@ def _cast(values: pa.Array, dtype: str) -> pa.Array:
     return result
 
 
-def _first_bad_row(values: pa.Array, dtype: str) -> int:
+def _first_bad_row(values: pa.Array | pa.ChunkedArray, dtype: str) -> int:
     """Bisect for the first row whose cast fails (error path only)."""
     lo, hi = 0, len(values)
     while hi - lo > 1:
@@ -135,10 +134,12 @@ def check_columns(view: str, schema: pa.Schema, expected: list[ColumnSpec]) -> N
 
 def conform_column(
     view: str, name: str, dtype: str, nullable: bool, values: pa.ChunkedArray | pa.Array, row_offset: int
-) -> pa.Array:
-    """Cast one column to its storage type, or raise SchemaError naming the first bad row."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+) -> pa.Array | pa.ChunkedArray:
+    """Cast one column to its storage type, or raise SchemaError naming the first bad row.
+
+    Works chunk-preserving: a column that already has its storage type is passed through
+    without a copy.
+    """
     try:
         result = _cast(values, dtype)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -153,7 +154,7 @@ def conform_column(
             dtype=dtype,
         ) from exc
     if not nullable and result.null_count:
-        row = int(np.flatnonzero(result.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(pc.index(result.is_null(), True).as_py())
         what = "null" if not values[row].is_valid else f"{values[row].as_py()!r}, which parses to null"
         raise SchemaError(
             f"view {view!r}: column {name!r} row {row_offset + row} is {what}; "
@@ -181,7 +182,9 @@ def normalize_timestamps(values: pa.ChunkedArray | pa.Array, what: str) -> pa.Ar
         ) from exc
 
 
-def conform_table(view: str, table: pa.Table, expected: list[ColumnSpec], row_offset: int) -> list[pa.Array]:
+def conform_table(
+    view: str, table: pa.Table, expected: list[ColumnSpec], row_offset: int
+) -> list[pa.Array | pa.ChunkedArray]:
     """All columns of ``table`` cast to storage types, in ``expected`` order."""
     return [
         conform_column(view, name, dtype, nullable, table.column(name), row_offset)
