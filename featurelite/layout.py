@@ -15,6 +15,10 @@ from .types import duckdb_type
 
 __all__ = ["SEQ", "ViewLayout"]
 
+#: 2**64 as a SQL literal (a multiplication, not a shift: DuckDB refuses to shift the
+#: negative microsecond counts of pre-1970 times).
+_TWO_64 = "18446744073709551616::HUGEINT"
+
 #: Hidden column: a store-wide ingest sequence number, the last tie-break ("ingested last").
 SEQ = "_fl_seq"
 
@@ -90,7 +94,7 @@ class ViewLayout:
         prefix = f"{alias}." if alias else ""
         ts = f"{prefix}{quote(self.ts)}"
         if not self.created:
-            return f"((epoch_us({ts})::HUGEINT << 64) + {prefix}{SEQ})"
+            return f"(epoch_us({ts})::HUGEINT * {_TWO_64} + {prefix}{SEQ})"
         created = f"coalesce({prefix}{quote(self.created)}, '-infinity'::TIMESTAMP)"
         return f"{{'t': {ts}, 'c': {created}, 's': {prefix}{SEQ}}}"
 
@@ -98,7 +102,7 @@ class ViewLayout:
         """The order key of a lookup at time ``ts`` (a SQL expression): greater than or
         equal to every row with event time <= ts, and less than any later row."""
         if not self.created:
-            return f"((epoch_us({ts})::HUGEINT << 64) + 9223372036854775807)"
+            return f"(epoch_us({ts})::HUGEINT * {_TWO_64} + 9223372036854775807)"
         return f"{{'t': {ts}, 'c': 'infinity'::TIMESTAMP, 's': 9223372036854775807::BIGINT}}"
 
     def key_match(self, left: str, right: str) -> str:

@@ -70,21 +70,57 @@ def latest_per_key_sql(layout: ViewLayout, *, min_seq: int | None = None, end: s
     )
 
 
-def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bool = False) -> str:
+def new_rows_add_ties(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_seq: int) -> bool:
+    """Whether the rows ingested from sequence ``first_seq`` on share a key and event time
+    with each other or with older rows (inside the ingest's transaction).
+
+    Costs one hash aggregate over the new rows; the comparison with older rows runs only
+    when the new event times reach back into the old ones (a backfill), not for the usual
+    ingest of newer data.
+    """
+    keys = ", ".join(quote(k) for k in layout.key_names)
+    ts = quote(layout.ts)
+    table = layout.history_table
+    new = f"{SEQ} >= {int(first_seq)}"
+    within = run(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {new} GROUP BY {keys}, {ts} HAVING count(*) > 1)")
+    if within[0][0]:
+        return True
+    bounds = run(con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}), (SELECT max({ts}) FROM {table} WHERE NOT ({new}))")
+    newest_old, oldest_new = bounds[0][1], bounds[0][0]
+    if newest_old is None or oldest_new is None or oldest_new > newest_old:
+        return False
+    key_cols = f"{keys}, {ts}"
+    overlap = run(
+        con,
+        f"SELECT count(*) FROM (SELECT {key_cols} FROM {table} WHERE {new}) n "
+        f"SEMI JOIN (SELECT {key_cols} FROM {table} WHERE NOT ({new})) o USING ({key_cols})",
+    )
+    return bool(overlap[0][0])
+
+
+def point_in_time_sql(
+    layout: ViewLayout, features: list[str], *, event_time: bool = False, ties: bool = True
+) -> str:
     """For every probe row, the requested features of the winning history row: same keys,
     event time <= the probe time (and >= probe time - ttl), ties broken by
     :meth:`ViewLayout.order_key`. Rows with no match get nulls. Returns the probe row
     number and one column per feature (plus, with ``event_time``, the matched row's event
     time as ``_fl_event_ts``, before the ttl check).
 
-    A single ASOF LEFT JOIN does it: the inequality compares order keys (event time,
-    created time, sequence; see :meth:`ViewLayout.order_key`), so the greatest qualifying
-    row, ties included, is the one picked.
+    A single ASOF LEFT JOIN does it. If the history may hold rows tied on key and event
+    time (``ties``), the inequality compares order keys (event time, created time,
+    sequence; see :meth:`ViewLayout.order_key`), so the greatest qualifying row, ties
+    included, is the one picked. Otherwise it compares event times alone, which is
+    cheaper and picks the same row.
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     feature_cols = ", ".join(quote(f) for f in features)
     ts = quote(layout.ts)
-    probe_order = f"CASE WHEN {PROBE_TS} IS NOT NULL THEN {layout.probe_order_key(PROBE_TS)} END"
+    if ties:
+        probe_order = f"CASE WHEN {PROBE_TS} IS NOT NULL THEN {layout.probe_order_key(PROBE_TS)} END"
+        history_order = layout.order_key()
+    else:
+        probe_order, history_order = PROBE_TS, ts
     ttl = layout.view.ttl
     if ttl is None:
         selected = ", ".join(f"h.{quote(f)}" for f in features)
@@ -93,7 +129,7 @@ def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bo
         fresh = f"h.{ts} >= p.{PROBE_TS} - to_microseconds({ttl_us})"
         selected = ", ".join(f"CASE WHEN {fresh} THEN h.{quote(f)} END AS {quote(f)}" for f in features)
     history = (
-        f"SELECT {keys}, {ts}, {feature_cols}, {layout.order_key()} AS _fl_order FROM {layout.history_table}"
+        f"SELECT {keys}, {ts}, {feature_cols}, {history_order} AS _fl_order FROM {layout.history_table}"
     )
     if event_time:
         selected += f", h.{ts} AS {EVENT_TS}"

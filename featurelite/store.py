@@ -33,7 +33,7 @@ from .errors import (
     UnknownFeatureError,
 )
 from .layout import SEQ, ViewLayout
-from .registry import ApplyResult, Registry, init_or_check, take_seq
+from .registry import ApplyResult, Registry, init_or_check, set_may_have_ties, take_seq, views_with_ties
 from .results import IngestResult, MaterializeResult, OnlineResponse
 from .sources import DataSource, rebatch, to_reader, to_table
 from .types import arrow_type
@@ -138,6 +138,8 @@ class Store:
         self._layouts: dict[str, ViewLayout] = {}
         self._indexes: dict[str, online.OnlineIndex] = {}
         self._online_plans: dict[tuple[tuple[str, ...], bool], list[_ViewRead]] = {}
+        #: Views whose history may hold rows tied on key and event time (kept in fl_meta).
+        self._ties: set[str] = views_with_ties(self._con)
         self._refresh_layouts()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -227,6 +229,7 @@ class Store:
             except duckdb.Error as exc:
                 raise FeatureliteError(f"apply failed, nothing was changed: {exc}") from exc
             self._registry.entities, self._registry.views = entities, views
+            self._ties = views_with_ties(con)
             run(con, "CHECKPOINT")
             for name, layout in new_layouts.items():
                 if self._layouts.get(name) != layout:
@@ -254,6 +257,7 @@ class Store:
             # The registry's plan only lets an incompatible change through for an empty view.
             run(con, f"DROP TABLE IF EXISTS {old.history_table}")
             run(con, f"DROP TABLE IF EXISTS {old.online_table}")
+            set_may_have_ties(con, old.name, False)
         offline.create_history(con, new)
         online.create_online(con, new)
 
@@ -269,9 +273,11 @@ class Store:
             with transaction(con):
                 run(con, f"DROP TABLE IF EXISTS {layout.history_table}")
                 run(con, f"DROP TABLE IF EXISTS {layout.online_table}")
+                set_may_have_ties(con, name, False)
                 self._registry.record_delete(con, "feature_view", name, datetime.now(timezone.utc).replace(tzinfo=None))
             del self._registry.views[name]
             self._indexes.pop(name, None)
+            self._ties.discard(name)
             self._refresh_layouts()
 
     def list_entities(self) -> list[Entity]:
@@ -340,6 +346,7 @@ class Store:
             names = layout.stored_columns()
             index = self._indexes.get(view)
             rows = 0
+            ties = False
             changed: pa.Table | None = None
             try:
                 with transaction(con):
@@ -351,6 +358,10 @@ class Store:
                         arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
                         offline.append(con, layout, pa.Table.from_arrays(arrays, names=names))
                         rows += table.num_rows
+                    if first_seq is not None and view not in self._ties:
+                        ties = offline.new_rows_add_ties(con, layout, first_seq)
+                        if ties:
+                            set_may_have_ties(con, view, True)
                     if first_seq is not None:
                         winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
                         statement = online.upsert_sql(layout, winners, returning=index is not None)
@@ -360,6 +371,8 @@ class Store:
                             run(con, statement)
             except duckdb.Error as exc:
                 raise FeatureliteError(f"ingest into view {view!r} failed, nothing was written: {exc}", view=view) from exc
+            if ties:
+                self._ties.add(view)
             if index is not None and changed is not None:
                 self._apply_to_index(view, index, changed)
             return IngestResult(view, rows)
@@ -502,7 +515,7 @@ class Store:
 
     def _point_in_time(self, layout: ViewLayout, feats: list[str], probe: pa.Table, *, event_time: bool = False) -> pa.Table:
         """Run the point-in-time join of ``probe`` against one view, rows in probe order."""
-        query = offline.point_in_time_sql(layout, feats, event_time=event_time)
+        query = offline.point_in_time_sql(layout, feats, event_time=event_time, ties=layout.name in self._ties)
         result = self.con.from_arrow(probe).query(offline.PROBE, query).to_arrow_table()
         order = np.empty(result.num_rows, dtype=np.int64)
         order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)

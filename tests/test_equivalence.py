@@ -26,6 +26,9 @@ shop = fl.Entity("shop", join_keys={"shop": "string"})
 FLOATS = st.sampled_from([None, 0.0, -0.0, 1.5, -2.25, float("nan"), float("inf"), float("-inf"), 1e-310])
 INTS = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.integers(-3, 3))
 TEXT = st.one_of(st.none(), st.sampled_from(["", "a", "ü", "日本", "a b"]))
+# Whole days make ties on (key, event time) common; arbitrary microseconds make them rare,
+# so both the tie-breaking and the tie-free join paths are exercised.
+EVENT_TS = st.one_of(st.integers(0, 6).map(lambda d: d * DAY), st.integers(0, 7 * DAY))
 
 
 @st.composite
@@ -47,7 +50,7 @@ def rows_a(with_created: bool) -> st.SearchStrategy[dict[str, Any]]:
         "x": FLOATS,
         "n": INTS,
         "s": TEXT,
-        "ts": st.integers(0, 6).map(lambda d: d * DAY),
+        "ts": EVENT_TS,
     }
     if with_created:
         fields["created"] = st.one_of(st.none(), st.integers(0, 3).map(lambda d: d * DAY))
@@ -58,7 +61,7 @@ ROWS_B = st.fixed_dictionaries({
     "user_id": st.integers(0, 3),
     "shop": st.sampled_from(["x", "y"]),
     "y": FLOATS,
-    "ts": st.integers(0, 6).map(lambda d: d * DAY),
+    "ts": EVENT_TS,
 })
 
 

@@ -111,3 +111,34 @@ def test_aware_datetimes_compare_in_utc(ready):
     tokyo = timezone(timedelta(hours=9))
     frame = pa.table({"user_id": [1], "event_timestamp": pa.array([datetime(2024, 5, 1, 8, 59, tzinfo=tokyo)], pa.timestamp("us", tz="Asia/Tokyo"))})
     assert ready.get_historical_features(frame, ["stats:spend"]).column("spend").to_pylist() == [None]
+
+
+def test_ties_found_in_a_backfill_or_within_a_batch_are_broken_by_ingest_order(tmp_path):
+    """Without tied rows the join compares event times alone; an ingest that creates a tie
+    (a backfill that repeats an old key and time, or a batch that repeats one) switches the
+    view to the tie-breaking join, and the store remembers it across reopening."""
+    view = fl.FeatureView("v", entities=[user], schema={"x": "float64"}, timestamp_field="ts")
+    path = tmp_path / "ties.duckdb"
+
+    def batch(xs, days):
+        return pa.table({"user_id": [1] * len(xs), "x": xs, "ts": pa.array([T0 + timedelta(days=d) for d in days], pa.timestamp("us"))})
+
+    probe = pa.table({"user_id": [1, 1], "event_timestamp": pa.array([T0, T0 + timedelta(days=5)], pa.timestamp("us"))})
+    with fl.open(path) as store:
+        store.apply([view])
+        store.ingest("v", batch([1.0, 2.0], [0, 1]))
+        store.ingest("v", batch([3.0], [2]))  # newer data: no tie possible, no check against history
+        assert "v" not in store._ties
+        assert store.get_historical_features(probe, ["v:x"]).column("x").to_pylist() == [1.0, 3.0]
+        store.ingest("v", batch([9.0], [0]))  # a backfill repeating (user 1, T0)
+        assert "v" in store._ties
+        assert store.get_historical_features(probe, ["v:x"]).column("x").to_pylist() == [9.0, 3.0]
+    with fl.open(path) as store:
+        assert "v" in store._ties
+        assert store.get_historical_features(probe, ["v:x"]).column("x").to_pylist() == [9.0, 3.0]
+        store.delete_feature_view("v")
+        store.apply([view])
+        store.ingest("v", batch([4.0, 5.0], [7, 7]))  # a tie inside one batch
+        assert "v" in store._ties
+        later = probe.set_column(1, "event_timestamp", pa.array([T0 + timedelta(days=7)] * 2, pa.timestamp("us")))
+        assert store.get_historical_features(later, ["v:x"]).column("x").to_pylist() == [5.0, 5.0]
