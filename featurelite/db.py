@@ -4,6 +4,8 @@ featurelite's in one place."""
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,7 +14,7 @@ import duckdb
 
 from .errors import FeatureliteError, StoreError, StoreFormatError, StoreLockedError
 
-__all__ = ["connect", "quote", "run", "transaction"]
+__all__ = ["claim_path", "connect", "quote", "release_path", "run", "transaction"]
 
 #: DuckDB writes this at byte 8 of every database file.
 _DUCKDB_MAGIC = b"DUCK"
@@ -90,3 +92,38 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         except duckdb.Error:
             pass
         raise FeatureliteError(f"commit failed, nothing was written: {exc}") from exc
+
+
+#: Files open in this process. Each Store keeps its own in-memory online index, so two
+#: Stores on one file would serve each other stale values; the second open is refused.
+_OPEN_FILES: dict[str, weakref.ref[object]] = {}
+_OPEN_FILES_LOCK = threading.Lock()
+
+
+def claim_path(path: str, owner: object) -> str | None:
+    """Register ``owner`` (an object with a ``closed`` property) as the one user of
+    ``path`` in this process; raise StoreLockedError if an open one holds it already."""
+    if path == ":memory:":
+        return None
+    key = os.path.realpath(path)
+    with _OPEN_FILES_LOCK:
+        holder = _OPEN_FILES.get(key)
+        other = holder() if holder is not None else None
+        if other is not None and not getattr(other, "closed", True):
+            raise StoreLockedError(
+                f"store file {path!r} is already open in this process; use that Store "
+                "object (or close it first)",
+                path=path,
+            )
+        _OPEN_FILES[key] = weakref.ref(owner)
+    return key
+
+
+def release_path(key: str | None, owner: object) -> None:
+    """Undo :func:`claim_path`."""
+    if key is None:
+        return
+    with _OPEN_FILES_LOCK:
+        holder = _OPEN_FILES.get(key)
+        if holder is not None and holder() in (owner, None):
+            del _OPEN_FILES[key]

@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .db import quote, run
-from .layout import ViewLayout
 from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
+from .layout import SEQ, ViewLayout
 from .types import family
 
-__all__ = ["OnlineIndex", "Status", "create_online", "upsert_sql"]
+__all__ = ["OnlineIndex", "Status", "create_online", "replace_sql", "upsert"]
 
 
 class Status:
@@ -43,26 +43,42 @@ _NUMPY_DTYPE = {"float": np.float64, "int": np.int64, "bool": np.bool_, "timesta
 
 
 def create_online(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
-    keys = ", ".join(quote(k) for k in layout.key_names)
-    run(con, f"CREATE TABLE IF NOT EXISTS {layout.online_table} ({layout.column_ddl()}, PRIMARY KEY ({keys}))")
+    # No PRIMARY KEY: every write goes through upsert() or a full replace, which keep one
+    # row per key, and an ART index would cost memory and time for nothing.
+    run(con, f"CREATE TABLE IF NOT EXISTS {layout.online_table} ({layout.column_ddl()})")
 
 
-def upsert_sql(layout: ViewLayout, winners_sql: str, *, returning: bool) -> str:
-    """Insert-or-update the online table from ``winners_sql`` (one row per key), keeping
-    the existing row where it wins the tie-break. With ``returning``, the statement
-    returns the rows that changed (what the in-memory index needs)."""
+#: Temporary table holding the rows an ingest makes win, for the duration of its transaction.
+_WON = "_fl_won"
+
+
+def upsert(
+    con: duckdb.DuckDBPyConnection, layout: ViewLayout, winners_sql: str, *, returning: bool
+) -> pa.Table | None:
+    """Bring the online table up to date with ``winners_sql`` (one row per key), keeping an
+    existing row where it wins the tie-break (inside the caller's transaction). With
+    ``returning``, returns the rows that changed (what the in-memory index needs).
+
+    Delete-and-insert rather than INSERT ... ON CONFLICT DO UPDATE: DuckDB's UPDATE skips
+    a value equal to the old one, so 0.0 could never become -0.0.
+    """
     table = layout.online_table
-    columns = layout.stored_columns()
-    column_list = ", ".join(quote(c) for c in columns)
-    keys = ", ".join(quote(k) for k in layout.key_names)
-    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in layout.key_names)
-    returned = ", ".join(quote(c) for c in index_columns(layout))
-    return (
-        f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM ({winners_sql}) "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {updates} "
-        f"WHERE {layout.order_key('excluded')} > {layout.order_key(table)}"
-        + (f" RETURNING {returned}" if returning else "")
+    columns = ", ".join(quote(c) for c in layout.stored_columns())
+    run(
+        con,
+        f"CREATE OR REPLACE TEMP TABLE {_WON} AS SELECT w.* FROM ({winners_sql}) w "
+        f"LEFT JOIN {table} o ON {layout.key_match('w', 'o')} "
+        f"WHERE o.{SEQ} IS NULL OR {layout.order_key('w')} > {layout.order_key('o')}",
     )
+    try:
+        run(con, f"DELETE FROM {table} o USING {_WON} w WHERE {layout.key_match('o', 'w')}")
+        run(con, f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_WON}")
+        if not returning:
+            return None
+        wanted = ", ".join(quote(c) for c in index_columns(layout))
+        return con.sql(f"SELECT {wanted} FROM {_WON}").to_arrow_table()
+    finally:
+        run(con, f"DROP TABLE IF EXISTS {_WON}")
 
 
 def replace_sql(layout: ViewLayout, winners_sql: str) -> list[str]:

@@ -34,7 +34,7 @@ class OnlineResponse:
     :class:`featurelite.Status`; a value is ``None`` unless its status is ``PRESENT``.
     """
 
-    __slots__ = ("_keys", "_values", "_statuses", "_types")
+    __slots__ = ("_keys", "_statuses", "_types", "_values")
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ Arrow record batches, so that inputs of any size flow through with bounded memor
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from .errors import SourceError
 
-__all__ = ["DataSource", "to_reader", "to_table"]
+__all__ = ["DataSource", "read_batches", "rebatch", "to_reader", "to_table"]
 
 DataSource = Any  # pa.Table | pa.RecordBatch | pa.RecordBatchReader | Arrow C stream | str | Path
 
@@ -118,3 +118,17 @@ def rebatch(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
             pending, count = [], 0
     if pending:
         yield pa.Table.from_batches(pending, reader.schema)
+
+
+def read_batches(view: str, reader: pa.RecordBatchReader, rows: int) -> Iterable[pa.Table]:
+    """Batches of the input; a failure while reading (a CSV that does not parse) becomes
+    a SourceError."""
+    batches = rebatch(reader, rows)
+    while True:
+        try:
+            table = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise SourceError(f"view {view!r}: reading the input failed: {exc}", view=view) from exc
+        yield table

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -20,23 +19,20 @@ import pyarrow as pa
 
 from . import offline, online
 from .conform import check_columns, conform_table, normalize_timestamps
-from .db import connect, quote, run, transaction
+from .db import claim_path, connect, quote, release_path, run, transaction
 from .definitions import RESERVED_PREFIX, Entity, FeatureView
 from .errors import (
     FeatureliteError,
-    InputError,
     ReadOnlyError,
     SchemaError,
-    SourceError,
     StoreClosedError,
-    StoreLockedError,
-    UnknownFeatureError,
 )
-from .layout import SEQ, ViewLayout
+from .layout import ViewLayout
 from .registry import ApplyResult, Registry, init_or_check, set_may_have_ties, take_seq, views_with_ties
 from .results import IngestResult, MaterializeResult, OnlineResponse
-from .sources import DataSource, rebatch, to_reader, to_table
-from .types import arrow_type
+from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
+from .sources import DataSource, read_batches, to_reader, to_table
+from .types import arrow_type, as_utc, micros, utc_naive
 
 __all__ = ["Store", "open"]
 
@@ -47,7 +43,7 @@ _ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
 INGEST_BATCH_ROWS = 1 << 20
 
 
-def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> Store:  # noqa: A001
+def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> Store:
     """Open the featurelite store in ``path``, creating the file if it is missing.
 
     ``":memory:"`` gives a store that lives only in this process. ``read_only=True``
@@ -55,59 +51,6 @@ def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) 
     while another process has it open for writing.
     """
     return Store(path, read_only=read_only)
-
-
-#: Files open in this process. Each Store keeps its own in-memory online index, so two
-#: Stores on one file would serve each other stale values; the second open is refused.
-_OPEN_FILES: dict[str, weakref.ref[Store]] = {}
-_OPEN_FILES_LOCK = threading.Lock()
-
-
-def _claim_file(store: Store) -> str | None:
-    if store.path == ":memory:":
-        return None
-    key = os.path.realpath(store.path)
-    with _OPEN_FILES_LOCK:
-        holder = _OPEN_FILES.get(key)
-        other = holder() if holder is not None else None
-        if other is not None and getattr(other, "_con", None) is not None:
-            raise StoreLockedError(
-                f"store file {store.path!r} is already open in this process; use that Store "
-                "object (or close it first)",
-                path=store.path,
-            )
-        _OPEN_FILES[key] = weakref.ref(store)
-    return key
-
-
-def _release_file(store: Store) -> None:
-    key = getattr(store, "_file_key", None)
-    if key is None:
-        return
-    with _OPEN_FILES_LOCK:
-        holder = _OPEN_FILES.get(key)
-        if holder is not None and holder() in (store, None):
-            del _OPEN_FILES[key]
-
-
-def _utc_naive(moment: datetime) -> datetime:
-    """A datetime as naive UTC (naive input is taken as UTC already)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    """A stored (naive UTC) timestamp as a zone-aware UTC datetime."""
-    return None if moment is None else moment.replace(tzinfo=timezone.utc)
-
-
-def _micros(moment: datetime) -> int:
-    moment = _utc_naive(moment)
-    return (moment - datetime(1970, 1, 1)) // _US
-
-
-_US = datetime(1970, 1, 1, 0, 0, 0, 1) - datetime(1970, 1, 1)
 
 
 class Store:
@@ -120,11 +63,12 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> None:
         self.path = os.fspath(path)
         self.read_only = read_only
-        self._file_key = _claim_file(self)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._file_key = claim_path(self.path, self)
         try:
-            self._con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
+            self._con = connect(self.path, read_only=read_only)
         except BaseException:
-            _release_file(self)
+            release_path(self._file_key, self)
             raise
         try:
             init_or_check(self._con, self.path, read_only=read_only, version=_VERSION)
@@ -132,7 +76,8 @@ class Store:
             self._registry.load(self._con)
         except BaseException:
             self._con.close()
-            _release_file(self)
+            self._con = None
+            release_path(self._file_key, self)
             raise
         self._lock = threading.RLock()
         self._layouts: dict[str, ViewLayout] = {}
@@ -151,7 +96,12 @@ class Store:
                 self._con.close()
                 self._con = None
                 self._indexes.clear()
-                _release_file(self)
+                release_path(self._file_key, self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._con is None
 
     def checkpoint(self) -> None:
         """Fold DuckDB's write-ahead log into the store file, so the file alone holds every
@@ -172,9 +122,13 @@ class Store:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The underlying DuckDB connection (for inspection; writes bypass featurelite's checks)."""
+        self._check_open()
+        assert self._con is not None
+        return self._con
+
+    def _check_open(self) -> None:
         if self._con is None:
             raise StoreClosedError(f"store {self.path!r} is closed; open it again with featurelite.open")
-        return self._con
 
     def _writable(self) -> duckdb.DuckDBPyConnection:
         con = self.con
@@ -282,22 +236,22 @@ class Store:
 
     def list_entities(self) -> list[Entity]:
         """Registered entities, by name."""
-        self.con
+        self._check_open()
         return [self._registry.entities[n] for n in sorted(self._registry.entities)]
 
     def list_feature_views(self) -> list[FeatureView]:
         """Registered feature views, by name."""
-        self.con
+        self._check_open()
         return [self._registry.views[n] for n in sorted(self._registry.views)]
 
     def get_entity(self, name: str) -> Entity:
         """The registered entity ``name``."""
-        self.con
+        self._check_open()
         return self._registry.entity(name)
 
     def get_feature_view(self, name: str) -> FeatureView:
         """The registered feature view ``name``."""
-        self.con
+        self._check_open()
         return self._registry.view(name)
 
     def list_versions(self, name: str, *, kind: str | None = None) -> list[dict[str, Any]]:
@@ -319,8 +273,8 @@ class Store:
                 "join_keys": dict(layout.keys),
                 "history_rows": rows,
                 "online_rows": int(online_rows),
-                "first_event": _as_utc(first),
-                "last_event": _as_utc(last),
+                "first_event": as_utc(first),
+                "last_event": as_utc(last),
             }
 
     # -- ingest ---------------------------------------------------------------------
@@ -351,7 +305,7 @@ class Store:
             try:
                 with transaction(con):
                     first_seq: int | None = None
-                    for table in _read_batches(view, reader, batch_rows):
+                    for table in read_batches(view, reader, batch_rows):
                         arrays = conform_table(view, table, expected, rows)
                         seq = take_seq(con, table.num_rows)
                         first_seq = seq if first_seq is None else first_seq
@@ -364,11 +318,7 @@ class Store:
                             set_may_have_ties(con, view, True)
                     if first_seq is not None:
                         winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
-                        statement = online.upsert_sql(layout, winners, returning=index is not None)
-                        if index is not None:
-                            changed = con.sql(statement).to_arrow_table()
-                        else:
-                            run(con, statement)
+                        changed = online.upsert(con, layout, winners, returning=index is not None)
             except duckdb.Error as exc:
                 raise FeatureliteError(f"ingest into view {view!r} failed, nothing was written: {exc}", view=view) from exc
             if ties:
@@ -405,43 +355,11 @@ class Store:
         plan = self._online_plans.get(key)
         if plan is None:
             plan = []
-            for view, feats, outs in self._resolve_features(features, full_feature_names):
+            for view, feats, outs in resolve_features(features, full_feature_names, self._layout):
                 schema = self._layout(view).view.schema
                 plan.append((view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats]))
             self._online_plans[key] = plan
         return plan
-
-    def _resolve_features(self, features: Sequence[str] | str, full_feature_names: bool) -> list[tuple[str, list[str], list[str]]]:
-        """Group ``view:feature`` references by view: [(view, features, output names)]."""
-        if isinstance(features, str):
-            features = [features]
-        groups: dict[str, tuple[list[str], list[str]]] = {}
-        seen: dict[str, str] = {}
-        if not features:
-            raise InputError("no features requested; pass references like 'view:feature'")
-        for ref in features:
-            if not isinstance(ref, str) or ref.count(":") != 1:
-                raise UnknownFeatureError(
-                    f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
-                )
-            view_name, feature = ref.split(":")
-            layout = self._layout(view_name)
-            if feature not in layout.view.schema:
-                raise UnknownFeatureError(
-                    f"feature view {view_name!r} has no feature {feature!r} "
-                    f"(features: {', '.join(layout.view.schema)})",
-                    reference=ref,
-                    view=view_name,
-                )
-            out = f"{view_name}__{feature}" if full_feature_names else feature
-            if out in seen:
-                hint = "" if full_feature_names else "; pass full_feature_names=True to prefix names with the view"
-                raise InputError(f"features {seen[out]!r} and {ref!r} would both be named {out!r}{hint}", name=out)
-            seen[out] = ref
-            feats, outs = groups.setdefault(view_name, ([], []))
-            feats.append(feature)
-            outs.append(out)
-        return [(view, feats, outs) for view, (feats, outs) in groups.items()]
 
     def get_online_features(
         self,
@@ -458,19 +376,19 @@ class Store:
         is the one a point-in-time lookup at ``now`` (default: the current time) returns;
         a value older than its view's ttl is ``None`` with status ``OUTSIDE_MAX_AGE``.
         """
-        self.con
+        self._check_open()
         plan = self._online_plan(features, full_feature_names)
-        columns = _entity_columns(entity_rows)
+        columns = entity_columns(entity_rows)
         if not columns:  # no entities: an empty response with the right columns
             columns = {k: [] for view, *_ in plan for k in self._layout(view).key_names}
-        now_us = time.time_ns() // 1000 if now is None else _micros(now)
+        now_us = time.time_ns() // 1000 if now is None else micros(now)
         key_out: dict[str, list[Any]] = {}
         values: dict[str, list[Any]] = {}
         statuses: dict[str, list[str]] = {}
         types: dict[str, pa.DataType] = {}
         for view, feats, outs, out_types in plan:
             index = self._indexes.get(view) or self._index(view)
-            keys = _keys_for(view, index.key_names, columns)
+            keys = keys_for(view, index.key_names, columns)
             for k, dtype in index.layout.keys:
                 if k not in key_out:
                     key_out[k] = columns[k]
@@ -544,10 +462,10 @@ class Store:
         Other columns of ``entity_df`` are carried through unchanged.
         """
         with self._lock:
-            self.con
-            plan = self._resolve_features(features, full_feature_names)
+            self._check_open()
+            plan = resolve_features(features, full_feature_names, self._layout)
             entity = to_table(entity_df)
-            ts_name = _pick_timestamp(entity, timestamp_field)
+            ts_name = pick_timestamp(entity, timestamp_field)
             for name in entity.column_names:
                 if name.lower().startswith(RESERVED_PREFIX):
                     raise SchemaError(f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name)
@@ -560,7 +478,7 @@ class Store:
                             f"entity_df has no column {key!r}, the join key of view {view!r}; add it",
                             column=key, view=view,
                         )
-                    probe_cols[key] = _key_column(entity.column(key), key, dtype)
+                    probe_cols[key] = key_column(entity.column(key), key, dtype)
                 for out in outs:
                     if out in entity.column_names:
                         hint = "" if full_feature_names else " or pass full_feature_names=True"
@@ -601,7 +519,7 @@ class Store:
             layouts = [self._layout(name) for name in names]
             end_sql = None
             if end_date is not None:
-                end_sql = f"'{_utc_naive(end_date).isoformat(sep=' ')}'::TIMESTAMP"
+                end_sql = f"'{utc_naive(end_date).isoformat(sep=' ')}'::TIMESTAMP"
             results = []
             with transaction(con):
                 for layout in layouts:
@@ -616,89 +534,3 @@ class Store:
             return results
 
 
-def _read_batches(view: str, reader: pa.RecordBatchReader, rows: int) -> Iterable[pa.Table]:
-    """Batches of the input; a failure while reading (a CSV that does not parse) becomes
-    a SourceError."""
-    batches = rebatch(reader, rows)
-    while True:
-        try:
-            table = next(batches)
-        except StopIteration:
-            return
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise SourceError(f"view {view!r}: reading the input failed: {exc}", view=view) from exc
-        yield table
-
-
-def _pick_timestamp(entity: pa.Table, requested: str | None) -> str:
-    if requested is not None:
-        if requested not in entity.column_names:
-            raise SchemaError(f"entity_df has no column {requested!r} (columns: {', '.join(entity.column_names)})", column=requested)
-        return requested
-    if "event_timestamp" in entity.column_names:
-        return "event_timestamp"
-    candidates = [f.name for f in entity.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
-    if len(candidates) == 1:
-        return candidates[0]
-    raise SchemaError(
-        "entity_df needs an event timestamp column; name it 'event_timestamp' or pass "
-        f"timestamp_field= (timestamp columns found: {', '.join(candidates) or 'none'})"
-    )
-
-
-def _key_column(values: pa.ChunkedArray, key: str, dtype: str) -> pa.Array:
-    """An entity_df key column, checked to be comparable with the view's key dtype."""
-    kind = values.type
-    if pa.types.is_dictionary(kind):
-        values = values.cast(kind.value_type)
-        kind = values.type
-    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
-    ok = (
-        pa.types.is_null(kind)
-        or (dtype == "string" and text)
-        or (dtype in ("int32", "int64") and pa.types.is_integer(kind))
-        or (dtype == "bool" and pa.types.is_boolean(kind))
-    )
-    if not ok:
-        raise SchemaError(
-            f"entity_df column {key!r} has Arrow type {kind}, but the join key is {dtype!r}; convert the column",
-            column=key,
-        )
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-
-
-def _entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-    """Entity rows as ``{key: [values]}``."""
-    if isinstance(entity_rows, Mapping):
-        columns = {k: list(v) for k, v in entity_rows.items()}
-        if len({len(v) for v in columns.values()}) > 1:
-            raise InputError("entity_rows columns have different lengths; give one value per entity in each")
-        return columns
-    if len(entity_rows) == 1 and type(entity_rows[0]) is dict:  # the common single-entity request
-        return {k: [v] for k, v in entity_rows[0].items()}
-    rows = list(entity_rows)
-    if not rows:
-        return {}
-    names = list(rows[0]) if isinstance(rows[0], Mapping) else []
-    columns = {k: [] for k in names}
-    for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise InputError(f"entity row {i} is {row!r}; each entity row must be a dict of join keys", row=i)
-        for k in names:
-            try:
-                columns[k].append(row[k])
-            except KeyError:
-                raise InputError(f"entity row {i} has no key {k!r} (row 0 has it); give every row the same keys", row=i) from None
-    return columns
-
-
-def _keys_for(view: str, key_names: list[str], columns: dict[str, list[Any]]) -> list[Any]:
-    for k in key_names:
-        if k not in columns:
-            raise InputError(
-                f"entity rows lack join key {k!r} of view {view!r} (given: {', '.join(columns) or 'none'})",
-                view=view, column=k,
-            )
-    if len(key_names) == 1:
-        return columns[key_names[0]]
-    return list(zip(*(columns[k] for k in key_names)))

@@ -1,4 +1,5 @@
-"""featurelite dtype names and their Arrow and DuckDB counterparts. Pure: no I/O.
+"""featurelite dtype names and their Arrow and DuckDB counterparts, and datetime
+conversions. Pure: no I/O.
 
 Timestamps are stored as DuckDB ``TIMESTAMP`` (microseconds, no zone) holding UTC wall
 time, and returned to users as Arrow ``timestamp[us, tz=UTC]``.
@@ -6,9 +7,11 @@ time, and returned to users as Arrow ``timestamp[us, tz=UTC]``.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pyarrow as pa
 
-__all__ = ["DTYPES", "KEY_DTYPES", "arrow_type", "duckdb_type", "family"]
+__all__ = ["DTYPES", "KEY_DTYPES", "arrow_type", "as_utc", "duckdb_type", "family", "micros", "utc_naive"]
 
 #: Every dtype a feature may have.
 DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "float32", "float64", "string", "timestamp")
@@ -69,3 +72,23 @@ def duckdb_type(dtype: str) -> str:
 def family(dtype: str) -> str:
     """The storage family (``float``, ``int``, ``bool``, ``timestamp``, ``object``)."""
     return _FAMILY[dtype]
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """A datetime as naive UTC (naive input is taken as UTC already)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored (naive UTC) timestamp as a zone-aware UTC datetime."""
+    return None if moment is None else moment.replace(tzinfo=timezone.utc)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch of a datetime (naive taken as UTC)."""
+    return (utc_naive(moment) - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1)

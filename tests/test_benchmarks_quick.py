@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKLOADS = {"online_single", "online_batch", "ingest", "training", "index_memory"}
+WORKLOADS = {"online_single", "online_batch", "ingest", "training", "training_ties", "index_memory"}
 
 
 def _positive_numbers(result: dict) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -73,6 +74,16 @@ def test_late_older_event_does_not_overwrite_and_ties_go_to_the_last_ingested(re
     assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [10.0]
     ready.ingest("stats", rows([1], [11.0], [T0]))
     assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [11.0]
+
+
+def test_a_newer_negative_zero_replaces_zero(ready):
+    """DuckDB's UPDATE treats 0.0 and -0.0 as equal and keeps the old bits; the online
+    table must not."""
+    ready.get_online_features([{"user_id": 5}], ["stats:spend"])
+    ready.ingest("stats", rows([5, 6], [0.0, 0.0], [T0, T0]))
+    ready.ingest("stats", rows([5, 6], [-0.0, 0.0], [T0 + timedelta(seconds=1), T0 + timedelta(seconds=1)]))
+    served = ready.get_online_features({"user_id": [5, 6]}, ["stats:spend"], now=T0 + timedelta(hours=1)).to_dict()["spend"]
+    assert [math.copysign(1, v) for v in served] == [-1.0, 1.0]
 
 
 def test_future_dated_events_are_not_served_before_their_time(ready):

@@ -1,0 +1,125 @@
+"""Reading retrieval requests: feature references, entity dataframes and entity rows.
+
+Checks the shape of what a caller asked for and names what is wrong; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import InputError, SchemaError, UnknownFeatureError
+from .layout import ViewLayout
+
+__all__ = ["entity_columns", "key_column", "keys_for", "pick_timestamp", "resolve_features"]
+
+
+def resolve_features(
+    features: Sequence[str] | str, full_feature_names: bool, layout_of: Callable[[str], ViewLayout]
+) -> list[tuple[str, list[str], list[str]]]:
+    """Group ``view:feature`` references by view: [(view, features, output names)]."""
+    if isinstance(features, str):
+        features = [features]
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    seen: dict[str, str] = {}
+    if not features:
+        raise InputError("no features requested; pass references like 'view:feature'")
+    for ref in features:
+        if not isinstance(ref, str) or ref.count(":") != 1:
+            raise UnknownFeatureError(
+                f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
+            )
+        view_name, feature = ref.split(":")
+        layout = layout_of(view_name)
+        if feature not in layout.view.schema:
+            raise UnknownFeatureError(
+                f"feature view {view_name!r} has no feature {feature!r} "
+                f"(features: {', '.join(layout.view.schema)})",
+                reference=ref,
+                view=view_name,
+            )
+        out = f"{view_name}__{feature}" if full_feature_names else feature
+        if out in seen:
+            hint = "" if full_feature_names else "; pass full_feature_names=True to prefix names with the view"
+            raise InputError(f"features {seen[out]!r} and {ref!r} would both be named {out!r}{hint}", name=out)
+        seen[out] = ref
+        feats, outs = groups.setdefault(view_name, ([], []))
+        feats.append(feature)
+        outs.append(out)
+    return [(view, feats, outs) for view, (feats, outs) in groups.items()]
+
+
+def pick_timestamp(entity: pa.Table, requested: str | None) -> str:
+    if requested is not None:
+        if requested not in entity.column_names:
+            raise SchemaError(f"entity_df has no column {requested!r} (columns: {', '.join(entity.column_names)})", column=requested)
+        return requested
+    if "event_timestamp" in entity.column_names:
+        return "event_timestamp"
+    candidates = [f.name for f in entity.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise SchemaError(
+        "entity_df needs an event timestamp column; name it 'event_timestamp' or pass "
+        f"timestamp_field= (timestamp columns found: {', '.join(candidates) or 'none'})"
+    )
+
+
+def key_column(values: pa.ChunkedArray, key: str, dtype: str) -> pa.Array:
+    """An entity_df key column, checked to be comparable with the view's key dtype."""
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values = values.cast(kind.value_type)
+        kind = values.type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    ok = (
+        pa.types.is_null(kind)
+        or (dtype == "string" and text)
+        or (dtype in ("int32", "int64") and pa.types.is_integer(kind))
+        or (dtype == "bool" and pa.types.is_boolean(kind))
+    )
+    if not ok:
+        raise SchemaError(
+            f"entity_df column {key!r} has Arrow type {kind}, but the join key is {dtype!r}; convert the column",
+            column=key,
+        )
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Entity rows as ``{key: [values]}``."""
+    if isinstance(entity_rows, Mapping):
+        columns = {k: list(v) for k, v in entity_rows.items()}
+        if len({len(v) for v in columns.values()}) > 1:
+            raise InputError("entity_rows columns have different lengths; give one value per entity in each")
+        return columns
+    if len(entity_rows) == 1 and type(entity_rows[0]) is dict:  # the common single-entity request
+        return {k: [v] for k, v in entity_rows[0].items()}
+    rows = list(entity_rows)
+    if not rows:
+        return {}
+    names = list(rows[0]) if isinstance(rows[0], Mapping) else []
+    columns = {k: [] for k in names}
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InputError(f"entity row {i} is {row!r}; each entity row must be a dict of join keys", row=i)
+        for k in names:
+            try:
+                columns[k].append(row[k])
+            except KeyError:
+                raise InputError(f"entity row {i} has no key {k!r} (row 0 has it); give every row the same keys", row=i) from None
+    return columns
+
+
+def keys_for(view: str, key_names: list[str], columns: dict[str, list[Any]]) -> list[Any]:
+    for k in key_names:
+        if k not in columns:
+            raise InputError(
+                f"entity rows lack join key {k!r} of view {view!r} (given: {', '.join(columns) or 'none'})",
+                view=view, column=k,
+            )
+    if len(key_names) == 1:
+        return columns[key_names[0]]
+    return list(zip(*(columns[k] for k in key_names)))
