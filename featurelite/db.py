@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from .errors import FeatureliteError, StoreError, StoreFormatError, StoreLockedError
 
-__all__ = ["claim_path", "connect", "quote", "release_path", "run", "transaction"]
+__all__ = ["claim_path", "connect", "fetch_arrow", "quote", "release_path", "run", "transaction"]
 
 #: DuckDB writes this at byte 8 of every database file.
 _DUCKDB_MAGIC = b"DUCK"
@@ -73,6 +74,16 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None =
     """
     cursor = con.execute(sql) if params is None else con.execute(sql, params)
     return cursor.fetchall()
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, *, over: pa.Table | None = None, name: str = "") -> pa.Table:
+    """Run a query to an Arrow table; with ``over``, the query sees that Arrow table as
+    ``name`` (a relation, not con.register(), which pins the table until the
+    transaction ends)."""
+    relation = con.sql(sql) if over is None else con.from_arrow(over).query(name, sql)
+    if relation is None:
+        raise AssertionError(f"statement returned no relation: {sql[:80]}")
+    return relation.to_arrow_table()
 
 
 @contextmanager

@@ -5,6 +5,8 @@ Never writes online state; ``store.py`` composes this with ``online.py``.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import pyarrow as pa
 
@@ -43,7 +45,7 @@ def row_count(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> int:
     return int(run(con, f"SELECT count(*) FROM {layout.history_table}")[0][0])
 
 
-def stats(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> tuple[int, object, object]:
+def stats(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> tuple[int, datetime | None, datetime | None]:
     """(rows, first event time, last event time) of a view's history."""
     ts = quote(layout.ts)
     row = run(con, f"SELECT count(*), min({ts}), max({ts}) FROM {layout.history_table}")[0]

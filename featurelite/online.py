@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .db import quote, run
+from .db import fetch_arrow, quote, run
 from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
 from .layout import SEQ, ViewLayout
 from .types import family
@@ -76,7 +76,7 @@ def upsert(
         if not returning:
             return None
         wanted = ", ".join(quote(c) for c in index_columns(layout))
-        return con.sql(f"SELECT {wanted} FROM {_WON}").to_arrow_table()
+        return fetch_arrow(con, f"SELECT {wanted} FROM {_WON}")
     finally:
         run(con, f"DROP TABLE IF EXISTS {_WON}")
 
@@ -156,7 +156,7 @@ class OnlineIndex:
             return
         capacity = max(needed, int(self.capacity * 1.25) + 16)
         for fam, cols in self.families.items():
-            mat = np.zeros((capacity, len(cols)), dtype=_NUMPY_DTYPE[fam])
+            mat: np.ndarray = np.zeros((capacity, len(cols)), dtype=_NUMPY_DTYPE[fam])
             if fam == "object":
                 mat[:] = None
             if self.size:

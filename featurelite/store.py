@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from . import offline, online
 from .conform import check_columns, conform_table, normalize_timestamps
-from .db import claim_path, connect, quote, release_path, run, transaction
+from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction
 from .definitions import RESERVED_PREFIX, Entity, FeatureView
 from .errors import (
     FeatureliteError,
@@ -163,6 +163,8 @@ class Store:
         """
         with self._lock:
             con = self.con if dry_run else self._writable()
+            if isinstance(objects, (Entity, FeatureView)):
+                objects = [objects]
             result, entities, views = self._registry.plan(objects, self._rows_stored)
             if dry_run:
                 return replace(result, dry_run=True)
@@ -345,7 +347,7 @@ class Store:
                 if index is None:
                     layout = self._layout(view)
                     columns = ", ".join(quote(c) for c in online.index_columns(layout))
-                    table = self.con.sql(f"SELECT {columns} FROM {layout.online_table}").to_arrow_table()
+                    table = fetch_arrow(self.con, f"SELECT {columns} FROM {layout.online_table}")
                     index = online.OnlineIndex.build(layout, table)
                     self._indexes[view] = index
         return index
@@ -434,7 +436,7 @@ class Store:
     def _point_in_time(self, layout: ViewLayout, feats: list[str], probe: pa.Table, *, event_time: bool = False) -> pa.Table:
         """Run the point-in-time join of ``probe`` against one view, rows in probe order."""
         query = offline.point_in_time_sql(layout, feats, event_time=event_time, ties=layout.name in self._ties)
-        result = self.con.from_arrow(probe).query(offline.PROBE, query).to_arrow_table()
+        result = fetch_arrow(self.con, query, over=probe, name=offline.PROBE)
         order = np.empty(result.num_rows, dtype=np.int64)
         order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
         result = result.take(order)
