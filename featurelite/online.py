@@ -214,6 +214,8 @@ class OnlineIndex:
                 (self.slot[f][0], self.slot[f][1], self.position[f], self.slot[f][0] == "timestamp") for f in features
             )
             plan = _ReadPlan(tuple(dict.fromkeys(item[0] for item in items)), items)
+            if len(self._plans) >= 1024:
+                self._plans.clear()
             self._plans[features] = plan
         return plan
 

@@ -39,6 +39,8 @@ __all__ = ["Store", "open"]
 _VERSION = "0.1.0"
 #: A view's part of an online request: (view, features, output names, Arrow types).
 _ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
+#: Distinct feature lists whose resolution is cached for online reads.
+_PLAN_CACHE_SIZE = 1024
 #: Rows handed to DuckDB per INSERT during ingest.
 INGEST_BATCH_ROWS = 1 << 20
 
@@ -360,6 +362,8 @@ class Store:
             for view, feats, outs in resolve_features(features, full_feature_names, self._layout):
                 schema = self._layout(view).view.schema
                 plan.append((view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats]))
+            if len(self._online_plans) >= _PLAN_CACHE_SIZE:
+                self._online_plans.clear()  # callers with endless distinct lists: start over
             self._online_plans[key] = plan
         return plan
 
