@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
 from .config import FEATURES, KEY, TS, Scale
 
-__all__ = ["history", "request_keys", "spine"]
+__all__ = ["TIE_SHARE", "history", "history_with_ties", "request_keys", "spine", "tie_winners"]
 
 #: First event time of the generated history (well in the past, so that online reads at
 #: "now" never need the rare future-event path).
@@ -20,8 +21,12 @@ SPAN_US = 180 * 24 * 3600 * 1_000_000
 #: The training spine reaches a week before the first and after the last event.
 MARGIN_US = 7 * 24 * 3600 * 1_000_000
 
+#: Share of history rows that, in :func:`history_with_ties`, repeat the key and event time
+#: of another row.
+TIE_SHARE = 0.10
+
 #: Independent random streams, one per generator, derived from the run's seed.
-_HISTORY, _SPINE, _REQUESTS = 1, 2, 3
+_HISTORY, _SPINE, _REQUESTS, _TIES = 1, 2, 3, 4
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -45,6 +50,41 @@ def history(scale: Scale, seed: int) -> pa.Table:
         columns[name] = pa.array(rng.standard_normal(rows))
     columns[TS] = _timestamps(rng, rows, START_US, START_US + SPAN_US)
     return pa.table(columns)
+
+
+def history_with_ties(scale: Scale, seed: int, share: float = TIE_SHARE) -> pa.Table:
+    """:func:`history` with ties: ``share`` of the rows (chosen at random) take the event
+    time of another row of the same key, so each such row repeats that row's (key, ts).
+    Keys, features and row order are unchanged; every tie is a pair (the copied row is
+    never a copy itself), so ``2 * share`` of the rows are tied."""
+    table = history(scale, seed)
+    keys = table.column(KEY).to_numpy()
+    ts = table.column(TS).cast(pa.int64()).to_numpy().copy()
+    n = len(keys)
+    # Rows grouped by key; a row at an odd position of its group may copy the row just
+    # before it (an even position), which is then never a copy.
+    order = np.argsort(keys, kind="stable")
+    grouped = keys[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    position = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    candidates = np.flatnonzero(position % 2 == 1)
+    count = min(round(share * n), len(candidates))
+    copies = _rng(seed, _TIES).choice(candidates, size=count, replace=False)
+    ts[order[copies]] = ts[order[copies - 1]]
+    return table.set_column(table.schema.get_field_index(TS), TS, pa.array(ts, pa.timestamp("us")))
+
+
+def tie_winners(table: pa.Table) -> pa.Table:
+    """(key, ts, f0) of every (key, ts) that several rows of ``table`` share, with the
+    ``f0`` of the last of them in table order: the row featurelite's tie-break picks when
+    ``table`` is ingested in one call (later ingest sequence wins)."""
+    with duckdb.connect() as con:
+        rows = table.select([KEY, TS, FEATURES[0]]).append_column("_row", pa.array(np.arange(table.num_rows)))
+        con.register("rows", rows)
+        return con.sql(
+            f"SELECT {KEY}, {TS}, arg_max({FEATURES[0]}, _row) AS {FEATURES[0]} FROM rows "
+            f"GROUP BY {KEY}, {TS} HAVING count(*) > 1"
+        ).to_arrow_table()
 
 
 def spine(scale: Scale, seed: int) -> pa.Table:

@@ -40,7 +40,8 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results["index_memory"] = _step("online index memory", lambda: workloads.index_memory(ctx))
     results.update(_step("online reads", lambda: workloads.online(ctx)))
     results["training"] = _step("training set", lambda: workloads.training(ctx))
-    order = ["online_single", "online_batch", "ingest", "training", "index_memory"]
+    results["training_ties"] = _step("training set, tied history", lambda: workloads.training_ties(ctx))
+    order = ["online_single", "online_batch", "ingest", "training", "training_ties", "index_memory"]
     return {name: results[name] for name in order}
 
 

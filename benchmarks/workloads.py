@@ -31,7 +31,7 @@ from .measure import alternate_bulk, alternate_latency, bulk_summary, stopwatch
 from .model import Target, metric_row, workload
 from .rss_probe import first_read
 
-__all__ = ["Context", "index_memory", "ingest", "online", "training"]
+__all__ = ["Context", "index_memory", "ingest", "online", "training", "training_ties"]
 
 T = TypeVar("T")
 #: Limit side of the online reads: entity key -> the 10 feature values.
@@ -366,13 +366,39 @@ def _check_training(mine: pa.Table, limit: pa.Table, spine: pa.Table) -> dict[st
     return summary
 
 
-def training(ctx: Context) -> dict[str, Any]:
-    """Target 4: point-in-time training set vs a hand-written ASOF LEFT JOIN."""
+def _ties_flagged(path: Path) -> bool | None:
+    """Whether featurelite's store at ``path`` marks the view as possibly holding rows tied
+    on key and event time (which switches its join to the order-key plan). Reads
+    featurelite's bookkeeping table; None if that is not where the flag lives."""
+    with closing(duckdb.connect(str(path), read_only=True)) as con:
+        try:
+            rows = con.execute("SELECT value FROM fl_meta WHERE key = ?", [f"may_have_ties:{VIEW}"]).fetchall()
+        except duckdb.Error:
+            return None
+    return bool(rows) and rows[0][0] == "1"
+
+
+def _check_plan(path: Path, ties: bool) -> bool | None:
+    flagged = _ties_flagged(path)
+    _check(
+        flagged is None or flagged == ties,
+        f"the store {'does not flag' if ties else 'flags'} the view as holding ties, so the join plan is not "
+        "the one this workload measures",
+    )
+    return flagged
+
+
+def _time_training(
+    ctx: Context, store_path: Path, sql_path: Path
+) -> tuple[dict[str, list[float]], dict[str, pa.Table]]:
+    """Repeated, alternating training-set runs of featurelite (store at ``store_path``)
+    and the hand-written ASOF join (``sql_path``) after a warm-up on 1% of the spine:
+    (seconds per side, each side's last result)."""
     spine, refs = ctx.spine, list(FEATURE_REFS)
     last: dict[str, pa.Table] = {}
     with (
-        fl.open(ctx.store_path, read_only=True) as store,
-        closing(duckdb.connect(str(ctx.sql_path), read_only=True)) as con,
+        fl.open(store_path, read_only=True) as store,
+        closing(duckdb.connect(str(sql_path), read_only=True)) as con,
     ):
         sides: dict[str, Callable[[pa.Table], pa.Table]] = {
             "featurelite": lambda df: store.get_historical_features(df, refs),
@@ -392,15 +418,130 @@ def training(ctx: Context) -> dict[str, Any]:
             return run
 
         seconds = alternate_bulk({side: timed(side) for side in sides}, ctx.scale.repeats)
+    return seconds, last
+
+
+def training(ctx: Context) -> dict[str, Any]:
+    """Target 4: point-in-time training set vs a hand-written ASOF LEFT JOIN."""
+    spine = ctx.spine
+    flagged = _check_plan(ctx.store_path, ties=False)
+    seconds, last = _time_training(ctx, ctx.store_path, ctx.sql_path)
     _log_runs(ctx, "training set", seconds)
     matches = _check_training(last["featurelite"], last["limit"], spine)
     mine, limit = (bulk_summary(seconds[side], spine.num_rows) for side in ("featurelite", "limit"))
     return workload(
         "Training set (point-in-time join)",
-        f"`store.get_historical_features(entity_df, {len(refs)} features)`, entity_df of {spine.num_rows:,} rows "
-        f"against {ctx.scale.history_rows:,} history rows; result as an Arrow table in entity_df order.",
+        f"`store.get_historical_features(entity_df, {len(FEATURE_REFS)} features)`, entity_df of "
+        f"{spine.num_rows:,} rows against {ctx.scale.history_rows:,} history rows; result as an Arrow table in "
+        "entity_df order. No two history rows share a key and event time, so the join compares event times alone.",
         "hand-written `ASOF LEFT JOIN` of the same entity table against the same history in a plain DuckDB "
         "file, `.to_arrow_table()` (row order not restored)",
         _bulk_rows(mine, limit, Target("ratio", "<=", 1.3)),
-        {"featurelite": mine, "limit": limit, "matches": matches},
+        {"featurelite": mine, "limit": limit, "matches": matches, "ties_flagged": flagged},
+    )
+
+
+# -- training set, history with ties --------------------------------------------------
+
+#: Per probe row: whether its match (same key, latest event time <= the probe's) is one of
+#: several history rows with that key and time, and the f0 of the one ingested last.
+_TIE_CHECK_SQL = f"""
+WITH probe AS (SELECT DISTINCT {KEY}, event_timestamp FROM spine),
+flags AS (
+    SELECT p.{KEY}, p.event_timestamp, w.{KEY} IS NOT NULL AS tied, w.{FEATURES[0]} AS last_f0
+    FROM probe p
+    ASOF LEFT JOIN (SELECT {KEY}, {TS} FROM history) h ON p.{KEY} = h.{KEY} AND p.event_timestamp >= h.{TS}
+    LEFT JOIN winners w ON w.{KEY} = h.{KEY} AND w.{TS} = h.{TS}
+),
+results AS (
+    SELECT 'featurelite' AS side, {KEY}, event_timestamp, {FEATURES[0]} FROM mine
+    UNION ALL SELECT 'limit', {KEY}, event_timestamp, {FEATURES[0]} FROM lim
+)
+SELECT side, count(*), count(r.{FEATURES[0]}), count(r.{FEATURES[0]}) FILTER (tied),
+    coalesce(sum(r.{FEATURES[0]}) FILTER (NOT tied), 0),
+    count(*) FILTER (tied AND r.{FEATURES[0]} IS DISTINCT FROM last_f0)
+FROM results r JOIN flags f USING ({KEY}, event_timestamp)
+GROUP BY side
+"""
+
+
+def _check_training_ties(
+    sql_path: Path, mine: pa.Table, limit: pa.Table, spine: pa.Table, winners: pa.Table
+) -> dict[str, Any]:
+    """Both sides match the same rows; on rows whose match is not tied they return the same
+    values. On tied matches the limit may return either row, so only featurelite's values
+    are checked there: they must come from the row ingested last (its tie-break rule)."""
+    _check(mine.num_rows == limit.num_rows == spine.num_rows, "training sets differ in row count")
+    _check(mine.column(KEY).equals(spine.column(KEY)), "featurelite did not keep the entity_df row order")
+    with closing(duckdb.connect(str(sql_path), read_only=True)) as con:
+        for name, table in (("spine", spine), ("mine", mine), ("lim", limit), ("winners", winners)):
+            con.register(name, table)
+        rows = con.execute(_TIE_CHECK_SQL).fetchall()
+    summary = {
+        side: {
+            "rows": int(n),
+            "matched_rows": int(matched),
+            "matched_rows_tied": int(tied),
+            "sum_f0_untied": float(total),
+            "tied_rows_not_last_ingested": int(other),
+        }
+        for side, n, matched, tied, total, other in sorted(rows)
+    }
+    fl_sum, lim_sum = summary["featurelite"], summary["limit"]
+    _check(fl_sum["rows"] == lim_sum["rows"] == spine.num_rows, "training sets do not all map to entity_df rows")
+    _check(
+        (fl_sum["matched_rows"], fl_sum["matched_rows_tied"])
+        == (lim_sum["matched_rows"], lim_sum["matched_rows_tied"]),
+        "training sets match different rows",
+    )
+    _check(
+        math.isclose(fl_sum["sum_f0_untied"], lim_sum["sum_f0_untied"], rel_tol=1e-9, abs_tol=1e-6),
+        "training sets hold different values on rows without ties",
+    )
+    _check(fl_sum["tied_rows_not_last_ingested"] == 0, "featurelite broke a tie against the row ingested last")
+    return summary
+
+
+def training_ties(ctx: Context) -> dict[str, Any]:
+    """Target 4 again, on a history where some rows share key and event time, so that
+    featurelite uses its tie-breaking join plan."""
+    spine = ctx.spine
+    history = data.history_with_ties(ctx.scale, ctx.seed)
+    winners = data.tie_winners(history)
+    store_path, sql_path = ctx.work / "featurelite-ties.duckdb", ctx.work / "handwritten-ties.duckdb"
+    ingest_s = {"featurelite": _ingest_featurelite(store_path, history), "limit": _ingest_limit(sql_path, history)}
+    rows, pairs = history.num_rows, winners.num_rows
+    del history
+    ctx.log(
+        f"tied history: {pairs:,} (key, ts) pairs shared by several rows; ingested once (s): "
+        + ", ".join(f"{side} {s:.2f}" for side, s in ingest_s.items())
+    )
+    flagged = _check_plan(store_path, ties=True)
+    seconds, last = _time_training(ctx, store_path, sql_path)
+    _log_runs(ctx, "training set, tied history", seconds)
+    matches = _check_training_ties(sql_path, last["featurelite"], last["limit"], spine, winners)
+    mine, limit = (bulk_summary(seconds[side], spine.num_rows) for side in ("featurelite", "limit"))
+    share = data.TIE_SHARE
+    return workload(
+        "Training set, history with tied event times",
+        f"the training set above (`store.get_historical_features`, entity_df of {spine.num_rows:,} rows, "
+        f"{len(FEATURE_REFS)} features) against the same {rows:,} history rows except that {share:.0%} of them "
+        f"({round(share * rows):,}, chosen with the seed) take the event time of another row of the same key, "
+        f"so {pairs:,} (key, event time) pairs are each held by two rows. Ingested into its own store, which "
+        "therefore flags the view as holding ties: the join compares a HUGEINT order key (event time * 2^64 + "
+        f"ingest sequence) instead of event time alone. {matches['featurelite']['matched_rows_tied']:,} entity_df "
+        "rows match a tied pair.",
+        "the same hand-written `ASOF LEFT JOIN` on the same data in a plain DuckDB file, `.to_arrow_table()`. "
+        "It does not break ties (on a tied match it returns either row), so it does less than featurelite; "
+        "values are compared only on rows whose match is not tied",
+        _bulk_rows(mine, limit, Target("ratio", "<=", 1.3)),
+        {
+            "featurelite": mine,
+            "limit": limit,
+            "matches": matches,
+            "ties_flagged": flagged,
+            "tie_share": share,
+            "tied_pairs": pairs,
+            "ingest_once_s": ingest_s,
+        },
     )
