@@ -367,15 +367,15 @@ def _check_training(mine: pa.Table, limit: pa.Table, spine: pa.Table) -> dict[st
 
 
 def _ties_flagged(path: Path) -> bool | None:
-    """Whether featurelite's store at ``path`` marks the view as possibly holding rows tied
-    on key and event time (which switches its join to the order-key plan). Reads
-    featurelite's bookkeeping table; None if that is not where the flag lives."""
+    """Whether featurelite's store at ``path`` has history rows that lost a tie on key and
+    event time (which makes its join exclude them). Reads featurelite's losers table; None
+    if that table does not exist."""
     with closing(duckdb.connect(str(path), read_only=True)) as con:
         try:
-            rows = con.execute("SELECT value FROM fl_meta WHERE key = ?", [f"may_have_ties:{VIEW}"]).fetchall()
+            rows = con.execute(f'SELECT count(*) FROM "fl_losers__{VIEW}"').fetchall()
         except duckdb.Error:
             return None
-    return bool(rows) and rows[0][0] == "1"
+    return rows[0][0] > 0
 
 
 def _check_plan(path: Path, ties: bool) -> bool | None:
@@ -528,8 +528,8 @@ def training_ties(ctx: Context) -> dict[str, Any]:
         f"{len(FEATURE_REFS)} features) against the same {rows:,} history rows except that {share:.0%} of them "
         f"({round(share * rows):,}, chosen with the seed) take the event time of another row of the same key, "
         f"so {pairs:,} (key, event time) pairs are each held by two rows. Ingested into its own store, which "
-        "therefore flags the view as holding ties: the join compares a HUGEINT order key (event time * 2^64 + "
-        f"ingest sequence) instead of event time alone. {matches['featurelite']['matched_rows_tied']:,} entity_df "
+        "records at ingest which row of each tied pair loses (the one ingested first); the join compares event "
+        f"times alone over the history without those rows. {matches['featurelite']['matched_rows_tied']:,} entity_df "
         "rows match a tied pair.",
         "the same hand-written `ASOF LEFT JOIN` on the same data in a plain DuckDB file, `.to_arrow_table()`. "
         "It does not break ties (on a tied match it returns either row), so it does less than featurelite; "

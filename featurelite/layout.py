@@ -62,6 +62,11 @@ class ViewLayout:
         return quote(f"fl_history__{self.name}")
 
     @property
+    def losers_table(self) -> str:
+        """History rows (by sequence number) that lost a tie on key and event time."""
+        return quote(f"fl_losers__{self.name}")
+
+    @property
     def online_table(self) -> str:
         return quote(f"fl_online__{self.name}")
 
@@ -88,8 +93,8 @@ class ViewLayout:
         created time (null sorts first), then ingest order. The greatest key wins.
 
         Without a created time the key is one HUGEINT, ``event_us * 2**64 + seq``: exact
-        (seq < 2**63) and cheaper to sort and compare than a struct, which matters in the
-        point-in-time join over all of history. With one it is a struct of the three.
+        (seq < 2**63) and cheaper to sort and compare than a struct. With one it is a
+        struct of the three.
         """
         prefix = f"{alias}." if alias else ""
         ts = f"{prefix}{quote(self.ts)}"
@@ -97,13 +102,6 @@ class ViewLayout:
             return f"(epoch_us({ts})::HUGEINT * {_TWO_64} + {prefix}{SEQ})"
         created = f"coalesce({prefix}{quote(self.created)}, '-infinity'::TIMESTAMP)"
         return f"{{'t': {ts}, 'c': {created}, 's': {prefix}{SEQ}}}"
-
-    def probe_order_key(self, ts: str) -> str:
-        """The order key of a lookup at time ``ts`` (a SQL expression): greater than or
-        equal to every row with event time <= ts, and less than any later row."""
-        if not self.created:
-            return f"(epoch_us({ts})::HUGEINT * {_TWO_64} + 9223372036854775807)"
-        return f"{{'t': {ts}, 'c': 'infinity'::TIMESTAMP, 's': 9223372036854775807::BIGINT}}"
 
     def key_match(self, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{quote(k)} = {right}.{quote(k)}" for k in self.key_names)

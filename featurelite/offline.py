@@ -25,6 +25,17 @@ EVENT_TS = "_fl_event_ts"
 
 def create_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
     run(con, f"CREATE TABLE IF NOT EXISTS {layout.history_table} ({layout.column_ddl()})")
+    run(con, f"CREATE TABLE IF NOT EXISTS {layout.losers_table} ({SEQ} BIGINT NOT NULL)")
+
+
+def drop_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
+    run(con, f"DROP TABLE IF EXISTS {layout.history_table}")
+    run(con, f"DROP TABLE IF EXISTS {layout.losers_table}")
+
+
+def has_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> bool:
+    """Whether some history row of the view lost a tie on key and event time."""
+    return bool(run(con, f"SELECT EXISTS (SELECT 1 FROM {layout.losers_table})")[0][0])
 
 
 def add_feature_columns(con: duckdb.DuckDBPyConnection, table: str, features: list[tuple[str, str]]) -> None:
@@ -72,57 +83,68 @@ def latest_per_key_sql(layout: ViewLayout, *, min_seq: int | None = None, end: s
     )
 
 
-def new_rows_add_ties(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_seq: int) -> bool:
-    """Whether the rows ingested from sequence ``first_seq`` on share a key and event time
-    with each other or with older rows (inside the ingest's transaction).
+#: Temporary table of (key, event time) groups with more than one row, during an ingest.
+_TIED = "_fl_tied"
 
-    Costs one hash aggregate over the new rows; the comparison with older rows runs only
-    when the new event times reach back into the old ones (a backfill), not for the usual
-    ingest of newer data.
+
+def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_seq: int) -> int:
+    """Record, inside the ingest's transaction, which history rows lose a tie on key and
+    event time now that rows from sequence ``first_seq`` on have arrived. Returns how
+    many rows were newly marked.
+
+    With the losers set aside, every remaining (key, event time) is unique, so the
+    point-in-time join can compare event times alone. A row that loses stays lost
+    (history only grows), so only groups the new rows touch are looked at. Costs one hash
+    aggregate over the new rows; the comparison with older rows runs only when the new
+    event times reach back into them (a backfill), not for the usual ingest of newer data.
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     ts = quote(layout.ts)
+    group = f"{keys}, {ts}"
     table = layout.history_table
     new = f"{SEQ} >= {int(first_seq)}"
-    within = run(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {new} GROUP BY {keys}, {ts} HAVING count(*) > 1)")
-    if within[0][0]:
-        return True
-    bounds = run(con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}), (SELECT max({ts}) FROM {table} WHERE NOT ({new}))")
-    newest_old, oldest_new = bounds[0][1], bounds[0][0]
-    if newest_old is None or oldest_new is None or oldest_new > newest_old:
-        return False
-    key_cols = f"{keys}, {ts}"
-    overlap = run(
-        con,
-        f"SELECT count(*) FROM (SELECT {key_cols} FROM {table} WHERE {new}) n "
-        f"SEMI JOIN (SELECT {key_cols} FROM {table} WHERE NOT ({new})) o USING ({key_cols})",
-    )
-    return bool(overlap[0][0])
+    run(con, f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1")
+    try:
+        oldest_new, newest_old = run(
+            con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}), (SELECT max({ts}) FROM {table} WHERE NOT ({new}))"
+        )[0]
+        if oldest_new is not None and newest_old is not None and oldest_new <= newest_old:
+            run(
+                con,
+                f"INSERT INTO {_TIED} SELECT DISTINCT {group} FROM (SELECT {group} FROM {table} WHERE {new}) n "
+                f"SEMI JOIN (SELECT {group} FROM {table} WHERE NOT ({new})) o USING ({group})",
+            )
+        if not run(con, f"SELECT EXISTS (SELECT 1 FROM {_TIED})")[0][0]:
+            return 0
+        ranked = (
+            f"SELECT {SEQ}, row_number() OVER (PARTITION BY {group} ORDER BY {layout.order_key()} DESC) AS rank "
+            f"FROM {table} SEMI JOIN {_TIED} USING ({group})"
+        )
+        marked = run(
+            con,
+            f"INSERT INTO {layout.losers_table} SELECT r.{SEQ} FROM ({ranked}) r "
+            f"ANTI JOIN {layout.losers_table} l USING ({SEQ}) WHERE r.rank > 1",
+        )
+        return int(marked[0][0])
+    finally:
+        run(con, f"DROP TABLE IF EXISTS {_TIED}")
 
 
-def point_in_time_sql(
-    layout: ViewLayout, features: list[str], *, event_time: bool = False, ties: bool = True
-) -> str:
+def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bool = False, losers: bool = True) -> str:
     """For every probe row, the requested features of the winning history row: same keys,
     event time <= the probe time (and >= probe time - ttl), ties broken by
     :meth:`ViewLayout.order_key`. Rows with no match get nulls. Returns the probe row
     number and one column per feature (plus, with ``event_time``, the matched row's event
     time as ``_fl_event_ts``, before the ttl check).
 
-    A single ASOF LEFT JOIN does it. If the history may hold rows tied on key and event
-    time (``ties``), the inequality compares order keys (event time, created time,
-    sequence; see :meth:`ViewLayout.order_key`), so the greatest qualifying row, ties
-    included, is the one picked. Otherwise it compares event times alone, which is
-    cheaper and picks the same row.
+    A single ASOF LEFT JOIN on event time does it, over the history without the rows
+    that lost a tie (:func:`mark_tie_losers`): what remains has one row per key and event
+    time, so the row the join picks is the winner. ``losers=False`` skips the exclusion
+    when the view has none.
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     feature_cols = ", ".join(quote(f) for f in features)
     ts = quote(layout.ts)
-    if ties:
-        probe_order = f"CASE WHEN {PROBE_TS} IS NOT NULL THEN {layout.probe_order_key(PROBE_TS)} END"
-        history_order = layout.order_key()
-    else:
-        probe_order, history_order = PROBE_TS, ts
     ttl = layout.view.ttl
     if ttl is None:
         selected = ", ".join(f"h.{quote(f)}" for f in features)
@@ -130,13 +152,12 @@ def point_in_time_sql(
         ttl_us = ttl // ttl.resolution
         fresh = f"h.{ts} >= p.{PROBE_TS} - to_microseconds({ttl_us})"
         selected = ", ".join(f"CASE WHEN {fresh} THEN h.{quote(f)} END AS {quote(f)}" for f in features)
-    history = (
-        f"SELECT {keys}, {ts}, {feature_cols}, {history_order} AS _fl_order FROM {layout.history_table}"
-    )
     if event_time:
         selected += f", h.{ts} AS {EVENT_TS}"
+    history = f"SELECT {keys}, {ts}, {feature_cols} FROM {layout.history_table}"
+    if losers:
+        history += f" ANTI JOIN {layout.losers_table} USING ({SEQ})"
     return (
-        f"SELECT p.{PROBE_ROW}, {selected} "
-        f"FROM (SELECT {PROBE_ROW}, {PROBE_TS}, {keys}, {probe_order} AS _fl_order FROM {PROBE}) p "
-        f"ASOF LEFT JOIN ({history}) h ON {layout.key_match('p', 'h')} AND p._fl_order >= h._fl_order"
+        f"SELECT p.{PROBE_ROW}, {selected} FROM {PROBE} p "
+        f"ASOF LEFT JOIN ({history}) h ON {layout.key_match('p', 'h')} AND p.{PROBE_TS} >= h.{ts}"
     )

@@ -110,24 +110,6 @@ def take_seq(con: duckdb.DuckDBPyConnection, count: int) -> int:
     return start
 
 
-def _ties_key(view: str) -> str:
-    return f"may_have_ties:{view}"
-
-
-def views_with_ties(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Views whose history may hold two rows with the same key and event time."""
-    rows = run(con, "SELECT key FROM fl_meta WHERE key LIKE 'may_have_ties:%' AND value = '1'")
-    return {key.split(":", 1)[1] for (key,) in rows}
-
-
-def set_may_have_ties(con: duckdb.DuckDBPyConnection, view: str, value: bool) -> None:
-    """Record (inside the caller's transaction) whether ``view`` may have tied rows."""
-    if value:
-        run(con, "INSERT INTO fl_meta VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET value = '1'", [_ties_key(view)])
-    else:
-        run(con, "DELETE FROM fl_meta WHERE key = ?", [_ties_key(view)])
-
-
 class Registry:
     """The current entities and feature views, mirrored in memory from the file."""
 

@@ -28,7 +28,7 @@ from .errors import (
     StoreClosedError,
 )
 from .layout import ViewLayout
-from .registry import ApplyResult, Registry, init_or_check, set_may_have_ties, take_seq, views_with_ties
+from .registry import ApplyResult, Registry, init_or_check, take_seq
 from .results import IngestResult, MaterializeResult, OnlineResponse
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
@@ -85,9 +85,9 @@ class Store:
         self._layouts: dict[str, ViewLayout] = {}
         self._indexes: dict[str, online.OnlineIndex] = {}
         self._online_plans: dict[tuple[tuple[str, ...], bool], list[_ViewRead]] = {}
-        #: Views whose history may hold rows tied on key and event time (kept in fl_meta).
-        self._ties: set[str] = views_with_ties(self._con)
         self._refresh_layouts()
+        #: Views with history rows that lost a tie on key and event time.
+        self._ties: set[str] = {name for name, layout in self._layouts.items() if offline.has_tie_losers(self._con, layout)}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -187,7 +187,6 @@ class Store:
             except duckdb.Error as exc:
                 raise FeatureliteError(f"apply failed, nothing was changed: {exc}") from exc
             self._registry.entities, self._registry.views = entities, views
-            self._ties = views_with_ties(con)
             run(con, "CHECKPOINT")
             for name, layout in new_layouts.items():
                 if self._layouts.get(name) != layout:
@@ -213,9 +212,8 @@ class Store:
                 offline.add_feature_columns(con, old.online_table, added)
                 return
             # The registry's plan only lets an incompatible change through for an empty view.
-            run(con, f"DROP TABLE IF EXISTS {old.history_table}")
+            offline.drop_history(con, old)
             run(con, f"DROP TABLE IF EXISTS {old.online_table}")
-            set_may_have_ties(con, old.name, False)
         offline.create_history(con, new)
         online.create_online(con, new)
 
@@ -229,9 +227,8 @@ class Store:
             con = self._writable()
             layout = self._layout(name)
             with transaction(con):
-                run(con, f"DROP TABLE IF EXISTS {layout.history_table}")
+                offline.drop_history(con, layout)
                 run(con, f"DROP TABLE IF EXISTS {layout.online_table}")
-                set_may_have_ties(con, name, False)
                 self._registry.record_delete(con, "feature_view", name, datetime.now(timezone.utc).replace(tzinfo=None))
             del self._registry.views[name]
             self._indexes.pop(name, None)
@@ -316,10 +313,8 @@ class Store:
                         arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
                         offline.append(con, layout, pa.Table.from_arrays(arrays, names=names))
                         rows += table.num_rows
-                    if first_seq is not None and view not in self._ties:
-                        ties = offline.new_rows_add_ties(con, layout, first_seq)
-                        if ties:
-                            set_may_have_ties(con, view, True)
+                    if first_seq is not None:
+                        ties = offline.mark_tie_losers(con, layout, first_seq) > 0
                     if first_seq is not None:
                         winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
                         changed = online.upsert(con, layout, winners, returning=index is not None)
@@ -439,7 +434,7 @@ class Store:
 
     def _point_in_time(self, layout: ViewLayout, feats: list[str], probe: pa.Table, *, event_time: bool = False) -> pa.Table:
         """Run the point-in-time join of ``probe`` against one view, rows in probe order."""
-        query = offline.point_in_time_sql(layout, feats, event_time=event_time, ties=layout.name in self._ties)
+        query = offline.point_in_time_sql(layout, feats, event_time=event_time, losers=layout.name in self._ties)
         result = fetch_arrow(self.con, query, over=probe, name=offline.PROBE)
         order = np.empty(result.num_rows, dtype=np.int64)
         order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
