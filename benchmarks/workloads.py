@@ -368,11 +368,11 @@ def _check_training(mine: pa.Table, limit: pa.Table, spine: pa.Table) -> dict[st
 
 def _ties_flagged(path: Path) -> bool | None:
     """Whether featurelite's store at ``path`` has history rows that lost a tie on key and
-    event time (which makes its join exclude them). Reads featurelite's losers table; None
-    if that table does not exist."""
+    event time (which makes its join exclude them). Reads featurelite's ``_fl_lost``
+    history column; None if there is no such column."""
     with closing(duckdb.connect(str(path), read_only=True)) as con:
         try:
-            rows = con.execute(f'SELECT count(*) FROM "fl_losers__{VIEW}"').fetchall()
+            rows = con.execute(f'SELECT count(*) FROM "fl_history__{VIEW}" WHERE _fl_lost').fetchall()
         except duckdb.Error:
             return None
     return rows[0][0] > 0

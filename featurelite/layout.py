@@ -13,7 +13,7 @@ from .db import quote
 from .definitions import Entity, FeatureView
 from .types import duckdb_type
 
-__all__ = ["SEQ", "ViewLayout"]
+__all__ = ["LOST", "SEQ", "ViewLayout"]
 
 #: 2**64 as a SQL literal (a multiplication, not a shift: DuckDB refuses to shift the
 #: negative microsecond counts of pre-1970 times).
@@ -21,6 +21,8 @@ _TWO_64 = "18446744073709551616::HUGEINT"
 
 #: Hidden column: a store-wide ingest sequence number, the last tie-break ("ingested last").
 SEQ = "_fl_seq"
+#: Hidden history column: true for a row that lost a tie on key and event time.
+LOST = "_fl_lost"
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,6 @@ class ViewLayout:
     @property
     def history_table(self) -> str:
         return quote(f"fl_history__{self.name}")
-
-    @property
-    def losers_table(self) -> str:
-        """History rows (by sequence number) that lost a tie on key and event time."""
-        return quote(f"fl_losers__{self.name}")
 
     @property
     def online_table(self) -> str:

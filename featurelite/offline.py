@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from .db import quote, run
-from .layout import SEQ, ViewLayout
+from .layout import LOST, SEQ, ViewLayout
 from .types import duckdb_type
 
 __all__ = ["append", "create_history", "point_in_time_sql"]
@@ -24,18 +24,17 @@ EVENT_TS = "_fl_event_ts"
 
 
 def create_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
-    run(con, f"CREATE TABLE IF NOT EXISTS {layout.history_table} ({layout.column_ddl()})")
-    run(con, f"CREATE TABLE IF NOT EXISTS {layout.losers_table} ({SEQ} BIGINT NOT NULL)")
+    ddl = f"{layout.column_ddl()}, {LOST} BOOLEAN NOT NULL DEFAULT false"
+    run(con, f"CREATE TABLE IF NOT EXISTS {layout.history_table} ({ddl})")
 
 
 def drop_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
     run(con, f"DROP TABLE IF EXISTS {layout.history_table}")
-    run(con, f"DROP TABLE IF EXISTS {layout.losers_table}")
 
 
 def has_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> bool:
     """Whether some history row of the view lost a tie on key and event time."""
-    return bool(run(con, f"SELECT EXISTS (SELECT 1 FROM {layout.losers_table})")[0][0])
+    return bool(run(con, f"SELECT EXISTS (SELECT 1 FROM {layout.history_table} WHERE {LOST})")[0][0])
 
 
 def add_feature_columns(con: duckdb.DuckDBPyConnection, table: str, features: list[tuple[str, str]]) -> None:
@@ -88,9 +87,9 @@ _TIED = "_fl_tied"
 
 
 def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_seq: int) -> int:
-    """Record, inside the ingest's transaction, which history rows lose a tie on key and
-    event time now that rows from sequence ``first_seq`` on have arrived. Returns how
-    many rows were newly marked.
+    """Mark (column ``_fl_lost``), inside the ingest's transaction, the history rows that
+    lose a tie on key and event time now that rows from sequence ``first_seq`` on have
+    arrived. Returns how many rows were newly marked.
 
     With the losers set aside, every remaining (key, event time) is unique, so the
     point-in-time join can compare event times alone. A row that loses stays lost
@@ -122,8 +121,8 @@ def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_se
         )
         marked = run(
             con,
-            f"INSERT INTO {layout.losers_table} SELECT r.{SEQ} FROM ({ranked}) r "
-            f"ANTI JOIN {layout.losers_table} l USING ({SEQ}) WHERE r.rank > 1",
+            f"UPDATE {table} SET {LOST} = true FROM ({ranked}) r "
+            f"WHERE {table}.{SEQ} = r.{SEQ} AND r.rank > 1 AND NOT {table}.{LOST}",
         )
         return int(marked[0][0])
     finally:
@@ -139,8 +138,8 @@ def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bo
 
     A single ASOF LEFT JOIN on event time does it, over the history without the rows
     that lost a tie (:func:`mark_tie_losers`): what remains has one row per key and event
-    time, so the row the join picks is the winner. ``losers=False`` skips the exclusion
-    when the view has none.
+    time, so the row the join picks is the winner. ``losers=False`` skips the filter when
+    the view has none.
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     feature_cols = ", ".join(quote(f) for f in features)
@@ -156,7 +155,7 @@ def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bo
         selected += f", h.{ts} AS {EVENT_TS}"
     history = f"SELECT {keys}, {ts}, {feature_cols} FROM {layout.history_table}"
     if losers:
-        history += f" ANTI JOIN {layout.losers_table} USING ({SEQ})"
+        history += f" WHERE NOT {LOST}"
     return (
         f"SELECT p.{PROBE_ROW}, {selected} FROM {PROBE} p "
         f"ASOF LEFT JOIN ({history}) h ON {layout.key_match('p', 'h')} AND p.{PROBE_TS} >= h.{ts}"
