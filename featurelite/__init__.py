@@ -6,6 +6,7 @@
 See the docs folder for the quickstart, concepts and the Python API.
 """
 
+from ._version import __version__
 from .definitions import Entity, FeatureView
 from .errors import (
     BreakingChangeError,
@@ -30,7 +31,6 @@ from .results import IngestResult, MaterializeResult, OnlineResponse
 from .store import Store, open
 from .types import DTYPES
 
-__version__ = "0.1.0"
 
 __all__ = [
     "DTYPES",

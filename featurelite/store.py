@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import offline, online
+from ._version import __version__
 from .conform import check_columns, conform_table, normalize_timestamps
 from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction
 from .definitions import RESERVED_PREFIX, Entity, FeatureView
@@ -36,7 +37,6 @@ from .types import arrow_type, as_utc, micros, utc_naive
 
 __all__ = ["Store", "open"]
 
-_VERSION = "0.1.0"
 #: A view's part of an online request: (view, features, output names, Arrow types).
 _ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
 #: Distinct feature lists whose resolution is cached for online reads.
@@ -73,7 +73,7 @@ class Store:
             release_path(self._file_key, self)
             raise
         try:
-            init_or_check(self._con, self.path, read_only=read_only, version=_VERSION)
+            init_or_check(self._con, self.path, read_only=read_only, version=__version__)
             self._registry = Registry()
             self._registry.load(self._con)
         except BaseException:
