@@ -31,7 +31,6 @@ from .results import IngestResult, MaterializeResult, OnlineResponse
 from .store import Store, open
 from .types import DTYPES
 
-
 __all__ = [
     "DTYPES",
     "ApplyResult",

@@ -53,7 +53,8 @@ def _cast_timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
         kind = values.type
     if pa.types.is_timestamp(kind):
         # The stored integers of a zone-aware Arrow timestamp are already UTC.
-        return values.cast(pa.timestamp(kind.unit)).cast(STORAGE_TIMESTAMP, safe=False)
+        naive = values.cast(pa.timestamp(kind.unit))
+        return pc.cast(naive, options=pc.CastOptions(STORAGE_TIMESTAMP, allow_time_truncate=True))
     if pa.types.is_date(kind) or pa.types.is_null(kind):
         return values.cast(STORAGE_TIMESTAMP)
     # ISO-8601 text: values with a zone suffix are parsed as instants, the rest as UTC.
@@ -64,9 +65,24 @@ def _cast_timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     return pc.if_else(zoned, with_zone, without_zone)
 
 
+#: Python's datetime range, in microseconds since the epoch: what DuckDB can hand back as
+#: a datetime (beyond it, DuckDB returns text, or infinity).
+_MIN_US = -62_135_596_800_000_000
+_MAX_US = 253_402_300_799_999_999
+
+
+def _in_datetime_range(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Raise ArrowInvalid if a timestamp lies outside years 1-9999."""
+    micros = values.cast(pa.int64())
+    bounds = pc.min_max(micros).as_py()
+    if bounds["min"] is not None and (bounds["min"] < _MIN_US or bounds["max"] > _MAX_US):
+        raise pa.ArrowInvalid("timestamp outside years 1-9999")
+    return values
+
+
 def _cast(values: pa.Array | pa.ChunkedArray, dtype: str) -> pa.Array | pa.ChunkedArray:
     if dtype == "timestamp":
-        return _cast_timestamps(values)
+        return _in_datetime_range(_cast_timestamps(values))
     target = storage_arrow_type(dtype)
     if values.type == target:
         return values
@@ -91,6 +107,20 @@ def _first_bad_row(values: pa.Array | pa.ChunkedArray, dtype: str) -> int:
         else:
             lo = mid
     return lo
+
+
+def _value(value: pa.Scalar) -> object:
+    """A scalar as a Python value; a timestamp Python's datetime cannot hold stays an int."""
+    try:
+        return value.as_py()
+    except (ValueError, OverflowError, pa.ArrowInvalid):
+        return value.cast(pa.int64()).as_py()
+
+
+def _show(value: pa.Scalar) -> str:
+    """A value for an error message."""
+    shown = _value(value)
+    return f"{shown!r} ({value.type})" if isinstance(shown, int) and pa.types.is_timestamp(value.type) else repr(shown)
 
 
 def check_columns(view: str, schema: pa.Schema, expected: list[ColumnSpec]) -> None:
@@ -146,11 +176,11 @@ def conform_column(
         row = _first_bad_row(values, dtype)
         raise SchemaError(
             f"view {view!r}: column {name!r} row {row_offset + row} has value "
-            f"{values[row].as_py()!r}, which does not fit dtype {dtype!r}; fix or drop that row",
+            f"{_show(values[row])}, which does not fit dtype {dtype!r}; fix or drop that row",
             view=view,
             column=name,
             row=row_offset + row,
-            value=values[row].as_py(),
+            value=_value(values[row]),
             dtype=dtype,
         ) from exc
     if not nullable and result.null_count:
@@ -173,11 +203,11 @@ def normalize_timestamps(values: pa.ChunkedArray | pa.Array, what: str) -> pa.Ar
     if not _accepts("timestamp", values.type):
         raise SchemaError(f"{what} has Arrow type {values.type}; it must hold timestamps", arrow_type=str(values.type))
     try:
-        return _cast_timestamps(values)
+        return _cast(values, "timestamp")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         row = _first_bad_row(values, "timestamp")
         raise SchemaError(
-            f"{what} row {row} has value {values[row].as_py()!r}, which is not a timestamp",
+            f"{what} row {row} has value {_show(values[row])}, which is not a timestamp in years 1-9999",
             row=row,
         ) from exc
 

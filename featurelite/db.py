@@ -15,10 +15,12 @@ import pyarrow as pa
 
 from .errors import FeatureliteError, StoreError, StoreFormatError, StoreLockedError
 
-__all__ = ["claim_path", "connect", "fetch_arrow", "quote", "release_path", "run", "transaction"]
+__all__ = ["claim_path", "connect", "fetch_arrow", "quote", "release_path", "run", "transaction", "translating"]
 
 #: DuckDB writes this at byte 8 of every database file.
 _DUCKDB_MAGIC = b"DUCK"
+#: A DuckDB file starts with three 4 KiB header blocks; anything shorter is damaged.
+_MIN_DUCKDB_FILE = 3 * 4096
 
 
 def quote(name: str) -> str:
@@ -42,11 +44,16 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
                 f"store file {path!r} does not exist; read-only opening needs an existing store",
                 path=path,
             )
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise StoreError(f"folder {folder!r} for store file {path!r} does not exist; create it first", path=path)
         if exists and os.path.getsize(path) == 0 and not read_only:
             # An empty file (from `touch` or a temp-file helper) holds nothing; DuckDB refuses
             # it, so start the store afresh in its place.
             os.remove(path)
-        elif exists and not _is_duckdb_file(path):
+        elif exists and not os.access(path, os.R_OK if read_only else os.R_OK | os.W_OK):
+            raise StoreError(f"store file {path!r} cannot be {'read' if read_only else 'written'}; check its permissions", path=path)
+        elif exists and (not _is_duckdb_file(path) or os.path.getsize(path) < _MIN_DUCKDB_FILE):
             raise StoreFormatError(
                 f"file {path!r} is not a DuckDB database, so it cannot be a featurelite store; "
                 "pass a new path or a featurelite store file",
@@ -55,13 +62,15 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
-        # The header is DuckDB's, so an I/O failure here is the OS file lock DuckDB takes:
-        # exclusive for a writer, shared for readers.
-        raise StoreLockedError(
-            f"store file {path!r} is held by another process (one process may write a store at "
-            "a time); close that process and try again",
-            path=path,
-        ) from exc
+        if path != ":memory:" and os.path.exists(path) and os.path.getsize(path) >= _MIN_DUCKDB_FILE:
+            # A readable DuckDB file that DuckDB cannot open: the OS file lock DuckDB takes
+            # (exclusive for a writer, shared for readers) is held by another process.
+            raise StoreLockedError(
+                f"store file {path!r} is held by another process (one process may write a store "
+                "at a time); close that process and try again",
+                path=path,
+            ) from exc
+        raise StoreError(f"could not open store file {path!r}: {exc}", path=path) from exc
     except duckdb.Error as exc:
         raise StoreError(f"could not open store file {path!r}: {exc}", path=path) from exc
 
@@ -87,13 +96,37 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, *, over: pa.Table | No
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """BEGIN ... COMMIT, rolling back on any exception so the store is left unchanged."""
-    run(con, "BEGIN TRANSACTION")
+def translating(what: str, **details: Any) -> Iterator[None]:
+    """Turn a DuckDB error raised inside into a FeatureliteError saying what failed.
+
+    Inside a transaction DuckDB 2 re-raises a failed statement as "transaction is
+    aborted"; the message names the first error in the chain that is not that.
+    """
     try:
         yield
+    except duckdb.Error as exc:
+        cause: BaseException = exc
+        while isinstance(cause, duckdb.TransactionException) and (cause.__cause__ or cause.__context__):
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        raise FeatureliteError(f"{what} failed: {cause}", **details) from exc
+
+
+class Outcome:
+    """How a :func:`transaction` ended: ``committed`` is None while it runs."""
+
+    committed: bool | None = None
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[Outcome]:
+    """BEGIN ... COMMIT, rolling back on any exception so the store is left unchanged."""
+    outcome = Outcome()
+    run(con, "BEGIN TRANSACTION")
+    try:
+        yield outcome
     except BaseException:
         run(con, "ROLLBACK")
+        outcome.committed = False
         raise
     try:
         run(con, "COMMIT")
@@ -102,7 +135,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             run(con, "ROLLBACK")
         except duckdb.Error:
             pass
+        outcome.committed = False
         raise FeatureliteError(f"commit failed, nothing was written: {exc}") from exc
+    outcome.committed = True
 
 
 #: Files open in this process. Each Store keeps its own in-memory online index, so two

@@ -261,13 +261,14 @@ class FeatureView(_Versioned):
             columns.extend(ent.join_keys)
         seen: set[str] = set()
         for col in columns:
-            if col in seen:
+            # DuckDB column names ignore case, so "spend" and "Spend" are one column.
+            if col.lower() in seen:
                 raise DefinitionError(
                     f"{owner_text} uses the column name {col!r} twice (features, join keys and "
-                    "timestamp fields must all differ); rename one of them",
+                    "timestamp fields must all differ, ignoring case); rename one of them",
                     column=col,
                 )
-            seen.add(col)
+            seen.add(col.lower())
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "entities", tuple(names))
         object.__setattr__(self, "schema", checked_schema)
@@ -315,10 +316,3 @@ class FeatureView(_Versioned):
             tags=spec.get("tags"),
         )
 
-
-Definition = Entity | FeatureView
-
-
-def spec_version(spec: Mapping[str, Any]) -> str:
-    """The version of a stored spec (same hash as the live object's ``version``)."""
-    return _hash_spec(spec)

@@ -63,6 +63,8 @@ class IntKeyIndex:
     def get(self, key: Any) -> int | None:
         """Row of one key, or None. Plain Python: cheaper than a NumPy call for one key."""
         if type(key) is not int:
+            if isinstance(key, bool):  # True is not the key 1
+                return None
             try:
                 key = operator.index(key)
             except TypeError:

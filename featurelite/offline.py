@@ -25,7 +25,7 @@ EVENT_TS = "_fl_event_ts"
 
 def create_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
     ddl = f"{layout.column_ddl()}, {LOST} BOOLEAN NOT NULL DEFAULT false"
-    run(con, f"CREATE TABLE IF NOT EXISTS {layout.history_table} ({ddl})")
+    run(con, f"CREATE TABLE {layout.history_table} ({ddl})")
 
 
 def drop_history(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
@@ -37,10 +37,10 @@ def has_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> bool:
     return bool(run(con, f"SELECT EXISTS (SELECT 1 FROM {layout.history_table} WHERE {LOST})")[0][0])
 
 
-def add_feature_columns(con: duckdb.DuckDBPyConnection, table: str, features: list[tuple[str, str]]) -> None:
-    """Add columns for features new to a view (history or online table); old rows get null."""
+def add_feature_columns(con: duckdb.DuckDBPyConnection, layout: ViewLayout, features: list[tuple[str, str]]) -> None:
+    """Add history columns for features new to a view; old rows get null."""
     for name, dtype in features:
-        run(con, f"ALTER TABLE {table} ADD COLUMN {quote(name)} {duckdb_type(dtype)}")
+        run(con, f"ALTER TABLE {layout.history_table} ADD COLUMN {quote(name)} {duckdb_type(dtype)}")
 
 
 def append(con: duckdb.DuckDBPyConnection, layout: ViewLayout, batch: pa.Table) -> None:
@@ -104,10 +104,10 @@ def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_se
     new = f"{SEQ} >= {int(first_seq)}"
     run(con, f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1")
     try:
-        oldest_new, newest_old = run(
-            con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}), (SELECT max({ts}) FROM {table} WHERE NOT ({new}))"
-        )[0]
-        if oldest_new is not None and newest_old is not None and oldest_new <= newest_old:
+        reaches_back = run(
+            con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}) <= (SELECT max({ts}) FROM {table} WHERE NOT ({new}))"
+        )[0][0]
+        if reaches_back:
             run(
                 con,
                 f"INSERT INTO {_TIED} SELECT DISTINCT {group} FROM (SELECT {group} FROM {table} WHERE {new}) n "

@@ -2,10 +2,10 @@
 over it that serves reads without SQL.
 
 The table holds, per entity key, the row that wins under the tie-break rules (event time,
-then created time, then ingest order). Writes go through :func:`upsert_sql`, whose guard
+then created time, then ingest order). Writes go through :func:`upsert`, whose guard
 never lets an older event replace a newer one. The index mirrors the table in NumPy
-matrices (one per storage family) plus a dict from key to row; the store applies every
-committed write to it, so it never goes stale.
+matrices (one per storage family) plus a key index (:mod:`featurelite.keyindex`); the
+store applies every committed write to it, so it never goes stale.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import pyarrow.compute as pc
 from .db import fetch_arrow, quote, run
 from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
 from .layout import SEQ, ViewLayout
-from .types import family
+from .types import duckdb_type, family
 
-__all__ = ["OnlineIndex", "Status", "create_online", "replace_sql", "upsert"]
+__all__ = [
+    "OnlineIndex", "Status", "add_feature_columns", "create_online", "drop_online", "replace_sql", "to_python", "upsert",
+]
 
 
 class Status:
@@ -45,7 +47,25 @@ _NUMPY_DTYPE = {"float": np.float64, "int": np.int64, "bool": np.bool_, "timesta
 def create_online(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
     # No PRIMARY KEY: every write goes through upsert() or a full replace, which keep one
     # row per key, and an ART index would cost memory and time for nothing.
-    run(con, f"CREATE TABLE IF NOT EXISTS {layout.online_table} ({layout.column_ddl()})")
+    run(con, f"CREATE TABLE {layout.online_table} ({layout.column_ddl()})")
+
+
+def drop_online(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> None:
+    run(con, f"DROP TABLE IF EXISTS {layout.online_table}")
+
+
+def add_feature_columns(con: duckdb.DuckDBPyConnection, layout: ViewLayout, features: list[tuple[str, str]]) -> None:
+    """Add online columns for features new to a view; existing rows get null."""
+    for name, dtype in features:
+        run(con, f"ALTER TABLE {layout.online_table} ADD COLUMN {quote(name)} {duckdb_type(dtype)}")
+
+
+def to_python(values: pa.ChunkedArray | pa.Array, dtype: str) -> list[Any]:
+    """Stored values as the Python objects online reads return (timestamps as UTC
+    datetimes built the same way the index builds them)."""
+    if dtype == "timestamp":
+        return [None if v is None else _EPOCH + timedelta(microseconds=v) for v in values.cast(pa.int64()).to_pylist()]
+    return values.to_pylist()
 
 
 #: Temporary table holding the rows an ingest makes win, for the duration of its transaction.

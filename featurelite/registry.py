@@ -75,7 +75,7 @@ class ApplyResult:
 
 def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool, version: str) -> None:
     """Create the registry tables in a new file, or check an existing file is ours."""
-    tables = {row[0] for row in run(con, "SELECT table_name FROM duckdb_tables()")}
+    tables = {row[0] for row in run(con, "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal")}
     if "fl_meta" not in tables:
         if tables or read_only:
             raise StoreFormatError(
@@ -163,8 +163,17 @@ class Registry:
         entities, views = _collect(objects)
         new_entities = {**self.entities, **entities}
         new_views = {**self.views, **views}
+        by_folded_name: dict[str, str] = {}
         for view in new_views.values():
             _check_view_against_entities(view, new_entities)
+            # A view's tables are named after it, and DuckDB table names ignore case.
+            other = by_folded_name.setdefault(view.name.lower(), view.name)
+            if other != view.name:
+                raise DefinitionError(
+                    f"feature views {other!r} and {view.name!r} differ only in case, which the "
+                    "store file cannot tell apart; rename one of them",
+                    name=view.name,
+                )
         result = ApplyResult()
         for kind, given, current in (("entity", entities, self.entities), ("feature_view", views, self.views)):
             for name, obj in given.items():
@@ -271,9 +280,9 @@ def _collect(objects: Iterable[Entity | FeatureView]) -> tuple[dict[str, Entity]
 
 
 def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity]) -> None:
-    columns = set(view.schema) | {view.timestamp_field}
+    columns = {c.lower() for c in view.schema} | {view.timestamp_field.lower()}
     if view.created_timestamp_field:
-        columns.add(view.created_timestamp_field)
+        columns.add(view.created_timestamp_field.lower())
     seen_keys: set[str] = set()
     for name in view.entities:
         if name not in entities:
@@ -284,14 +293,14 @@ def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity])
                 view=view.name,
             )
         for key in entities[name].join_keys:
-            if key in columns or key in seen_keys:
+            if key.lower() in columns or key.lower() in seen_keys:
                 raise DefinitionError(
                     f"feature view {view.name!r}: join key {key!r} of entity {name!r} clashes with "
                     "another column of the view; rename one of them",
                     view=view.name,
                     column=key,
                 )
-            seen_keys.add(key)
+            seen_keys.add(key.lower())
 
 
 def _breaking_difference(

@@ -7,6 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .errors import InputError
+
 __all__ = ["IngestResult", "MaterializeResult", "OnlineResponse"]
 
 
@@ -59,7 +61,14 @@ class OnlineResponse:
 
     def to_arrow(self) -> pa.Table:
         """The values as a pyarrow Table (features typed as declared)."""
-        columns = {name: pa.array(vals, type=self._types.get(name)) for name, vals in self._keys.items()}
+        columns = {}
+        for name, vals in self._keys.items():
+            try:
+                columns[name] = pa.array(vals, type=self._types.get(name))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                raise InputError(
+                    f"join key {name!r} was given values that are not {self._types.get(name)}: {exc}", column=name
+                ) from exc
         for name, vals in self._values.items():
             columns[name] = pa.array(vals, type=self._types[name])
         return pa.table(columns)

@@ -18,8 +18,9 @@ __all__ = ["entity_columns", "key_column", "keys_for", "pick_timestamp", "resolv
 
 def resolve_features(
     features: Sequence[str] | str, full_feature_names: bool, layout_of: Callable[[str], ViewLayout]
-) -> list[tuple[str, list[str], list[str]]]:
-    """Group ``view:feature`` references by view: [(view, features, output names)]."""
+) -> tuple[list[tuple[str, list[str], list[str]]], list[str]]:
+    """Group ``view:feature`` references by view: ([(view, features, output names)], all
+    output names in request order)."""
     if isinstance(features, str):
         features = [features]
     groups: dict[str, tuple[list[str], list[str]]] = {}
@@ -48,7 +49,7 @@ def resolve_features(
         feats, outs = groups.setdefault(view_name, ([], []))
         feats.append(feature)
         outs.append(out)
-    return [(view, feats, outs) for view, (feats, outs) in groups.items()]
+    return [(view, feats, outs) for view, (feats, outs) in groups.items()], list(seen)
 
 
 def pick_timestamp(entity: pa.Table, requested: str | None) -> str:
@@ -90,6 +91,10 @@ def key_column(values: pa.ChunkedArray, key: str, dtype: str) -> pa.Array:
 
 def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     """Entity rows as ``{key: [values]}``."""
+    if isinstance(entity_rows, (str, bytes)) or not isinstance(entity_rows, (Mapping, Sequence)):
+        raise InputError(
+            f"entity_rows must be a list of {{join key: value}} dicts or a dict of lists, not {type(entity_rows).__name__}"
+        )
     if isinstance(entity_rows, Mapping):
         columns = {k: list(v) for k, v in entity_rows.items()}
         if len({len(v) for v in columns.values()}) > 1:

@@ -20,14 +20,9 @@ import pyarrow as pa
 from . import offline, online
 from ._version import __version__
 from .conform import check_columns, conform_table, normalize_timestamps
-from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction
+from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
 from .definitions import RESERVED_PREFIX, Entity, FeatureView
-from .errors import (
-    FeatureliteError,
-    ReadOnlyError,
-    SchemaError,
-    StoreClosedError,
-)
+from .errors import InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
 from .layout import ViewLayout
 from .registry import ApplyResult, Registry, init_or_check, take_seq
 from .results import IngestResult, MaterializeResult, OnlineResponse
@@ -39,6 +34,8 @@ __all__ = ["Store", "open"]
 
 #: A view's part of an online request: (view, features, output names, Arrow types).
 _ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
+#: An online request resolved: the per-view reads, and output names in request order.
+_OnlinePlan = tuple[list[_ViewRead], list[str]]
 #: Distinct feature lists whose resolution is cached for online reads.
 _PLAN_CACHE_SIZE = 1024
 #: Rows handed to DuckDB per INSERT during ingest.
@@ -53,6 +50,13 @@ def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) 
     while another process has it open for writing.
     """
     return Store(path, read_only=read_only)
+
+
+def _moment_us(moment: datetime, name: str) -> int:
+    try:
+        return micros(moment)
+    except TypeError:
+        raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}") from None
 
 
 class Store:
@@ -82,9 +86,10 @@ class Store:
             release_path(self._file_key, self)
             raise
         self._lock = threading.RLock()
+        self._generation = 0
         self._layouts: dict[str, ViewLayout] = {}
         self._indexes: dict[str, online.OnlineIndex] = {}
-        self._online_plans: dict[tuple[tuple[str, ...], bool], list[_ViewRead]] = {}
+        self._online_plans: dict[tuple[tuple[str, ...], bool], _OnlinePlan] = {}
         self._refresh_layouts()
         #: Views with history rows that lost a tie on key and event time.
         self._ties: set[str] = {name for name, layout in self._layouts.items() if offline.has_tie_losers(self._con, layout)}
@@ -142,15 +147,23 @@ class Store:
         return con
 
     def _refresh_layouts(self) -> None:
+        """Rebuild the resolved views from the registry. Readers do not take the lock, so
+        the new mapping is swapped in whole and cached plans are invalidated by bumping
+        the generation (a plan resolved against the old views is then never cached)."""
         entities = self._registry.entities
         self._layouts = {name: ViewLayout.resolve(view, entities) for name, view in self._registry.views.items()}
-        self._online_plans.clear()
+        self._generation += 1
+        self._online_plans = {}
 
     def _layout(self, view: str) -> ViewLayout:
-        layout = self._layouts.get(view)
+        layouts = self._layouts
+        layout = layouts.get(view)
         if layout is None:
-            self._registry.view(view)  # raises UnknownFeatureViewError with the list
-            raise AssertionError("registry and layouts disagree")
+            raise UnknownFeatureViewError(
+                f"feature view {view!r} is not registered (registered: {', '.join(sorted(layouts)) or 'none'}); "
+                "apply it first",
+                name=view,
+            )
         return layout
 
     # -- definitions ----------------------------------------------------------------
@@ -179,19 +192,16 @@ class Store:
                 objects_by_key[("feature_view", view.name)] = view
             new_layouts = {name: ViewLayout.resolve(view, entities) for name, view in views.items()}
             now = datetime.now(timezone.utc).replace(tzinfo=None)
-            try:
-                with transaction(con):
-                    self._registry.record(con, result, objects_by_key, now)
-                    for name, layout in new_layouts.items():
-                        self._sync_tables(con, self._layouts.get(name), layout)
-            except duckdb.Error as exc:
-                raise FeatureliteError(f"apply failed, nothing was changed: {exc}") from exc
-            self._registry.entities, self._registry.views = entities, views
-            run(con, "CHECKPOINT")
+            with translating("apply (nothing was changed)"), transaction(con):
+                self._registry.record(con, result, objects_by_key, now)
+                for name, layout in new_layouts.items():
+                    self._sync_tables(con, self._layouts.get(name), layout)
             for name, layout in new_layouts.items():
                 if self._layouts.get(name) != layout:
                     self._indexes.pop(name, None)
+            self._registry.entities, self._registry.views = entities, views
             self._refresh_layouts()
+            run(con, "CHECKPOINT")
             return result
 
     @staticmethod
@@ -208,12 +218,12 @@ class Store:
             )
             if compatible:
                 added = [(f, d) for f, d in new.features if f not in old.view.schema]
-                offline.add_feature_columns(con, old.history_table, added)
-                offline.add_feature_columns(con, old.online_table, added)
+                offline.add_feature_columns(con, old, added)
+                online.add_feature_columns(con, old, added)
                 return
             # The registry's plan only lets an incompatible change through for an empty view.
             offline.drop_history(con, old)
-            run(con, f"DROP TABLE IF EXISTS {old.online_table}")
+            online.drop_online(con, old)
         offline.create_history(con, new)
         online.create_online(con, new)
 
@@ -226,9 +236,9 @@ class Store:
         with self._lock:
             con = self._writable()
             layout = self._layout(name)
-            with transaction(con):
+            with translating(f"deleting view {name!r} (nothing was changed)", view=name), transaction(con):
                 offline.drop_history(con, layout)
-                run(con, f"DROP TABLE IF EXISTS {layout.online_table}")
+                online.drop_online(con, layout)
                 self._registry.record_delete(con, "feature_view", name, datetime.now(timezone.utc).replace(tzinfo=None))
             del self._registry.views[name]
             self._indexes.pop(name, None)
@@ -258,12 +268,12 @@ class Store:
     def list_versions(self, name: str, *, kind: str | None = None) -> list[dict[str, Any]]:
         """Every version of definition ``name`` ever applied (oldest first), with its spec
         and when it was first applied."""
-        with self._lock:
+        with self._lock, translating("reading the registry"):
             return Registry.versions(self.con, name, kind)
 
     def describe(self, name: str) -> dict[str, Any]:
         """A feature view's definition, version and data statistics."""
-        with self._lock:
+        with self._lock, translating(f"describing view {name!r}", view=name):
             layout = self._layout(name)
             rows, first, last = offline.stats(self.con, layout)
             online_rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
@@ -303,36 +313,34 @@ class Store:
             rows = 0
             ties = False
             changed: pa.Table | None = None
+            done = False
+            outcome = None
             try:
-                with transaction(con):
-                    first_seq: int | None = None
-                    for table in read_batches(view, reader, batch_rows):
-                        arrays = conform_table(view, table, expected, rows)
-                        seq = take_seq(con, table.num_rows)
-                        first_seq = seq if first_seq is None else first_seq
-                        arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
-                        offline.append(con, layout, pa.Table.from_arrays(arrays, names=names))
-                        rows += table.num_rows
-                    if first_seq is not None:
-                        ties = offline.mark_tie_losers(con, layout, first_seq) > 0
-                    if first_seq is not None:
-                        winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
-                        changed = online.upsert(con, layout, winners, returning=index is not None)
-            except duckdb.Error as exc:
-                raise FeatureliteError(f"ingest into view {view!r} failed, nothing was written: {exc}", view=view) from exc
-            if ties:
-                self._ties.add(view)
-            if index is not None and changed is not None:
-                self._apply_to_index(view, index, changed)
+                with translating(f"ingest into view {view!r} (nothing was written)", view=view):
+                    with transaction(con) as outcome:
+                        first_seq: int | None = None
+                        for table in read_batches(view, reader, batch_rows):
+                            arrays = conform_table(view, table, expected, rows)
+                            seq = take_seq(con, table.num_rows)
+                            first_seq = seq if first_seq is None else first_seq
+                            arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
+                            offline.append(con, layout, pa.Table.from_arrays(arrays, names=names))
+                            rows += table.num_rows
+                        if first_seq is not None:
+                            ties = offline.mark_tie_losers(con, layout, first_seq) > 0
+                            winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
+                            changed = online.upsert(con, layout, winners, returning=index is not None)
+                if ties:
+                    self._ties.add(view)
+                if index is not None and changed is not None:
+                    index.upsert(changed)
+                done = True
+            finally:
+                if not done and index is not None and (outcome is None or outcome.committed is not False):
+                    # Something failed after the write may have committed: never serve from an
+                    # index that may have missed it. It is rebuilt on the next read.
+                    self._indexes.pop(view, None)
             return IngestResult(view, rows)
-
-    def _apply_to_index(self, view: str, index: online.OnlineIndex, changed: pa.Table) -> None:
-        try:
-            index.upsert(changed)
-        except BaseException:
-            # Never serve from an index that may have missed a committed write.
-            self._indexes.pop(view, None)
-            raise
 
     # -- online ---------------------------------------------------------------------
 
@@ -349,17 +357,24 @@ class Store:
                     self._indexes[view] = index
         return index
 
-    def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> list[_ViewRead]:
+    def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> _OnlinePlan:
+        if isinstance(features, str):
+            features = [features]
         key = (tuple(features), full_feature_names)
-        plan = self._online_plans.get(key)
+        plans = self._online_plans
+        plan = plans.get(key)
         if plan is None:
-            plan = []
-            for view, feats, outs in resolve_features(features, full_feature_names, self._layout):
-                schema = self._layout(view).view.schema
-                plan.append((view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats]))
-            if len(self._online_plans) >= _PLAN_CACHE_SIZE:
-                self._online_plans.clear()  # callers with endless distinct lists: start over
-            self._online_plans[key] = plan
+            generation = self._generation
+            groups, order = resolve_features(features, full_feature_names, self._layout)
+            reads = [
+                (view, tuple(feats), outs, [arrow_type(self._layout(view).view.schema[f]) for f in feats])
+                for view, feats, outs in groups
+            ]
+            plan = (reads, order)
+            if generation == self._generation:  # views unchanged while resolving
+                if len(plans) >= _PLAN_CACHE_SIZE:
+                    plans.clear()  # callers with endless distinct lists: start over
+                plans[key] = plan
         return plan
 
     def get_online_features(
@@ -378,16 +393,16 @@ class Store:
         a value older than its view's ttl is ``None`` with status ``OUTSIDE_MAX_AGE``.
         """
         self._check_open()
-        plan = self._online_plan(features, full_feature_names)
+        reads, order = self._online_plan(features, full_feature_names)
         columns = entity_columns(entity_rows)
         if not columns:  # no entities: an empty response with the right columns
-            columns = {k: [] for view, *_ in plan for k in self._layout(view).key_names}
-        now_us = time.time_ns() // 1000 if now is None else micros(now)
+            columns = {k: [] for view, *_ in reads for k in self._layout(view).key_names}
+        now_us = time.time_ns() // 1000 if now is None else _moment_us(now, "now")
         key_out: dict[str, list[Any]] = {}
         values: dict[str, list[Any]] = {}
         statuses: dict[str, list[str]] = {}
         types: dict[str, pa.DataType] = {}
-        for view, feats, outs, out_types in plan:
+        for view, feats, outs, out_types in reads:
             index = self._indexes.get(view) or self._index(view)
             keys = keys_for(view, index.key_names, columns)
             for k, dtype in index.layout.keys:
@@ -400,6 +415,9 @@ class Store:
             values.update(zip(outs, vals))
             statuses.update(zip(outs, stats))
             types.update(zip(outs, out_types))
+        if len(reads) > 1:  # several views: put the features back in the order asked
+            values = {out: values[out] for out in order}
+            statuses = {out: statuses[out] for out in order}
         return OnlineResponse(key_out, values, statuses, types)
 
     def _resolve_future(
@@ -420,9 +438,9 @@ class Store:
         with self._lock:
             result = self._point_in_time(layout, feats, probe, event_time=True)
         matched = result.column(offline.EVENT_TS).cast(pa.int64()).to_pylist()
-        ttl_us = online.OnlineIndex(layout).ttl_us
+        ttl_us = self._index(view).ttl_us
         for f, feat in enumerate(feats):
-            column = result.column(feat).cast(arrow_type(layout.view.schema[feat])).to_pylist()
+            column = online.to_python(result.column(feat), layout.view.schema[feat])
             for j, i in enumerate(future):
                 vals[f][i] = column[j]
                 if matched[j] is None:
@@ -464,7 +482,7 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            plan = resolve_features(features, full_feature_names, self._layout)
+            plan, order = resolve_features(features, full_feature_names, self._layout)
             entity = to_table(entity_df)
             ts_name = pick_timestamp(entity, timestamp_field)
             for name in entity.column_names:
@@ -491,16 +509,16 @@ class Store:
             probe_cols[offline.PROBE_TS] = normalize_timestamps(entity.column(ts_name), f"entity_df column {ts_name!r}")
             probe_cols[offline.PROBE_ROW] = pa.array(np.arange(n, dtype=np.int64))
             probe = pa.table(probe_cols)
-            result = entity
+            joined_columns: dict[str, pa.ChunkedArray] = {}
             for view, feats, outs in plan:
                 layout = self._layout(view)
-                try:
+                with translating(f"the point-in-time join with view {view!r}", view=view):
                     joined = self._point_in_time(layout, feats, probe)
-                except duckdb.Error as exc:
-                    raise FeatureliteError(f"point-in-time join with view {view!r} failed: {exc}", view=view) from exc
                 for feat, out in zip(feats, outs):
-                    column = joined.column(feat).cast(arrow_type(layout.view.schema[feat]))
-                    result = result.append_column(out, column)
+                    joined_columns[out] = joined.column(feat).cast(arrow_type(layout.view.schema[feat]))
+            result = entity
+            for out in order:  # features in the order asked, after the entity_df columns
+                result = result.append_column(out, joined_columns[out])
             return result
 
     # -- materialize ----------------------------------------------------------------
@@ -520,9 +538,10 @@ class Store:
             layouts = [self._layout(name) for name in names]
             end_sql = None
             if end_date is not None:
+                _moment_us(end_date, "end_date")
                 end_sql = f"'{utc_naive(end_date).isoformat(sep=' ')}'::TIMESTAMP"
             results = []
-            with transaction(con):
+            with translating("materialize (nothing was changed)"), transaction(con):
                 for layout in layouts:
                     winners = offline.latest_per_key_sql(layout, end=end_sql)
                     for statement in online.replace_sql(layout, winners):

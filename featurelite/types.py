@@ -88,6 +88,8 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 def micros(moment: datetime) -> int:
     """Microseconds since the epoch of a datetime (naive taken as UTC)."""
+    if not isinstance(moment, datetime):
+        raise TypeError(f"expected a datetime.datetime, got {type(moment).__name__}: {moment!r}")
     return (utc_naive(moment) - _EPOCH) // timedelta(microseconds=1)
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
+from model import StoreModel, same, ts_array
 
 import featurelite as fl
-from model import StoreModel, same, ts_array
 
 DAY = 86_400_000_000
 HALF_DAY = DAY // 2
@@ -28,7 +28,9 @@ INTS = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.integers(-3, 3)
 TEXT = st.one_of(st.none(), st.sampled_from(["", "a", "ü", "日本", "a b"]))
 # Whole days make ties on (key, event time) common; arbitrary microseconds make them rare,
 # so both the tie-breaking and the tie-free join paths are exercised.
-EVENT_TS = st.one_of(st.integers(0, 6).map(lambda d: d * DAY), st.integers(0, 7 * DAY))
+# Negative values reach before 1970.
+EVENT_TS = st.one_of(st.integers(-2, 6).map(lambda d: d * DAY), st.integers(-2 * DAY, 7 * DAY))
+USERS = st.integers(-2, 3)
 
 
 @st.composite
@@ -46,7 +48,7 @@ def view_defs(draw: st.DrawFn) -> tuple[fl.FeatureView, fl.FeatureView]:
 
 def rows_a(with_created: bool) -> st.SearchStrategy[dict[str, Any]]:
     fields = {
-        "user_id": st.integers(0, 3),
+        "user_id": USERS,
         "x": FLOATS,
         "n": INTS,
         "s": TEXT,
@@ -58,7 +60,7 @@ def rows_a(with_created: bool) -> st.SearchStrategy[dict[str, Any]]:
 
 
 ROWS_B = st.fixed_dictionaries({
-    "user_id": st.integers(0, 3),
+    "user_id": USERS,
     "shop": st.sampled_from(["x", "y"]),
     "y": FLOATS,
     "ts": EVENT_TS,
@@ -115,9 +117,9 @@ def expected_value(model: StoreModel, ref: str, row: dict[str, Any]) -> Any:
 
 SPINE = st.lists(
     st.fixed_dictionaries({
-        "user_id": st.one_of(st.integers(0, 4), st.none()),
+        "user_id": st.one_of(st.integers(-2, 4), st.none()),
         "shop": st.sampled_from(["x", "y", "z"]),
-        "event_timestamp": st.one_of(st.integers(-1, 16).map(lambda k: k * HALF_DAY), st.none()),
+        "event_timestamp": st.one_of(st.integers(-5, 16).map(lambda k: k * HALF_DAY), st.none()),
     }),
     max_size=12,
 )
@@ -143,12 +145,12 @@ def test_historical_features_match_the_oracle(scenario, spine_rows):
         assert all(same(g, w) for g, w in zip(got, want)), (ref, got, want)
 
 
-@given(scenarios(), st.integers(0, 16).map(lambda k: k * HALF_DAY))
+@given(scenarios(), st.integers(-5, 16).map(lambda k: k * HALF_DAY))
 def test_online_equals_historical_at_now(scenario, now_us):
     a, b, batches = scenario
     store, model = build(a, b, batches)
     now = EPOCH + timedelta(microseconds=now_us)
-    keys = [{"user_id": u, "shop": s} for u in range(5) for s in ("x", "y")]
+    keys = [{"user_id": u, "shop": s} for u in range(-2, 5) for s in ("x", "y")]
     with store:
         online = store.get_online_features(keys, FEATURES, now=now, full_feature_names=True)
         spine = pa.table({

@@ -58,6 +58,15 @@ def test_pandas_spine_with_zone_aware_times_and_a_named_timestamp_column(ready):
     assert ready.get_historical_features(early, ["stats:spend"]).column("spend").to_pylist() == [None, None]
 
 
+def test_polars_spine_and_features_in_the_order_asked(ready):
+    import polars as pl
+
+    frame = pl.from_arrow(spine())
+    result = ready.get_historical_features(frame, ["stats:n", "other:spend", "stats:spend"], full_feature_names=True)
+    assert result.column_names[-3:] == ["stats__n", "other__spend", "stats__spend"]
+    assert result.column("stats__spend").to_pylist() == [2.0, 3.0, 2.0, None, None]
+
+
 def test_name_clashes_need_full_feature_names(ready):
     with pytest.raises(fl.InputError, match="full_feature_names=True"):
         ready.get_historical_features(spine(), ["stats:spend", "other:spend"])

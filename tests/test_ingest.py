@@ -143,6 +143,8 @@ def _bad_cases() -> list[tuple[str, object, type[Exception], dict]]:
         ("null join key", t.set_column(0, "user_id", pa.array([5, None, 7, 8], pa.int64())), fl.SchemaError, {"column": "user_id", "row": 1}),
         ("null event time", t.set_column(7, "ts", pa.array([T0, T0, None, T0], pa.timestamp("us"))), fl.SchemaError, {"column": "ts", "row": 2}),
         ("bad event time", t.set_column(7, "ts", pa.array(["2024-01-01", "2024-01-02", "yesterday", "2024-01-03"])), fl.SchemaError, {"column": "ts", "row": 2}),
+        ("event time past year 9999", t.set_column(7, "ts", pa.array([T0, T0, T0, datetime(9999, 12, 31)], pa.timestamp("us")).cast(pa.int64()).to_pandas().add([0, 0, 0, 10**12]).pipe(lambda x: pa.array(x, pa.int64()).cast(pa.timestamp("us")))), fl.SchemaError, {"column": "ts", "row": 3}),
+        ("seconds that overflow microseconds", t.set_column(6, "seen", pa.array([0, 0, 10**15, 0], pa.timestamp("s"))), fl.SchemaError, {"column": "seen", "row": 2}),
         ("not data", {"user_id": 1}, fl.SourceError, {}),
     ]
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from model import ts_array
 
 import featurelite as fl
-from model import ts_array
 
 T0 = datetime(2024, 5, 1)
 user = fl.Entity("user", join_keys=["user_id"])
@@ -113,6 +113,25 @@ def test_no_entities_gives_an_empty_typed_response(ready):
     assert schema.field("region").type == pa.int32() and schema.field("spend").type == pa.float64()
 
 
+def test_features_come_back_in_the_order_asked(ready):
+    got = ready.get_online_features([{"user_id": 1, "shop_id": "a", "region": 1}], ["stats:spend", "sales:revenue", "stats:vip"], now=T0)
+    assert list(got.to_dict()) == ["user_id", "shop_id", "region", "spend", "revenue", "vip"]
+    assert list(got.statuses) == ["spend", "revenue", "vip"]
+
+
+def test_bad_now_and_entity_rows(ready):
+    with pytest.raises(fl.InputError, match="now must be a datetime"):
+        ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=T0.date())
+    with pytest.raises(fl.InputError, match="end_date must be a datetime"):
+        ready.materialize(end_date="2024-01-01")
+    with pytest.raises(fl.InputError, match="entity_rows must be"):
+        ready.get_online_features(None, ["stats:spend"])
+    wrong = ready.get_online_features({"user_id": ["1", True]}, ["stats:spend"], now=T0)
+    assert wrong.statuses["spend"] == [fl.Status.NOT_FOUND, fl.Status.NOT_FOUND]
+    with pytest.raises(fl.InputError, match="join key 'user_id'"):
+        wrong.to_arrow()
+
+
 def test_several_views_in_one_call_and_full_names(ready):
     got = ready.get_online_features(
         [{"user_id": 1, "shop_id": "a", "region": 1}], ["stats:spend", "sales:revenue"], now=T0, full_feature_names=True
@@ -135,6 +154,41 @@ def test_several_views_in_one_call_and_full_names(ready):
 def test_bad_requests(ready, entity_rows, features, error, message):
     with pytest.raises(error, match=message):
         ready.get_online_features(entity_rows, features)
+
+
+def test_reads_never_fail_while_definitions_change(ready):
+    """apply, materialize and delete run while other threads read: readers see a view or
+    a clear UnknownFeatureViewError, never a crash or a half-updated plan."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=T0)
+                try:
+                    got = ready.get_online_features([{"user_id": 1}], ["extra:y"], now=T0).to_dict()["y"]
+                    assert got in ([None], [2.0])
+                except fl.UnknownFeatureViewError:
+                    pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    extra = fl.FeatureView("extra", entities=[user], schema={"y": "float64"}, timestamp_field="ts")
+    try:
+        for _ in range(15):
+            ready.apply([extra])
+            ready.ingest("extra", pa.table({"user_id": [1], "y": [2.0], "ts": pa.array([T0], pa.timestamp("us"))}))
+            ready.materialize()
+            ready.delete_feature_view("extra")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors[:3]
 
 
 def test_reads_are_safe_while_another_thread_ingests(ready):

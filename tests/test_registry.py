@@ -51,6 +51,20 @@ def test_invalid_definitions_are_refused(build, message):
         build()
 
 
+def test_names_that_differ_only_in_case_are_refused(store):
+    with pytest.raises(fl.DefinitionError, match="ignoring case"):
+        view(schema={"spend": "float64", "Spend": "int64"})
+    with pytest.raises(fl.DefinitionError, match="ignoring case"):
+        fl.FeatureView("v", entities=[fl.Entity("u", join_keys=["Spend"])], schema={"spend": "float64"})
+    store.apply([fl.Entity("u", join_keys=["Spend"])])
+    with pytest.raises(fl.DefinitionError, match="clashes"):
+        store.apply([fl.FeatureView("v", entities=["u"], schema={"spend": "float64"})])
+    store.apply([user, view()])
+    with pytest.raises(fl.DefinitionError, match="differ only in case"):
+        store.apply([fl.FeatureView("Stats", entities=[user], schema={"x": "float64"}, timestamp_field="ts")])
+    assert [v.name for v in store.list_feature_views()] == ["stats"]
+
+
 def test_ttl_strings_and_versions():
     assert view(ttl="36h").ttl == timedelta(hours=36)
     assert view(ttl="2w").ttl == timedelta(weeks=2)

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from model import StoreModel, same, ts_array
 
 import featurelite as fl
-from model import StoreModel, same, ts_array
 
 DAY = 86_400_000_000
 EPOCH = datetime(1970, 1, 1)

@@ -123,6 +123,17 @@ def test_foreign_files_are_refused(tmp_path):
         fl.open(tmp_path)
 
 
+def test_missing_folder_and_damaged_file(tmp_path):
+    with pytest.raises(fl.StoreError, match="does not exist; create it first"):
+        fl.open(tmp_path / "no" / "such" / "shop.duckdb")
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(fl.StoreFormatError, match="not a DuckDB database"):
+        fl.open(damaged)
+
+
 def test_an_empty_file_becomes_a_new_store(tmp_path):
     path = tmp_path / "new.duckdb"
     path.touch()
