@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         spine = example_spine()
         train = store.get_historical_features(spine, ["user_stats:spend_7d", "user_stats:orders_7d", "user_stats:country"])
         print("training set (point-in-time correct):")
-        print(train.to_pandas().to_string(index=False) if _has_pandas() else train)
+        print(_text_table(train))
         users = spine.column("user_id").to_pylist()[:3]
         online = store.get_online_features(
             [{"user_id": u} for u in users], ["user_stats:spend_7d", "user_stats:country"],
@@ -80,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _has_pandas() -> bool:
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _text_table(table: pa.Table) -> str:
+    """A few rows as aligned text (the demo prints five; pandas is not needed)."""
+    rows = [[str(v) for v in row.values()] for row in table.to_pylist()]
+    header = table.column_names
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
