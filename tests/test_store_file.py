@@ -197,3 +197,27 @@ def test_checkpoint_leaves_the_whole_store_in_the_one_file(tmp_path):
         copy.write_bytes(path.read_bytes())  # copied while the store is still open
     with fl.open(copy, read_only=True) as copied:
         assert copied.get_online_features([{"user_id": 9}], ["stats:spend"], now=T0).to_dict()["spend"] == [9.0]
+
+
+def test_several_processes_may_read_at_once(tmp_path):
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    code = f"""
+        import sys, time, featurelite as fl
+        from datetime import datetime
+        with fl.open({str(path)!r}, read_only=True) as store:
+            print("open", flush=True)
+            sys.stdin.readline()  # hold the file until told to let go
+            print(store.get_online_features([{{"user_id": 2}}], ["stats:spend"], now=datetime(2024, 6, 1)).to_dict()["spend"])
+    """
+    readers = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        assert [r.stdout.readline().strip() for r in readers] == ["open", "open"]  # both hold it now
+        outputs = [r.communicate("\n", timeout=60)[0].strip() for r in readers]
+    finally:
+        for r in readers:
+            r.kill()
+    assert outputs == ["[2.0]", "[2.0]"]
