@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
 from typing import Any
 
 import duckdb
@@ -214,10 +215,13 @@ class OnlineIndex:
             self.ts[pos] = ts
 
     @classmethod
-    def build(cls, layout: ViewLayout, table: pa.Table) -> OnlineIndex:
+    def build(cls, layout: ViewLayout, rows: int, batches: Iterable[pa.RecordBatch]) -> OnlineIndex:
+        """An index over ``rows`` online rows arriving in ``batches`` (columns:
+        :func:`index_columns`). Memory beyond the finished index stays near one batch."""
         index = cls(layout)
-        index._grow(table.num_rows)
-        index.upsert(table)
+        index._grow(rows)
+        for batch in batches:
+            index.upsert(pa.Table.from_batches([batch]))
         return index
 
     def nbytes(self) -> int:

@@ -38,6 +38,8 @@ _ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
 _OnlinePlan = tuple[list[_ViewRead], list[str]]
 #: Distinct feature lists whose resolution is cached for online reads.
 _PLAN_CACHE_SIZE = 1024
+#: Rows per batch while the online index is loaded from the file.
+_INDEX_BUILD_BATCH = 1 << 17
 #: Rows handed to DuckDB per INSERT during ingest.
 INGEST_BATCH_ROWS = 1 << 20
 
@@ -352,8 +354,12 @@ class Store:
                 if index is None:
                     layout = self._layout(view)
                     columns = ", ".join(quote(c) for c in online.index_columns(layout))
-                    table = fetch_arrow(self.con, f"SELECT {columns} FROM {layout.online_table}")
-                    index = online.OnlineIndex.build(layout, table)
+                    with translating(f"loading the online values of view {view!r}", view=view):
+                        rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
+                        relation = self.con.sql(f"SELECT {columns} FROM {layout.online_table}")
+                        assert relation is not None
+                        batches = relation.to_arrow_reader(batch_size=_INDEX_BUILD_BATCH)
+                        index = online.OnlineIndex.build(layout, rows, batches)
                     self._indexes[view] = index
         return index
 
