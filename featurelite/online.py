@@ -11,9 +11,9 @@ store applies every committed write to it, so it never goes stale.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from collections.abc import Iterable
 from typing import Any
 
 import duckdb

@@ -1,0 +1,202 @@
+"""Featurizers: plain Python functions compiled once with Numba, run by the same compiled
+kernel on whole columns (training, backfills) and on single requests (serving).
+
+Groundwork for issue 3: compiling, the two paths and the null rule. Not yet wired into the
+store (no OnDemandFeatureView, no registry storage, no on-disk cache) and not exported.
+
+The null rule: an input that is null makes the output null, unless the function gives that
+input a default value (``def f(x: float = 0.0)``), which then stands in for the null. Both
+paths apply the rule the same way, before the kernel runs.
+
+Imports NumPy and Numba only (plus the errors module).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import DefinitionError
+
+__all__ = ["Featurizer", "FeaturizerError", "featurizer"]
+
+#: Python annotation -> (featurelite dtype, NumPy dtype of its column).
+_HINTS: dict[Any, tuple[str, type]] = {
+    float: ("float64", np.float64),
+    int: ("int64", np.int64),
+    bool: ("bool", np.bool_),
+}
+
+
+class FeaturizerError(DefinitionError):
+    """A featurizer that cannot be compiled, or whose signature is not supported."""
+
+
+@dataclass(frozen=True, eq=False)
+class Featurizer:
+    """A compiled featurizer. Build one with :func:`featurizer`."""
+
+    name: str
+    func: Callable[..., Any] = field(repr=False)
+    inputs: tuple[tuple[str, str], ...]
+    output: str
+    defaults: Mapping[str, Any]
+    source: str = field(repr=False)
+    _scalar: Any = field(repr=False, default=None)
+    _batch: Any = field(repr=False, default=None)
+
+    @property
+    def version(self) -> str:
+        """Content hash of the source and signature: changing the body makes a new version."""
+        text = repr((self.name, self.inputs, self.output, sorted(self.defaults.items()), self.source))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def run_one(self, values: Mapping[str, Any]) -> Any:
+        """The per-request path: one row of inputs (None for a null) -> output or None."""
+        args = []
+        for name, _ in self.inputs:
+            value = values[name]
+            if value is None:
+                if name not in self.defaults:
+                    return None
+                value = self.defaults[name]
+            args.append(value)
+        return self._scalar(*args)
+
+    def run_batch(self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """The batch path: ``{input: (values, valid)}`` -> (values, valid), one compiled loop
+        calling the same kernel as :meth:`run_one` on every row."""
+        arrays: list[np.ndarray] = []
+        n = None
+        for name, dtype in self.inputs:
+            values, valid = columns[name]
+            values = np.ascontiguousarray(values, dtype=_numpy_dtype(dtype))
+            valid = np.ascontiguousarray(valid, dtype=np.bool_)
+            if n is None:
+                n = len(values)
+            if len(values) != n or len(valid) != n:
+                raise ValueError(f"featurizer {self.name!r}: input columns differ in length")
+            arrays += [values, valid]
+        out: np.ndarray = np.empty(n or 0, dtype=_numpy_dtype(self.output))
+        out_valid = np.empty(n or 0, dtype=np.bool_)
+        self._batch(*arrays, out, out_valid)
+        return out, out_valid
+
+
+def _numpy_dtype(dtype: str) -> type:
+    return next(np_type for fl_type, np_type in _HINTS.values() if fl_type == dtype)
+
+
+def _dtype_of(hint: Any, what: str, name: str) -> str:
+    if hint not in _HINTS:
+        raise FeaturizerError(
+            f"featurizer {name!r}: {what} has type hint {hint!r}; use float, int or bool",
+            featurizer=name,
+        )
+    return _HINTS[hint][0]
+
+
+def _source(func: Callable[..., Any]) -> str:
+    try:
+        lines = inspect.getsource(func).splitlines()
+    except (OSError, TypeError):
+        return ""
+    body = [line for line in textwrap.dedent("\n".join(lines)).splitlines()]
+    while body and body[0].lstrip().startswith("@"):
+        body.pop(0)  # the decorator is not part of what the function computes
+    return "\n".join(body)
+
+
+def _short_reason(message: str) -> str:
+    """The informative lines of a Numba error: what failed and where, without colour codes
+    or the pipeline chatter around them."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    lines = [line.strip() for line in plain.splitlines() if line.strip()]
+    what = next((line for line in lines if not line.startswith(("Failed in", "File ", "During:", "<source"))), "")
+    where = next((line.rstrip(":") for line in lines if line.startswith("File ")), "")
+    return "; ".join(part for part in (what or (lines[0] if lines else "unknown reason"), where) if part)
+
+
+def _batch_kernel(scalar: Any, inputs: tuple[tuple[str, str], ...], defaults: Mapping[str, Any]) -> Any:
+    """Generate and compile ``loop(x0, v0, x1, v1, ..., out, out_valid)``."""
+    import numba
+
+    params, args, checks, env = [], [], [], {"kernel": scalar}
+    for i, (name, _) in enumerate(inputs):
+        params += [f"x{i}", f"v{i}"]
+        if name in defaults:
+            env[f"d{i}"] = defaults[name]
+            args.append(f"(x{i}[i] if v{i}[i] else d{i})")
+        else:
+            checks.append(f"v{i}[i]")
+            args.append(f"x{i}[i]")
+    condition = " and ".join(checks) or "True"
+    code = (
+        f"def loop({', '.join(params + ['out', 'out_valid'])}):\n"
+        f"    for i in range(out.shape[0]):\n"
+        f"        if {condition}:\n"
+        f"            out[i] = kernel({', '.join(args)})\n"
+        f"            out_valid[i] = True\n"
+        f"        else:\n"
+        f"            out_valid[i] = False\n"
+    )
+    exec(compile(code, "<featurelite batch kernel>", "exec"), env)  # noqa: S102 - generated above
+    return numba.njit(nogil=True, error_model="numpy")(env["loop"])
+
+
+def featurizer(func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Compile a plain Python function into a :class:`Featurizer`.
+
+    Inputs and output come from the type hints (float, int, bool). The function is
+    compiled with Numba in nopython mode, with NumPy's error model (division by zero gives
+    inf or nan, not an exception) and without fastmath, so results do not depend on the
+    batch; a function Numba cannot compile is refused here with a short reason.
+    """
+
+    def build(fn: Callable[..., Any]) -> Featurizer:
+        fname = name or fn.__name__
+        signature = inspect.signature(fn)
+        hints = inspect.get_annotations(fn, eval_str=True)
+        if "return" not in hints:
+            raise FeaturizerError(f"featurizer {fname!r} needs a return type hint (float, int or bool)", featurizer=fname)
+        inputs = []
+        defaults: dict[str, Any] = {}
+        for param in signature.parameters.values():
+            if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname)
+            if param.name not in hints:
+                raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} needs a type hint", featurizer=fname)
+            dtype = _dtype_of(hints[param.name], f"parameter {param.name!r}", fname)
+            inputs.append((param.name, dtype))
+            if param.default is not param.empty:
+                defaults[param.name] = _HINTS[hints[param.name]][1](param.default).item()
+        output = _dtype_of(hints["return"], "the return value", fname)
+        if not inputs:
+            raise FeaturizerError(f"featurizer {fname!r} needs at least one input", featurizer=fname)
+        import numba
+
+        scalar = numba.njit(nogil=True, error_model="numpy")(fn)
+        signature_types = tuple(numba.from_dtype(np.dtype(_numpy_dtype(d))) for _, d in inputs)
+        try:
+            scalar.compile(signature_types)
+            batch = _batch_kernel(scalar, tuple(inputs), defaults)
+            batch.compile(
+                tuple(t for st in signature_types for t in (st[::1], numba.types.boolean[::1]))
+                + (numba.from_dtype(np.dtype(_numpy_dtype(output)))[::1], numba.types.boolean[::1])
+            )
+        except numba.core.errors.NumbaError as exc:
+            reason = _short_reason(str(exc))
+            raise FeaturizerError(
+                f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}",
+                featurizer=fname,
+            ) from None
+        return Featurizer(fname, fn, tuple(inputs), output, defaults, _source(fn), scalar, batch)
+
+    return build(func) if func is not None else build
