@@ -7,11 +7,12 @@ See the docs folder for the quickstart, concepts and the Python API.
 """
 
 from ._version import __version__
-from .definitions import Entity, FeatureView
+from .definitions import Entity, FeatureView, OnDemandFeatureView, RequestSource
 from .errors import (
     BreakingChangeError,
     DefinitionError,
     FeatureliteError,
+    FeaturizerError,
     InputError,
     NotFoundError,
     ReadOnlyError,
@@ -25,6 +26,7 @@ from .errors import (
     UnknownFeatureError,
     UnknownFeatureViewError,
 )
+from .featurizer import Featurizer, featurizer
 from .online import Status
 from .registry import ApplyResult, Change
 from .results import IngestResult, MaterializeResult, OnlineResponse
@@ -40,12 +42,16 @@ __all__ = [
     "Entity",
     "FeatureView",
     "FeatureliteError",
+    "Featurizer",
+    "FeaturizerError",
     "IngestResult",
     "InputError",
     "MaterializeResult",
     "NotFoundError",
+    "OnDemandFeatureView",
     "OnlineResponse",
     "ReadOnlyError",
+    "RequestSource",
     "SchemaError",
     "SourceError",
     "Status",
@@ -58,5 +64,6 @@ __all__ = [
     "UnknownFeatureError",
     "UnknownFeatureViewError",
     "__version__",
+    "featurizer",
     "open",
 ]

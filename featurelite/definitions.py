@@ -15,9 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import DefinitionError
+from .featurizer import Featurizer
 from .types import DTYPES, KEY_DTYPES
 
-__all__ = ["Entity", "FeatureView", "parse_ttl"]
+__all__ = ["Entity", "FeatureView", "OnDemandFeatureView", "RequestSource", "parse_ttl"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Prefix of every column and table featurelite keeps for itself.
@@ -316,3 +317,169 @@ class FeatureView(_Versioned):
             tags=spec.get("tags"),
         )
 
+
+
+#: featurelite dtypes a featurizer input of each kind may be fed from.
+_FEEDS = {"float64": ("float32", "float64"), "int64": ("int32", "int64"), "bool": ("bool",)}
+
+
+@dataclass(frozen=True, init=False)
+class RequestSource(_Versioned):
+    """Values that arrive with a request rather than from stored history (Feast's
+    RequestSource). Online they come in ``request_data``; offline they are columns of the
+    entity dataframe."""
+
+    name: str
+    schema: Mapping[str, str] = field(hash=False)
+
+    def __init__(self, name: str, schema: Mapping[str, str]) -> None:
+        _check_name("request source", name)
+        if not isinstance(schema, Mapping) or not schema:
+            raise DefinitionError(f"request source {name!r} needs a schema mapping field names to dtypes")
+        checked = {
+            _check_name("field", f, f"request source {name!r}"): _check_dtype(d, f"field {f!r} of request source {name!r}", ("bool", "int32", "int64", "float32", "float64"))
+            for f, d in schema.items()
+        }
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "schema", checked)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "request_source", "name": self.name, "schema": [[f, d] for f, d in self.schema.items()]}
+
+
+@dataclass(frozen=True, init=False)
+class OnDemandFeatureView(_Versioned):
+    """Features computed by featurizers from other views' features and request data, at
+    read time, by the same compiled kernel offline and online.
+
+    ``sources``: FeatureViews (or their names) and RequestSources. ``featurizers`` maps
+    each output feature name to a :func:`featurelite.featurizer`; a featurizer's inputs are
+    bound by parameter name to a feature of a source view or a request field.
+    """
+
+    name: str
+    sources: tuple[str | RequestSource, ...]
+    featurizers: Mapping[str, Featurizer] = field(hash=False)
+    description: str = ""
+    owner: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    _view_objects: tuple[FeatureView, ...] = field(default=(), repr=False, compare=False, hash=False)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        sources: Iterable[FeatureView | RequestSource | str],
+        featurizers: Mapping[str, Featurizer],
+        description: str = "",
+        owner: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        _check_name("on-demand feature view", name)
+        owner_text = f"on-demand feature view {name!r}"
+        items: list[str | RequestSource] = []
+        objects: list[FeatureView] = []
+        for source in sources:
+            if isinstance(source, FeatureView):
+                items.append(source.name)
+                objects.append(source)
+            elif isinstance(source, (RequestSource, str)):
+                items.append(source)
+            else:
+                raise DefinitionError(f"{owner_text}: a source must be a FeatureView, its name or a RequestSource, got {source!r}")
+        if not items:
+            raise DefinitionError(f"{owner_text} needs at least one source")
+        if not isinstance(featurizers, Mapping) or not featurizers:
+            raise DefinitionError(f"{owner_text} needs featurizers: a mapping from feature name to featurizer")
+        for out, fz in featurizers.items():
+            _check_name("feature", out, owner_text)
+            if not isinstance(fz, Featurizer):
+                raise DefinitionError(f"{owner_text}: feature {out!r} must be a @featurelite.featurizer function, got {fz!r}")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "sources", tuple(items))
+        object.__setattr__(self, "featurizers", dict(featurizers))
+        object.__setattr__(self, "description", str(description))
+        object.__setattr__(self, "owner", str(owner))
+        object.__setattr__(self, "tags", _check_tags(tags, owner_text))
+        object.__setattr__(self, "_view_objects", tuple(objects))
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.featurizers)
+
+    @property
+    def request_sources(self) -> list[RequestSource]:
+        return [s for s in self.sources if isinstance(s, RequestSource)]
+
+    @property
+    def view_sources(self) -> list[str]:
+        return [s for s in self.sources if isinstance(s, str)]
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "on_demand_feature_view",
+            "name": self.name,
+            "sources": [s.spec() if isinstance(s, RequestSource) else {"feature_view": s} for s in self.sources],
+            "featurizers": {out: fz.spec() for out, fz in self.featurizers.items()},
+            "description": self.description,
+            "owner": self.owner,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> OnDemandFeatureView:
+        """Rebuild (and compile) from :meth:`spec` output, without the defining modules."""
+        sources: list[str | RequestSource] = [
+            RequestSource(s["name"], {f: d for f, d in s["schema"]}) if s.get("kind") == "request_source" else s["feature_view"]
+            for s in spec["sources"]
+        ]
+        return cls(
+            spec["name"],
+            sources=sources,
+            featurizers={out: Featurizer.from_spec(fs) for out, fs in spec["featurizers"].items()},
+            description=spec.get("description", ""),
+            owner=spec.get("owner", ""),
+            tags=spec.get("tags"),
+        )
+
+    def bindings(self, views: Mapping[str, FeatureView]) -> dict[str, dict[str, tuple[str, str, str]]]:
+        """For each output feature: {input: (source kind "view"/"request", source name, field)}.
+
+        Raises DefinitionError for an input no source provides, one two sources provide,
+        or one whose type the source cannot feed."""
+        owner_text = f"on-demand feature view {self.name!r}"
+        provided: dict[str, list[tuple[str, str, str]]] = {}
+        for source in self.sources:
+            if isinstance(source, RequestSource):
+                for f, d in source.schema.items():
+                    provided.setdefault(f, []).append(("request", source.name, d))
+            else:
+                for f, d in views[source].schema.items():
+                    provided.setdefault(f, []).append(("view", source, d))
+        result: dict[str, dict[str, tuple[str, str, str]]] = {}
+        for out, fz in self.featurizers.items():
+            bound: dict[str, tuple[str, str, str]] = {}
+            for param, dtype in fz.inputs:
+                options = provided.get(param, [])
+                if not options:
+                    raise DefinitionError(
+                        f"{owner_text}: featurizer {fz.name!r} input {param!r} matches no feature of its "
+                        f"sources (available: {', '.join(sorted(provided)) or 'none'}); rename the parameter",
+                        featurizer=fz.name,
+                    )
+                if len(options) > 1:
+                    raise DefinitionError(
+                        f"{owner_text}: featurizer {fz.name!r} input {param!r} is provided by several sources "
+                        f"({', '.join(o[1] for o in options)}); rename one of them",
+                        featurizer=fz.name,
+                    )
+                kind, source_name, source_dtype = options[0]
+                if source_dtype not in _FEEDS[dtype]:
+                    raise DefinitionError(
+                        f"{owner_text}: featurizer {fz.name!r} input {param!r} is declared {dtype} but "
+                        f"{source_name}:{param} is {source_dtype}; change the type hint",
+                        featurizer=fz.name,
+                    )
+                bound[param] = (kind, source_name, param)
+            result[out] = bound
+        return result

@@ -9,7 +9,8 @@ The tree::
      │    ├── StoreClosedError           the store was closed
      │    └── ReadOnlyError              a write on a store opened read-only
      ├── DefinitionError (ValueError)    an Entity or FeatureView that is not valid
-     │    └── BreakingChangeError        apply would break data already stored
+     │    ├── BreakingChangeError        apply would break data already stored
+     │    └── FeaturizerError            a featurizer Numba cannot compile, or a bad signature
      ├── NotFoundError (LookupError)     an unknown name
      │    ├── UnknownEntityError
      │    ├── UnknownFeatureViewError
@@ -30,6 +31,7 @@ __all__ = [
     "BreakingChangeError",
     "DefinitionError",
     "FeatureliteError",
+    "FeaturizerError",
     "InputError",
     "NotFoundError",
     "ReadOnlyError",
@@ -85,6 +87,10 @@ class DefinitionError(FeatureliteError, ValueError):
 
 class BreakingChangeError(DefinitionError):
     """Applying a definition would break data that is already stored."""
+
+
+class FeaturizerError(DefinitionError):
+    """A featurizer that cannot be compiled, or whose signature is not supported."""
 
 
 class NotFoundError(FeatureliteError, LookupError):

@@ -1,8 +1,9 @@
 """Featurizers: plain Python functions compiled once with Numba, run by the same compiled
 kernel on whole columns (training, backfills) and on single requests (serving).
 
-Groundwork for issue 3: compiling, the two paths and the null rule. Not yet wired into the
-store (no OnDemandFeatureView, no registry storage, no on-disk cache) and not exported.
+An :class:`featurelite.OnDemandFeatureView` binds featurizers to stored features and
+request data; the store runs :meth:`Featurizer.run_batch` after a point-in-time join and
+:meth:`Featurizer.run_one` per online request.
 
 The null rule: an input that is null makes the output null, unless the function gives that
 input a default value (``def f(x: float = 0.0)``), which then stands in for the null. Both
@@ -14,7 +15,9 @@ Imports NumPy and Numba only (plus the errors module).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
+import json
 import re
 import textwrap
 from collections.abc import Callable, Mapping
@@ -23,20 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DefinitionError
+from .errors import FeaturizerError
 
 __all__ = ["Featurizer", "FeaturizerError", "featurizer"]
 
 #: Python annotation -> (featurelite dtype, NumPy dtype of its column).
+#: Featurizers compiled from stored specs in this process, by content hash of the spec.
+_REBUILT: dict[str, Featurizer] = {}
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {"float64": float, "int64": int, "bool": bool}
+
 _HINTS: dict[Any, tuple[str, type]] = {
     float: ("float64", np.float64),
     int: ("int64", np.int64),
     bool: ("bool", np.bool_),
 }
-
-
-class FeaturizerError(DefinitionError):
-    """A featurizer that cannot be compiled, or whose signature is not supported."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,25 +53,75 @@ class Featurizer:
     output: str
     defaults: Mapping[str, Any]
     source: str = field(repr=False)
+    globals_spec: Mapping[str, Any] = field(repr=False, default_factory=dict)
     _scalar: Any = field(repr=False, default=None)
     _batch: Any = field(repr=False, default=None)
+    _convert: tuple[Callable[[Any], Any], ...] = field(repr=False, default=())
 
     @property
     def version(self) -> str:
         """Content hash of the source and signature: changing the body makes a new version."""
-        text = repr((self.name, self.inputs, self.output, sorted(self.defaults.items()), self.source))
+        text = json.dumps(self.spec(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def spec(self) -> dict[str, Any]:
+        """A JSON-ready description, enough to rebuild the featurizer in another process
+        from the store file alone (source, signature, the modules and constants it uses)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "inputs": [list(item) for item in self.inputs],
+            "output": self.output,
+            "defaults": dict(self.defaults),
+            "globals": self.globals_spec,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Featurizer:
+        """Compile a featurizer from :meth:`spec` output, without its defining module.
+
+        Compiled featurizers are kept per process by content, so reopening a store or
+        applying the same definitions again does not compile twice."""
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        cached = _REBUILT.get(key)
+        if cached is None:
+            cached = _REBUILT.setdefault(key, cls._rebuild(spec))
+        return cached
+
+    @classmethod
+    def _rebuild(cls, spec: Mapping[str, Any]) -> Featurizer:
+        if not spec.get("source"):
+            raise FeaturizerError(
+                f"featurizer {spec['name']!r} has no source code (defined in a REPL or by exec?)",
+                featurizer=spec["name"],
+            )
+        namespace: dict[str, Any] = {}
+        for alias, module in spec.get("globals", {}).get("modules", {}).items():
+            namespace[alias] = importlib.import_module(module)
+        namespace.update(spec.get("globals", {}).get("constants", {}))
+        try:
+            exec(compile(spec["source"], f"<featurizer {spec['name']}>", "exec"), namespace)  # noqa: S102
+            func = namespace[spec["name"]] if spec["name"] in namespace else _last_function(namespace)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the stored source is unusable
+            raise FeaturizerError(
+                f"featurizer {spec['name']!r} could not be rebuilt from its stored source: {exc}",
+                featurizer=spec["name"],
+            ) from exc
+        return _build(func, spec["name"], source=spec["source"], globals_spec=spec.get("globals", {}))
+
     def run_one(self, values: Mapping[str, Any]) -> Any:
-        """The per-request path: one row of inputs (None for a null) -> output or None."""
+        """The per-request path: one row of inputs (None for a null) -> output or None.
+
+        Inputs are converted to the declared types first, so the compiled kernel is the
+        same one the batch path runs (Numba never compiles another specialisation)."""
         args = []
-        for name, _ in self.inputs:
+        for (name, _), convert in zip(self.inputs, self._convert):
             value = values[name]
             if value is None:
                 if name not in self.defaults:
                     return None
                 value = self.defaults[name]
-            args.append(value)
+            args.append(convert(value))
         return self._scalar(*args)
 
     def run_batch(self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,42 +215,70 @@ def featurizer(func: Callable[..., Any] | None = None, *, name: str | None = Non
     """
 
     def build(fn: Callable[..., Any]) -> Featurizer:
-        fname = name or fn.__name__
-        signature = inspect.signature(fn)
-        hints = inspect.get_annotations(fn, eval_str=True)
-        if "return" not in hints:
-            raise FeaturizerError(f"featurizer {fname!r} needs a return type hint (float, int or bool)", featurizer=fname)
-        inputs = []
-        defaults: dict[str, Any] = {}
-        for param in signature.parameters.values():
-            if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-                raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname)
-            if param.name not in hints:
-                raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} needs a type hint", featurizer=fname)
-            dtype = _dtype_of(hints[param.name], f"parameter {param.name!r}", fname)
-            inputs.append((param.name, dtype))
-            if param.default is not param.empty:
-                defaults[param.name] = _HINTS[hints[param.name]][1](param.default).item()
-        output = _dtype_of(hints["return"], "the return value", fname)
-        if not inputs:
-            raise FeaturizerError(f"featurizer {fname!r} needs at least one input", featurizer=fname)
-        import numba
-
-        scalar = numba.njit(nogil=True, error_model="numpy")(fn)
-        signature_types = tuple(numba.from_dtype(np.dtype(_numpy_dtype(d))) for _, d in inputs)
-        try:
-            scalar.compile(signature_types)
-            batch = _batch_kernel(scalar, tuple(inputs), defaults)
-            batch.compile(
-                tuple(t for st in signature_types for t in (st[::1], numba.types.boolean[::1]))
-                + (numba.from_dtype(np.dtype(_numpy_dtype(output)))[::1], numba.types.boolean[::1])
-            )
-        except numba.core.errors.NumbaError as exc:
-            reason = _short_reason(str(exc))
-            raise FeaturizerError(
-                f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}",
-                featurizer=fname,
-            ) from None
-        return Featurizer(fname, fn, tuple(inputs), output, defaults, _source(fn), scalar, batch)
+        return _build(fn, name or fn.__name__, source=_source(fn), globals_spec=_globals_spec(fn))
 
     return build(func) if func is not None else build
+
+
+def _last_function(namespace: Mapping[str, Any]) -> Callable[..., Any]:
+    functions = [v for v in namespace.values() if inspect.isfunction(v)]
+    if not functions:
+        raise ValueError("the source defines no function")
+    return functions[-1]
+
+
+def _globals_spec(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The modules and plain constants ``fn`` reads from its module, so it can be rebuilt
+    from its source alone."""
+    modules: dict[str, str] = {}
+    constants: dict[str, Any] = {}
+    for name in fn.__code__.co_names:
+        if name not in fn.__globals__:
+            continue
+        value = fn.__globals__[name]
+        if inspect.ismodule(value):
+            modules[name] = value.__name__
+        elif isinstance(value, (bool, int, float, str)):
+            constants[name] = value
+    return {"modules": modules, "constants": constants}
+
+
+def _build(fn: Callable[..., Any], fname: str, *, source: str, globals_spec: Mapping[str, Any]) -> Featurizer:
+    signature = inspect.signature(fn)
+    hints = inspect.get_annotations(fn, eval_str=True)
+    if "return" not in hints:
+        raise FeaturizerError(f"featurizer {fname!r} needs a return type hint (float, int or bool)", featurizer=fname)
+    inputs = []
+    defaults: dict[str, Any] = {}
+    for param in signature.parameters.values():
+        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname)
+        if param.name not in hints:
+            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} needs a type hint", featurizer=fname)
+        dtype = _dtype_of(hints[param.name], f"parameter {param.name!r}", fname)
+        inputs.append((param.name, dtype))
+        if param.default is not param.empty:
+            defaults[param.name] = _HINTS[hints[param.name]][1](param.default).item()
+    output = _dtype_of(hints["return"], "the return value", fname)
+    if not inputs:
+        raise FeaturizerError(f"featurizer {fname!r} needs at least one input", featurizer=fname)
+    import numba
+
+    scalar = numba.njit(nogil=True, error_model="numpy")(fn)
+    signature_types = tuple(numba.from_dtype(np.dtype(_numpy_dtype(d))) for _, d in inputs)
+    try:
+        scalar.compile(signature_types)
+        batch = _batch_kernel(scalar, tuple(inputs), defaults)
+        batch.compile(
+            tuple(t for st in signature_types for t in (st[::1], numba.types.boolean[::1]))
+            + (numba.from_dtype(np.dtype(_numpy_dtype(output)))[::1], numba.types.boolean[::1])
+        )
+    except numba.core.errors.NumbaError as exc:
+        reason = _short_reason(str(exc))
+        raise FeaturizerError(
+            f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}",
+            featurizer=fname,
+        ) from None
+    scalar.disable_compile()  # a call with other types fails instead of compiling a second kernel
+    convert = tuple(_CONVERT[d] for _, d in inputs)
+    return Featurizer(fname, fn, tuple(inputs), output, defaults, source, globals_spec, scalar, batch, convert)

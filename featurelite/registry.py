@@ -11,17 +11,19 @@ Tables (all prefixed ``fl_``):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import duckdb
 
 from .db import run, transaction
-from .definitions import Entity, FeatureView
+from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     BreakingChangeError,
     DefinitionError,
+    FeaturizerError,
     NotFoundError,
     StoreFormatError,
     UnknownEntityError,
@@ -116,6 +118,11 @@ class Registry:
     def __init__(self) -> None:
         self.entities: dict[str, Entity] = {}
         self.views: dict[str, FeatureView] = {}
+        self.odfvs: dict[str, OnDemandFeatureView] = {}
+        #: on-demand views whose featurizers could not be rebuilt from the file, with why
+        self.broken: dict[str, FeaturizerError] = {}
+        #: per on-demand view: {output: {input: (source kind, source name, field)}}
+        self.bindings: dict[str, dict[str, dict[str, tuple[str, str, str]]]] = {}
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         rows = run(con, 
@@ -123,12 +130,22 @@ class Registry:
         )
         self.entities = {}
         self.views = {}
+        self.odfvs = {}
+        self.broken = {}
         for kind, spec in rows:
             data = json.loads(spec)
             if kind == "entity":
                 self.entities[data["name"]] = Entity.from_spec(data)
-            else:
+            elif kind == "feature_view":
                 self.views[data["name"]] = FeatureView.from_spec(data)
+            else:
+                try:
+                    self.odfvs[data["name"]] = OnDemandFeatureView.from_spec(data)
+                except FeaturizerError as exc:
+                    # One unusable featurizer must not lock the whole store: its view's
+                    # features raise this error when asked for, everything else works.
+                    self.broken[data["name"]] = exc
+        self.bindings = {name: odfv.bindings(self.views) for name, odfv in self.odfvs.items()}
 
     def entity(self, name: str) -> Entity:
         try:
@@ -152,17 +169,18 @@ class Registry:
 
     def plan(
         self,
-        objects: Iterable[Entity | FeatureView],
+        objects: Iterable[Entity | FeatureView | OnDemandFeatureView],
         rows_stored: Callable[[str], int],
-    ) -> tuple[ApplyResult, dict[str, Entity], dict[str, FeatureView]]:
+    ) -> tuple[ApplyResult, dict[str, Entity], dict[str, FeatureView], dict[str, OnDemandFeatureView]]:
         """Validate ``objects`` against the registry and say what applying them changes.
 
         Returns the result plus the entity and view sets as they would be afterwards.
         Raises DefinitionError / UnknownEntityError / BreakingChangeError; changes nothing.
         """
-        entities, views = _collect(objects)
+        entities, views, odfvs = _collect(objects)
         new_entities = {**self.entities, **entities}
         new_views = {**self.views, **views}
+        new_odfvs = {**self.odfvs, **odfvs}
         by_folded_name: dict[str, str] = {}
         for view in new_views.values():
             _check_view_against_entities(view, new_entities)
@@ -174,8 +192,29 @@ class Registry:
                     "store file cannot tell apart; rename one of them",
                     name=view.name,
                 )
+        for odfv in new_odfvs.values():
+            if odfv.name.lower() in by_folded_name:
+                raise DefinitionError(
+                    f"on-demand feature view {odfv.name!r} has the name of a feature view; rename one of them",
+                    name=odfv.name,
+                )
+            for source in odfv.view_sources:
+                if source not in new_views:
+                    raise UnknownFeatureViewError(
+                        f"on-demand feature view {odfv.name!r} uses feature view {source!r}, which is neither "
+                        "registered nor in this apply",
+                        name=source,
+                    )
+            odfv.bindings(new_views)  # raises if an input is unbound or mistyped
+        for odfv in odfvs.values():
+            for fz in odfv.featurizers.values():
+                _check_rebuildable(odfv.name, fz)
         result = ApplyResult()
-        for kind, given, current in (("entity", entities, self.entities), ("feature_view", views, self.views)):
+        for kind, given, current in (
+            ("entity", entities, self.entities),
+            ("feature_view", views, self.views),
+            ("on_demand_feature_view", odfvs, self.odfvs),
+        ):
             for name, obj in given.items():
                 old = current.get(name)
                 if old is None:
@@ -199,9 +238,9 @@ class Registry:
                         name=name,
                         rows=stored,
                     )
-        return result, new_entities, new_views
+        return result, new_entities, new_views, new_odfvs
 
-    def record(self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: dict[tuple[str, str], Entity | FeatureView], now: datetime) -> None:
+    def record(self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: dict[tuple[str, str], Any], now: datetime) -> None:
         """Write an apply's changes inside the caller's transaction."""
         for change in [*result.added, *result.changed]:
             obj = objects[(change.kind, change.name)]
@@ -247,26 +286,50 @@ class Registry:
         ]
 
 
-def _collect(objects: Iterable[Entity | FeatureView]) -> tuple[dict[str, Entity], dict[str, FeatureView]]:
-    if isinstance(objects, (Entity, FeatureView)):
-        objects = [objects]
+def _check_rebuildable(view: str, fz: Any) -> None:
+    """Refuse a featurizer the store could not compile again from the file alone."""
+    try:
+        rebuilt = type(fz).from_spec(fz.spec())
+    except FeaturizerError as exc:
+        raise FeaturizerError(
+            f"on-demand feature view {view!r}: featurizer {fz.name!r} cannot be stored: its source "
+            f"cannot be compiled again on its own ({exc.message}); define it in a file (or notebook "
+            "cell), using only its parameters, imported modules and plain constants",
+            featurizer=fz.name,
+        ) from exc
+    if rebuilt.version != fz.version:
+        raise FeaturizerError(f"featurizer {fz.name!r} changes when rebuilt from its source", featurizer=fz.name)
+
+
+def _collect(
+    objects: Iterable[Entity | FeatureView | OnDemandFeatureView],
+) -> tuple[dict[str, Entity], dict[str, FeatureView], dict[str, OnDemandFeatureView]]:
     entities: dict[str, Entity] = {}
     views: dict[str, FeatureView] = {}
-    items: Sequence[object] = list(objects)
-    for obj in items:
-        if isinstance(obj, Entity):
-            if obj.name in entities and entities[obj.name] != obj:
-                raise DefinitionError(f"apply got two different entities named {obj.name!r}; keep one", name=obj.name)
-            entities[obj.name] = obj
-        elif isinstance(obj, FeatureView):
-            if obj.name in views and views[obj.name] != obj:
-                raise DefinitionError(f"apply got two different feature views named {obj.name!r}; keep one", name=obj.name)
-            views[obj.name] = obj
+    odfvs: dict[str, OnDemandFeatureView] = {}
+    kinds: list[tuple[type, dict[str, Any], str]] = [
+        (Entity, entities, "entities"), (FeatureView, views, "feature views"), (OnDemandFeatureView, odfvs, "on-demand feature views")
+    ]
+    for obj in list(objects):
+        for cls, bucket, label in kinds:
+            if isinstance(obj, cls):
+                if obj.name in bucket and bucket[obj.name] != obj:
+                    raise DefinitionError(f"apply got two different {label} named {obj.name!r}; keep one", name=obj.name)
+                bucket[obj.name] = obj
+                break
         else:
             raise DefinitionError(
-                f"apply takes Entity and FeatureView objects, got {type(obj).__name__}: {obj!r}"
+                f"apply takes Entity, FeatureView and OnDemandFeatureView objects, got {type(obj).__name__}: {obj!r}"
             )
-    # Entities a view was built with are applied with it unless given separately.
+    # Definitions a view was built with are applied with it unless given separately.
+    for odfv in odfvs.values():
+        for view in odfv._view_objects:
+            if views.setdefault(view.name, view) != view:
+                raise DefinitionError(
+                    f"on-demand feature view {odfv.name!r} was built with a different feature view "
+                    f"{view.name!r} than the one passed to apply; use one definition",
+                    name=view.name,
+                )
     for view in views.values():
         for ent in view._entity_objects:
             given = entities.setdefault(ent.name, ent)
@@ -276,7 +339,7 @@ def _collect(objects: Iterable[Entity | FeatureView]) -> tuple[dict[str, Entity]
                     "than the one passed to apply; use one definition",
                     name=ent.name,
                 )
-    return entities, views
+    return entities, views, odfvs
 
 
 def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity]) -> None:

@@ -11,16 +11,16 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import InputError, SchemaError, UnknownFeatureError
-from .layout import ViewLayout
 
 __all__ = ["entity_columns", "key_column", "keys_for", "pick_timestamp", "resolve_features"]
 
 
 def resolve_features(
-    features: Sequence[str] | str, full_feature_names: bool, layout_of: Callable[[str], ViewLayout]
+    features: Sequence[str] | str, full_feature_names: bool, schema_of: Callable[[str], Mapping[str, str]]
 ) -> tuple[list[tuple[str, list[str], list[str]]], list[str]]:
     """Group ``view:feature`` references by view: ([(view, features, output names)], all
-    output names in request order)."""
+    output names in request order). ``schema_of(view)`` gives a view's features (and
+    raises for an unknown view)."""
     if isinstance(features, str):
         features = [features]
     groups: dict[str, tuple[list[str], list[str]]] = {}
@@ -33,11 +33,11 @@ def resolve_features(
                 f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
             )
         view_name, feature = ref.split(":")
-        layout = layout_of(view_name)
-        if feature not in layout.view.schema:
+        schema = schema_of(view_name)
+        if feature not in schema:
             raise UnknownFeatureError(
                 f"feature view {view_name!r} has no feature {feature!r} "
-                f"(features: {', '.join(layout.view.schema)})",
+                f"(features: {', '.join(schema)})",
                 reference=ref,
                 view=view_name,
             )

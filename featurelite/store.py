@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -16,14 +16,16 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import offline, online
 from ._version import __version__
 from .conform import check_columns, conform_table, normalize_timestamps
 from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
-from .definitions import RESERVED_PREFIX, Entity, FeatureView
-from .errors import InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
+from .definitions import RESERVED_PREFIX, Entity, FeatureView, OnDemandFeatureView
+from .errors import DefinitionError, InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
 from .layout import ViewLayout
+from .online import Status
 from .registry import ApplyResult, Registry, init_or_check, take_seq
 from .results import IngestResult, MaterializeResult, OnlineResponse
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
@@ -32,10 +34,12 @@ from .types import arrow_type, as_utc, micros, utc_naive
 
 __all__ = ["Store", "open"]
 
+Definition = Entity | FeatureView | OnDemandFeatureView
 #: A view's part of an online request: (view, features, output names, Arrow types).
 _ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
-#: An online request resolved: the per-view reads, and output names in request order.
-_OnlinePlan = tuple[list[_ViewRead], list[str]]
+#: An online request resolved: stored-view reads, on-demand computations, output names in
+#: request order.
+_OnlinePlan = tuple[list[_ViewRead], list[_ViewRead], list[str]]
 #: Distinct feature lists whose resolution is cached for online reads.
 _PLAN_CACHE_SIZE = 1024
 #: Rows per batch while the online index is loaded from the file.
@@ -59,6 +63,32 @@ def _moment_us(moment: datetime, name: str) -> int:
         return micros(moment)
     except TypeError:
         raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}") from None
+
+
+def _request_column(view: str, field: str, request_data: Mapping[str, Sequence[Any]] | None, n: int | None) -> list[Any]:
+    if not request_data or field not in request_data:
+        raise InputError(
+            f"on-demand view {view!r} needs request field {field!r}; pass request_data={{{field!r}: [...]}}",
+            view=view, column=field,
+        )
+    column = request_data[field]
+    if isinstance(column, (str, bytes)) or not isinstance(column, Sequence):
+        raise InputError(f"request_data[{field!r}] must be a list with one value per entity", column=field)
+    if n is not None and len(column) != n:
+        raise InputError(f"request_data[{field!r}] has {len(column)} values for {n} entities", column=field)
+    return list(column)
+
+
+def featurizer_input(column: pa.ChunkedArray | pa.Array, dtype: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow column as (values, valid) NumPy arrays of a featurizer input's type."""
+    target = {"float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_()}[dtype]
+    try:
+        cast = column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"{what} cannot be read as {dtype}: {exc}") from exc
+    valid = cast.is_valid().to_numpy(zero_copy_only=False)
+    values = pc.fill_null(cast, False if dtype == "bool" else 0).to_numpy(zero_copy_only=False)
+    return values, valid
 
 
 class Store:
@@ -168,9 +198,21 @@ class Store:
             )
         return layout
 
+    def _schema_of(self, name: str) -> Mapping[str, str]:
+        """Features and dtypes of a feature view or an on-demand feature view."""
+        layout = self._layouts.get(name)
+        if layout is not None:
+            return layout.view.schema
+        odfv = self._registry.odfvs.get(name)
+        if odfv is not None:
+            return {out: fz.output for out, fz in odfv.featurizers.items()}
+        if name in self._registry.broken:
+            raise self._registry.broken[name]
+        return self._layout(name).view.schema  # raises UnknownFeatureViewError
+
     # -- definitions ----------------------------------------------------------------
 
-    def apply(self, objects: Iterable[Entity | FeatureView] | Entity | FeatureView, *, dry_run: bool = False) -> ApplyResult:
+    def apply(self, objects: Iterable[Definition] | Definition, *, dry_run: bool = False) -> ApplyResult:
         """Register entities and feature views, creating their tables.
 
         Idempotent: applying the same definitions again changes nothing. Returns which
@@ -180,18 +222,20 @@ class Store:
         """
         with self._lock:
             con = self.con if dry_run else self._writable()
-            if isinstance(objects, (Entity, FeatureView)):
+            if isinstance(objects, (Entity, FeatureView, OnDemandFeatureView)):
                 objects = [objects]
-            result, entities, views = self._registry.plan(objects, self._rows_stored)
+            result, entities, views, odfvs = self._registry.plan(objects, self._rows_stored)
             if dry_run:
                 return replace(result, dry_run=True)
             if not result:
                 return result
-            objects_by_key: dict[tuple[str, str], Entity | FeatureView] = {}
+            objects_by_key: dict[tuple[str, str], Definition] = {}
             for ent in entities.values():
                 objects_by_key[("entity", ent.name)] = ent
             for view in views.values():
                 objects_by_key[("feature_view", view.name)] = view
+            for odfv in odfvs.values():
+                objects_by_key[("on_demand_feature_view", odfv.name)] = odfv
             new_layouts = {name: ViewLayout.resolve(view, entities) for name, view in views.items()}
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             with translating("apply (nothing was changed)"), transaction(con):
@@ -201,7 +245,8 @@ class Store:
             for name, layout in new_layouts.items():
                 if self._layouts.get(name) != layout:
                     self._indexes.pop(name, None)
-            self._registry.entities, self._registry.views = entities, views
+            self._registry.entities, self._registry.views, self._registry.odfvs = entities, views, odfvs
+            self._registry.bindings = {name: odfv.bindings(views) for name, odfv in odfvs.items()}
             self._refresh_layouts()
             run(con, "CHECKPOINT")
             return result
@@ -234,14 +279,30 @@ class Store:
         return 0 if layout is None else offline.row_count(self.con, layout)
 
     def delete_feature_view(self, name: str) -> None:
-        """Remove a feature view and all its stored data (history and online)."""
+        """Remove a feature view and all its stored data (history and online), or an
+        on-demand feature view. A view that an on-demand view reads cannot be removed first."""
         with self._lock:
             con = self._writable()
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            if name in self._registry.odfvs:
+                with translating(f"deleting view {name!r} (nothing was changed)", view=name), transaction(con):
+                    self._registry.record_delete(con, "on_demand_feature_view", name, now)
+                del self._registry.odfvs[name]
+                self._registry.bindings.pop(name, None)
+                self._refresh_layouts()
+                return
             layout = self._layout(name)
+            users = sorted(o.name for o in self._registry.odfvs.values() if name in o.view_sources)
+            if users:
+                raise DefinitionError(
+                    f"feature view {name!r} is a source of on-demand feature view(s) {', '.join(users)}; "
+                    "delete those first",
+                    name=name,
+                )
             with translating(f"deleting view {name!r} (nothing was changed)", view=name), transaction(con):
                 offline.drop_history(con, layout)
                 online.drop_online(con, layout)
-                self._registry.record_delete(con, "feature_view", name, datetime.now(timezone.utc).replace(tzinfo=None))
+                self._registry.record_delete(con, "feature_view", name, now)
             del self._registry.views[name]
             self._indexes.pop(name, None)
             self._ties.discard(name)
@@ -256,6 +317,11 @@ class Store:
         """Registered feature views, by name."""
         self._check_open()
         return [self._registry.views[n] for n in sorted(self._registry.views)]
+
+    def list_on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        """Registered on-demand feature views, by name."""
+        self._check_open()
+        return [self._registry.odfvs[n] for n in sorted(self._registry.odfvs)]
 
     def get_entity(self, name: str) -> Entity:
         """The registered entity ``name``."""
@@ -371,12 +437,14 @@ class Store:
         plan = plans.get(key)
         if plan is None:
             generation = self._generation
-            groups, order = resolve_features(features, full_feature_names, self._layout)
-            reads = [
-                (view, tuple(feats), outs, [arrow_type(self._layout(view).view.schema[f]) for f in feats])
-                for view, feats, outs in groups
-            ]
-            plan = (reads, order)
+            groups, order = resolve_features(features, full_feature_names, self._schema_of)
+            reads: list[_ViewRead] = []
+            computes: list[_ViewRead] = []
+            for view, feats, outs in groups:
+                schema = self._schema_of(view)
+                part = (view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats])
+                (computes if view in self._registry.odfvs else reads).append(part)
+            plan = (reads, computes, order)
             if generation == self._generation:  # views unchanged while resolving
                 if len(plans) >= _PLAN_CACHE_SIZE:
                     plans.clear()  # callers with endless distinct lists: start over
@@ -388,6 +456,7 @@ class Store:
         entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
         features: Sequence[str],
         *,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
         full_feature_names: bool = False,
         now: datetime | None = None,
     ) -> OnlineResponse:
@@ -397,9 +466,11 @@ class Store:
         ``{join key: [values]}``. ``features`` are ``"view:feature"`` references. A value
         is the one a point-in-time lookup at ``now`` (default: the current time) returns;
         a value older than its view's ttl is ``None`` with status ``OUTSIDE_MAX_AGE``.
+        Features of on-demand views are computed per entity by their featurizers, from
+        those values and ``request_data`` (``{field: [value per entity]}``).
         """
         self._check_open()
-        reads, order = self._online_plan(features, full_feature_names)
+        reads, computes, order = self._online_plan(features, full_feature_names)
         columns = entity_columns(entity_rows)
         if not columns:  # no entities: an empty response with the right columns
             columns = {k: [] for view, *_ in reads for k in self._layout(view).key_names}
@@ -408,7 +479,8 @@ class Store:
         values: dict[str, list[Any]] = {}
         statuses: dict[str, list[str]] = {}
         types: dict[str, pa.DataType] = {}
-        for view, feats, outs, out_types in reads:
+
+        def read(view: str, feats: tuple[str, ...]) -> tuple[list[list[Any]], list[list[str]]]:
             index = self._indexes.get(view) or self._index(view)
             keys = keys_for(view, index.key_names, columns)
             for k, dtype in index.layout.keys:
@@ -418,13 +490,57 @@ class Store:
             vals, stats, future = index.read(keys, feats, now_us)
             if future:
                 self._resolve_future(view, list(feats), keys, future, now_us, vals, stats)
+            return vals, stats
+
+        for view, feats, outs, out_types in reads:
+            vals, stats = read(view, feats)
             values.update(zip(outs, vals))
             statuses.update(zip(outs, stats))
             types.update(zip(outs, out_types))
-        if len(reads) > 1:  # several views: put the features back in the order asked
+        for odfv, feats, outs, out_types in computes:
+            computed = self._compute_online(odfv, feats, read, columns, request_data)
+            for out, out_type, column in zip(outs, out_types, computed):
+                values[out] = column
+                statuses[out] = [Status.NULL_VALUE if v is None else Status.PRESENT for v in column]
+                types[out] = out_type
+        if len(reads) + len(computes) > 1:  # several views: put the features back in the order asked
             values = {out: values[out] for out in order}
             statuses = {out: statuses[out] for out in order}
         return OnlineResponse(key_out, values, statuses, types)
+
+    def _compute_online(
+        self,
+        name: str,
+        feats: tuple[str, ...],
+        read: Callable[[str, tuple[str, ...]], tuple[list[list[Any]], list[list[str]]]],
+        columns: dict[str, list[Any]],
+        request_data: Mapping[str, Sequence[Any]] | None,
+    ) -> list[list[Any]]:
+        """The per-request path of an on-demand view: its featurizers' compiled kernels
+        applied entity by entity to online values and request data."""
+        odfv = self._registry.odfvs[name]
+        bindings = self._registry.bindings[name]
+        needed: dict[str, list[str]] = {}
+        for feat in feats:
+            for kind, source, field in bindings[feat].values():
+                if kind == "view" and field not in needed.setdefault(source, []):
+                    needed[source].append(field)
+        inputs: dict[tuple[str, str, str], list[Any]] = {}
+        for view, fields in needed.items():
+            vals, _ = read(view, tuple(fields))
+            inputs.update({("view", view, f): v for f, v in zip(fields, vals)})
+        n = len(next(iter(columns.values()))) if columns else None
+        for feat in feats:
+            for binding in bindings[feat].values():
+                if binding[0] == "request" and binding not in inputs:
+                    inputs[binding] = _request_column(name, binding[2], request_data, n)
+                    n = len(inputs[binding]) if n is None else n
+        results = []
+        for feat in feats:
+            fz = odfv.featurizers[feat]
+            bound = [(param, inputs[bindings[feat][param]]) for param, _ in fz.inputs]
+            results.append([fz.run_one({param: col[i] for param, col in bound}) for i in range(n or 0)])
+        return results
 
     def _resolve_future(
         self, view: str, feats: list[str], keys: list[Any], future: list[int], now_us: int,
@@ -488,44 +604,84 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            plan, order = resolve_features(features, full_feature_names, self._layout)
+            groups, order = resolve_features(features, full_feature_names, self._schema_of)
             entity = to_table(entity_df)
             ts_name = pick_timestamp(entity, timestamp_field)
             for name in entity.column_names:
                 if name.lower().startswith(RESERVED_PREFIX):
                     raise SchemaError(f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name)
+            for out in order:
+                if out in entity.column_names:
+                    hint = "" if full_feature_names else " or pass full_feature_names=True"
+                    raise SchemaError(
+                        f"entity_df already has a column {out!r}, the name of a requested feature; rename it{hint}",
+                        column=out,
+                    )
+            # Stored features to join: those asked for, plus the inputs of on-demand views.
+            needed: dict[str, list[str]] = {}
+            for view, feats, _ in groups:
+                if view in self._registry.odfvs:
+                    for feat in feats:
+                        for kind, source, field in self._registry.bindings[view][feat].values():
+                            if kind == "view" and field not in needed.setdefault(source, []):
+                                needed[source].append(field)
+                else:
+                    for feat in feats:
+                        if feat not in needed.setdefault(view, []):
+                            needed[view].append(feat)
             probe_cols: dict[str, pa.Array] = {}
-            for view, _, outs in plan:
-                layout = self._layout(view)
-                for key, dtype in layout.keys:
+            for view in needed:
+                for key, dtype in self._layout(view).keys:
                     if key not in entity.column_names:
                         raise SchemaError(
                             f"entity_df has no column {key!r}, the join key of view {view!r}; add it",
                             column=key, view=view,
                         )
                     probe_cols[key] = key_column(entity.column(key), key, dtype)
-                for out in outs:
-                    if out in entity.column_names:
-                        hint = "" if full_feature_names else " or pass full_feature_names=True"
-                        raise SchemaError(
-                            f"entity_df already has a column {out!r}, the name of a requested feature; rename it{hint}",
-                            column=out,
-                        )
             n = entity.num_rows
             probe_cols[offline.PROBE_TS] = normalize_timestamps(entity.column(ts_name), f"entity_df column {ts_name!r}")
             probe_cols[offline.PROBE_ROW] = pa.array(np.arange(n, dtype=np.int64))
             probe = pa.table(probe_cols)
-            joined_columns: dict[str, pa.ChunkedArray] = {}
-            for view, feats, outs in plan:
+            joined: dict[tuple[str, str], pa.ChunkedArray] = {}
+            for view, feats in needed.items():
                 layout = self._layout(view)
                 with translating(f"the point-in-time join with view {view!r}", view=view):
-                    joined = self._point_in_time(layout, feats, probe)
+                    table = self._point_in_time(layout, feats, probe)
+                for feat in feats:
+                    joined[(view, feat)] = table.column(feat).cast(arrow_type(layout.view.schema[feat]))
+            out_columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+            for view, feats, outs in groups:
                 for feat, out in zip(feats, outs):
-                    joined_columns[out] = joined.column(feat).cast(arrow_type(layout.view.schema[feat]))
+                    if view in self._registry.odfvs:
+                        out_columns[out] = self._compute_batch(view, feat, joined, entity)
+                    else:
+                        out_columns[out] = joined[(view, feat)]
             result = entity
             for out in order:  # features in the order asked, after the entity_df columns
-                result = result.append_column(out, joined_columns[out])
+                result = result.append_column(out, out_columns[out])
             return result
+
+    def _compute_batch(
+        self, name: str, feat: str, joined: dict[tuple[str, str], pa.ChunkedArray], entity: pa.Table
+    ) -> pa.Array:
+        """The batch path of an on-demand feature: its featurizer's compiled loop over the
+        point-in-time joined inputs and the entity_df's request columns."""
+        fz = self._registry.odfvs[name].featurizers[feat]
+        inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for param, dtype in fz.inputs:
+            kind, source, field = self._registry.bindings[name][feat][param]
+            if kind == "view":
+                column = joined[(source, field)]
+            elif field in entity.column_names:
+                column = entity.column(field)
+            else:
+                raise SchemaError(
+                    f"entity_df has no column {field!r}, a request field of on-demand view {name!r}; add it",
+                    column=field, view=name,
+                )
+            inputs[param] = featurizer_input(column, dtype, f"entity_df column {field!r}")
+        out, ok = fz.run_batch(inputs)
+        return pa.array(out, mask=~ok, type=arrow_type(fz.output))
 
     # -- materialize ----------------------------------------------------------------
 

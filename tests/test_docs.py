@@ -6,6 +6,7 @@ A block whose fence reads ```python no-run is shown but not run.
 
 from __future__ import annotations
 
+import linecache
 import re
 import textwrap
 import traceback
@@ -90,7 +91,11 @@ def test_page_code_runs(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     try:
         for block in blocks:
             try:
-                exec(compile(block.code, f"{page} block {block.number}", "exec"), namespace)
+                filename = f"{page} block {block.number}"
+                # Register the block as a source file, as Jupyter does for cells, so that
+                # featurizers defined in the docs have source code to store.
+                linecache.cache[filename] = (len(block.code), None, block.code.splitlines(True), filename)
+                exec(compile(block.code, filename, "exec"), namespace)
             except Exception as exc:  # noqa: BLE001 - reported below with the page and block
                 details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                 failure = (

@@ -3,6 +3,7 @@ including nulls, NaN, +-inf, -0.0, subnormals and integer extremes."""
 
 from __future__ import annotations
 
+import inspect
 import struct
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featurelite.featurizer import FeaturizerError, featurizer
+from featurelite import FeaturizerError, featurizer
 
 
 @featurizer
@@ -121,3 +122,26 @@ def test_bad_featurizers_are_refused_with_a_short_reason(define, message):
     with pytest.raises(FeaturizerError, match=message) as info:
         featurizer(namespace["f"])
     assert "'f'" in str(info.value) and "\n" not in str(info.value)
+
+
+@featurizer
+def cancel(a: float, b: float) -> float:
+    return (a + b) - b
+
+
+def test_a_batch_path_compiled_with_fastmath_is_caught():
+    """What breaks equivalence must not pass silently: give the batch path a fastmath build
+    of the same function (as a second implementation would) and the comparison the
+    property test makes fails. featurelite itself offers no way to turn fastmath on."""
+    import dataclasses
+
+    import numba
+
+    from featurelite.featurizer import _batch_kernel
+
+    fast = numba.njit(fastmath=True, error_model="numpy")(cancel.func)
+    skewed = dataclasses.replace(cancel, _batch=_batch_kernel(fast, cancel.inputs, cancel.defaults))
+    rows = [{"a": 1.0, "b": 1e308}, {"a": float("nan"), "b": 1.0}]
+    assert [bits(v) for v in batch_then_rows(cancel, rows, 3)] == [bits(cancel.run_one(r)) for r in rows]
+    assert [bits(v) for v in batch_then_rows(skewed, rows, 3)] != [bits(skewed.run_one(r)) for r in rows]
+    assert "fastmath" not in inspect.signature(featurizer).parameters

@@ -157,10 +157,10 @@ def test_closed_store_raises(tmp_path):
 def test_public_surface_is_pinned():
     assert sorted(fl.__all__) == sorted([
         "DTYPES", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureView",
-        "FeatureliteError", "IngestResult", "InputError", "MaterializeResult", "NotFoundError", "OnlineResponse",
-        "ReadOnlyError", "SchemaError", "SourceError", "Status", "Store", "StoreClosedError", "StoreError",
-        "StoreFormatError", "StoreLockedError", "UnknownEntityError", "UnknownFeatureError",
-        "UnknownFeatureViewError", "__version__", "open",
+        "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "MaterializeResult",
+        "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError",
+        "SourceError", "Status", "Store", "StoreClosedError", "StoreError", "StoreFormatError", "StoreLockedError",
+        "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "__version__", "featurizer", "open",
     ])
     for name in fl.__all__:
         obj = getattr(fl, name)
