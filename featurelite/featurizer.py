@@ -20,7 +20,7 @@ import inspect
 import json
 import re
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,15 +114,18 @@ class Featurizer:
 
         Inputs are converted to the declared types first, so the compiled kernel is the
         same one the batch path runs (Numba never compiles another specialisation)."""
-        args = []
-        for (name, _), convert in zip(self.inputs, self._convert):
-            value = values[name]
+        return self.run_args([values[name] for name, _ in self.inputs])
+
+    def run_args(self, args: Sequence[Any]) -> Any:
+        """:meth:`run_one` with the inputs given in declaration order."""
+        converted = []
+        for (name, _), convert, value in zip(self.inputs, self._convert, args):
             if value is None:
                 if name not in self.defaults:
                     return None
                 value = self.defaults[name]
-            args.append(convert(value))
-        return self._scalar(*args)
+            converted.append(convert(value))
+        return self._scalar(*converted)
 
     def run_batch(self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """The batch path: ``{input: (values, valid)}`` -> (values, valid), one compiled loop

@@ -24,6 +24,7 @@ from .conform import check_columns, conform_table, normalize_timestamps
 from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
 from .definitions import RESERVED_PREFIX, Entity, FeatureView, OnDemandFeatureView
 from .errors import DefinitionError, InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
+from .featurizer import Featurizer
 from .layout import ViewLayout
 from .online import Status
 from .registry import ApplyResult, Registry, init_or_check, take_seq
@@ -186,6 +187,7 @@ class Store:
         self._layouts = {name: ViewLayout.resolve(view, entities) for name, view in self._registry.views.items()}
         self._generation += 1
         self._online_plans = {}
+        self._compute_plans: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def _layout(self, view: str) -> ViewLayout:
         layouts = self._layouts
@@ -518,29 +520,50 @@ class Store:
     ) -> list[list[Any]]:
         """The per-request path of an on-demand view: its featurizers' compiled kernels
         applied entity by entity to online values and request data."""
-        odfv = self._registry.odfvs[name]
-        bindings = self._registry.bindings[name]
-        needed: dict[str, list[str]] = {}
-        for feat in feats:
-            for kind, source, field in bindings[feat].values():
-                if kind == "view" and field not in needed.setdefault(source, []):
-                    needed[source].append(field)
+        needed, requests, plans = self._compute_plan(name, feats)
         inputs: dict[tuple[str, str, str], list[Any]] = {}
         for view, fields in needed.items():
-            vals, _ = read(view, tuple(fields))
+            vals, _ = read(view, fields)
             inputs.update({("view", view, f): v for f, v in zip(fields, vals)})
         n = len(next(iter(columns.values()))) if columns else None
-        for feat in feats:
-            for binding in bindings[feat].values():
-                if binding[0] == "request" and binding not in inputs:
-                    inputs[binding] = _request_column(name, binding[2], request_data, n)
-                    n = len(inputs[binding]) if n is None else n
+        for binding in requests:
+            inputs[binding] = _request_column(name, binding[2], request_data, n)
+            n = len(inputs[binding]) if n is None else n
         results = []
-        for feat in feats:
-            fz = odfv.featurizers[feat]
-            bound = [(param, inputs[bindings[feat][param]]) for param, _ in fz.inputs]
-            results.append([fz.run_one({param: col[i] for param, col in bound}) for i in range(n or 0)])
+        for fz, bound in plans:
+            cols = [inputs[b] for b in bound]
+            run = fz.run_args
+            results.append([run([col[i] for col in cols]) for i in range(n or 0)])
         return results
+
+    def _compute_plan(
+        self, name: str, feats: tuple[str, ...]
+    ) -> tuple[dict[str, tuple[str, ...]], list[tuple[str, str, str]], list[tuple[Featurizer, list[tuple[str, str, str]]]]]:
+        """What an on-demand view needs for ``feats``: stored fields per source view,
+        request fields, and per featurizer its input bindings in order (cached)."""
+        key = (name, feats)
+        plan = self._compute_plans.get(key)
+        if plan is None:
+            generation = self._generation
+            odfv = self._registry.odfvs[name]
+            bindings = self._registry.bindings[name]
+            needed: dict[str, list[str]] = {}
+            requests: list[tuple[str, str, str]] = []
+            plans = []
+            for feat in feats:
+                fz = odfv.featurizers[feat]
+                bound = [bindings[feat][param] for param, _ in fz.inputs]
+                plans.append((fz, bound))
+                for binding in bound:
+                    kind, source, field = binding
+                    if kind == "view" and field not in needed.setdefault(source, []):
+                        needed[source].append(field)
+                    elif kind == "request" and binding not in requests:
+                        requests.append(binding)
+            plan = ({view: tuple(fields) for view, fields in needed.items()}, requests, plans)
+            if generation == self._generation:
+                self._compute_plans[key] = plan
+        return plan
 
     def _resolve_future(
         self, view: str, feats: list[str], keys: list[Any], future: list[int], now_us: int,
