@@ -29,7 +29,7 @@ from .errors import (
 from .featurizer import Featurizer, featurizer
 from .online import Status
 from .registry import ApplyResult, Change
-from .results import IngestResult, MaterializeResult, OnlineResponse
+from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .store import Store, open
 from .types import DTYPES
 
@@ -63,6 +63,7 @@ __all__ = [
     "UnknownEntityError",
     "UnknownFeatureError",
     "UnknownFeatureViewError",
+    "VerifyResult",
     "__version__",
     "featurizer",
     "open",

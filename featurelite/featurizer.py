@@ -19,6 +19,7 @@ import importlib
 import inspect
 import json
 import re
+import struct
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 
 from .errors import FeaturizerError
 
-__all__ = ["Featurizer", "FeaturizerError", "featurizer"]
+__all__ = ["Featurizer", "FeaturizerError", "Mismatch", "featurizer"]
 
 #: Python annotation -> (featurelite dtype, NumPy dtype of its column).
 #: Featurizers compiled from stored specs in this process, by content hash of the spec.
@@ -127,6 +128,36 @@ class Featurizer:
             converted.append(convert(value))
         return self._scalar(*converted)
 
+    def verify(self, *, examples: int = 1000, seed: int = 0, samples: Mapping[str, np.ndarray] | None = None) -> Mismatch | None:
+        """Run generated inputs through both paths and compare the results bit for bit.
+
+        Inputs mix special values (NaN, +-inf, -0.0, subnormals, integer extremes), random
+        values over the whole range, ``samples`` (e.g. stored history) and nulls. The batch
+        is also run shifted and reversed, so a result that depends on position or batch
+        length is caught too. Returns the first mismatch as a one-row counterexample, or
+        None when the paths agree."""
+        rng = np.random.default_rng(seed)
+        columns = {
+            name: _generated(dtype, examples, rng, None if samples is None else samples.get(name))
+            for name, dtype in self.inputs
+        }
+        out, ok = self.run_batch(columns)
+        order = np.arange(examples)[::-1]
+        shifted = {
+            name: (np.concatenate([values[:1], values[order]]), np.concatenate([valid[:1], valid[order]]))
+            for name, (values, valid) in columns.items()
+        }
+        out2, ok2 = self.run_batch(shifted)
+        for i in range(examples):
+            row = [columns[name][0][i].item() if columns[name][1][i] else None for name, _ in self.inputs]
+            single = self.run_args(row)
+            batched = out[i].item() if ok[i] else None
+            j = examples - i  # the same row in the shifted, reversed batch
+            moved = out2[j].item() if ok2[j] else None
+            if not (_same_bits(single, batched) and _same_bits(single, moved)):
+                return Mismatch(self.name, dict(zip((n for n, _ in self.inputs), row)), batched, single, moved)
+        return None
+
     def run_batch(self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """The batch path: ``{input: (values, valid)}`` -> (values, valid), one compiled loop
         calling the same kernel as :meth:`run_one` on every row."""
@@ -145,6 +176,62 @@ class Featurizer:
         out_valid = np.empty(n or 0, dtype=np.bool_)
         self._batch(*arrays, out, out_valid)
         return out, out_valid
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One input row on which the batch and per-request paths disagree."""
+
+    featurizer: str
+    inputs: Mapping[str, Any]
+    batch: Any  #: the batch path's result for this row
+    request: Any  #: the per-request path's result
+    moved: Any  #: the batch path's result with the row at another position
+
+    def __str__(self) -> str:
+        return (
+            f"featurizer {self.featurizer!r} on {dict(self.inputs)!r}: batch gives {_show_bits(self.batch)}, "
+            f"per-request gives {_show_bits(self.request)}, batch at another position gives {_show_bits(self.moved)}"
+        )
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    return type(a) is type(b) and a == b
+
+
+def _show_bits(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value!r} (0x{struct.unpack('<Q', struct.pack('<d', value))[0]:016x})"
+    return repr(value)
+
+
+_SPECIAL = {
+    "float64": [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 5e-324, -5e-324, 2.2250738585072014e-308,
+                1.7976931348623157e308, -1.7976931348623157e308, 1.0, -1.0, 0.5, 3.0],
+    "int64": [0, 1, -1, 2, -2, 2**63 - 1, -(2**63), 2**31 - 1, -(2**31)],
+    "bool": [False, True],
+}
+
+
+def _generated(dtype: str, n: int, rng: np.random.Generator, sample: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` values for an input: specials, random over the type's range, samples; ~10% null."""
+    kind = _numpy_dtype(dtype)
+    special: np.ndarray = np.array(_SPECIAL[dtype], dtype=kind)
+    random: np.ndarray
+    if dtype == "float64":
+        random = rng.standard_normal(n) * np.power(10.0, rng.integers(-300, 300, n))
+    elif dtype == "int64":
+        random = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True)
+    else:
+        random = rng.random(n) < 0.5
+    choice = rng.integers(0, 3 if sample is not None and len(sample) else 2, n)
+    values = np.where(choice == 0, special[rng.integers(0, len(special), n)], random.astype(kind))
+    if sample is not None and len(sample):
+        picked: np.ndarray = np.asarray(sample, dtype=kind)[rng.integers(0, len(sample), n)]
+        values = np.where(choice == 2, picked, values)
+    return np.ascontiguousarray(values, dtype=kind), rng.random(n) >= 0.1
 
 
 def _numpy_dtype(dtype: str) -> type:

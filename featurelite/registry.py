@@ -33,6 +33,8 @@ from .errors import (
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Change", "Registry"]
 
 FORMAT_NAME = "featurelite"
+#: Generated examples each featurizer is checked on when applied (Store.verify does more).
+QUICK_VERIFY_EXAMPLES = 300
 #: Bump when the file layout changes; a file with a higher number is refused.
 FORMAT_VERSION = 1
 
@@ -207,8 +209,16 @@ class Registry:
                     )
             odfv.bindings(new_views)  # raises if an input is unbound or mistyped
         for odfv in odfvs.values():
-            for fz in odfv.featurizers.values():
+            for feature, fz in odfv.featurizers.items():
                 _check_rebuildable(odfv.name, fz)
+                mismatch = fz.verify(examples=QUICK_VERIFY_EXAMPLES)
+                if mismatch is not None:
+                    raise FeaturizerError(
+                        f"on-demand feature view {odfv.name!r}: feature {feature!r} differs between the "
+                        f"batch and per-request paths ({mismatch}); it cannot be applied",
+                        featurizer=fz.name,
+                        mismatch=mismatch,
+                    )
         result = ApplyResult()
         for kind, given, current in (
             ("entity", entities, self.entities),

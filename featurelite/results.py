@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from .errors import InputError
 
-__all__ = ["IngestResult", "MaterializeResult", "OnlineResponse"]
+__all__ = ["IngestResult", "MaterializeResult", "OnlineResponse", "VerifyResult"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,22 @@ class MaterializeResult:
 
     view: str
     online_rows: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The equivalence check of one on-demand feature (see ``Store.verify``)."""
+
+    view: str
+    feature: str
+    featurizer: str
+    examples: int
+    mismatch: Any = None  #: a featurelite.featurizer.Mismatch, or None
+
+    @property
+    def ok(self) -> bool:
+        """True when the batch and per-request paths agreed bit for bit on every example."""
+        return self.mismatch is None
 
 
 class OnlineResponse:

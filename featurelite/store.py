@@ -28,7 +28,7 @@ from .featurizer import Featurizer
 from .layout import ViewLayout
 from .online import Status
 from .registry import ApplyResult, Registry, init_or_check, take_seq
-from .results import IngestResult, MaterializeResult, OnlineResponse
+from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
 from .types import arrow_type, as_utc, micros, utc_naive
@@ -705,6 +705,43 @@ class Store:
             inputs[param] = featurizer_input(column, dtype, f"entity_df column {field!r}")
         out, ok = fz.run_batch(inputs)
         return pa.array(out, mask=~ok, type=arrow_type(fz.output))
+
+    # -- featurizers -----------------------------------------------------------------
+
+    def verify(self, name: str | None = None, *, examples: int = 1000, seed: int = 0) -> list[VerifyResult]:
+        """Check that each featurizer of on-demand view ``name`` (default: all) gives the
+        same bits in the batch path and the per-request path.
+
+        Inputs are generated from the declared types (special values, random values,
+        nulls) plus a sample of the stored history of the features they are bound to. A
+        mismatch is reported with the one input row that shows it."""
+        with self._lock:
+            self._check_open()
+            names = sorted(self._registry.odfvs) if name is None else [name]
+            results = []
+            for view in names:
+                if view not in self._registry.odfvs:
+                    self._schema_of(view)  # raises for an unknown or broken view
+                    raise InputError(f"{view!r} is a feature view, not an on-demand feature view; it has no featurizers to verify")
+                for feature, fz in self._registry.odfvs[view].featurizers.items():
+                    samples = {
+                        param: self._history_sample(source, field, examples)
+                        for param, (kind, source, field) in self._registry.bindings[view][feature].items()
+                        if kind == "view"
+                    }
+                    mismatch = fz.verify(examples=examples, seed=seed, samples=samples)
+                    results.append(VerifyResult(view, feature, fz.name, examples, mismatch))
+            return results
+
+    def _history_sample(self, view: str, field: str, rows: int) -> np.ndarray:
+        layout = self._layout(view)
+        with translating(f"sampling the history of view {view!r}", view=view):
+            table = fetch_arrow(
+                self.con,
+                f"SELECT {quote(field)} FROM {layout.history_table} WHERE {quote(field)} IS NOT NULL "
+                f"USING SAMPLE {int(rows)} ROWS",
+            )
+        return table.column(0).to_numpy()
 
     # -- materialize ----------------------------------------------------------------
 

@@ -160,7 +160,8 @@ def test_public_surface_is_pinned():
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "MaterializeResult",
         "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError",
         "SourceError", "Status", "Store", "StoreClosedError", "StoreError", "StoreFormatError", "StoreLockedError",
-        "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "__version__", "featurizer", "open",
+        "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "VerifyResult", "__version__", "featurizer",
+        "open",
     ])
     for name in fl.__all__:
         obj = getattr(fl, name)
