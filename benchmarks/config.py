@@ -41,6 +41,9 @@ class Scale:
     batch_iterations: int  #: timed calls of the batched online read (per side)
     warmup_iterations: int  #: untimed calls before each latency measurement
     repeats: int  #: alternating repetitions of each bulk workload (ingest, training set)
+    featurizer_rows: int  #: rows of the two input columns of the batch featurizer workload
+    kernel_repeats: int  #: alternating repetitions of the batch featurizer workload
+    cold_start_runs: int  #: timed fresh processes per side of the cold-start workload
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +59,9 @@ QUICK = Scale(
     batch_iterations=200,
     warmup_iterations=200,
     repeats=1,
+    featurizer_rows=100_000,
+    kernel_repeats=5,
+    cold_start_runs=1,
 )
 
 FULL = Scale(
@@ -68,6 +74,9 @@ FULL = Scale(
     batch_iterations=5_000,
     warmup_iterations=5_000,
     repeats=5,
+    featurizer_rows=10_000_000,
+    kernel_repeats=15,
+    cold_start_runs=5,
 )
 
 SCALES = {"quick": QUICK, "full": FULL}

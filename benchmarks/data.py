@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from .config import FEATURES, KEY, TS, Scale
 
-__all__ = ["TIE_SHARE", "history", "history_with_ties", "request_keys", "spine", "tie_winners"]
+__all__ = ["TIE_SHARE", "featurizer_columns", "history", "history_with_ties", "request_keys", "spine", "tie_winners"]
 
 #: First event time of the generated history (well in the past, so that online reads at
 #: "now" never need the rare future-event path).
@@ -26,7 +26,7 @@ MARGIN_US = 7 * 24 * 3600 * 1_000_000
 TIE_SHARE = 0.10
 
 #: Independent random streams, one per generator, derived from the run's seed.
-_HISTORY, _SPINE, _REQUESTS, _TIES = 1, 2, 3, 4
+_HISTORY, _SPINE, _REQUESTS, _TIES, _FEATURIZER = 1, 2, 3, 4, 5
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -106,3 +106,10 @@ def request_keys(scale: Scale, seed: int, count: int) -> list[int]:
     """``count`` entity keys for online requests, uniform over all entities."""
     keys: list[int] = _rng(seed, _REQUESTS).integers(0, scale.entities, count, dtype=np.int64).tolist()
     return keys
+
+
+def featurizer_columns(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float64 columns of ``scale.featurizer_rows`` standard normal values: the inputs
+    of the batch featurizer workload."""
+    rng = _rng(seed, _FEATURIZER)
+    return rng.standard_normal(scale.featurizer_rows), rng.standard_normal(scale.featurizer_rows)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -61,6 +62,7 @@ def describe() -> dict[str, Any]:
         "duckdb_threads": int(threads),
         "pyarrow": pa.__version__,
         "numpy": np.__version__,
+        "numba": numba.__version__,
     }
 
 

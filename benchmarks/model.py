@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["Target", "metric_row", "workload"]
 
-_OPS = {"<=": operator.le, ">=": operator.ge}
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class Target:
     """A performance target on one row: ``on`` the featurelite value or the ratio."""
 
     on: str  #: "featurelite" or "ratio"
-    op: str  #: "<=" or ">="
+    op: str  #: "<=", "<" or ">="
     threshold: float
 
     def evaluate(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -105,6 +105,7 @@ def _machine_lines(results: dict[str, Any]) -> Iterator[str]:
             ["DuckDB", f"{m['duckdb']} ({m['duckdb_threads']} threads)"],
             ["pyarrow", m["pyarrow"]],
             ["numpy", m["numpy"]],
+            ["numba", m.get("numba", "—")],
             ["featurelite", m["featurelite"]],
         ],
     )
@@ -152,8 +153,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         (
             "featurelite measured side by side with its limit (hand-written DuckDB SQL, a plain Python "
-            "dict) in one run on one machine. Ratios are featurelite / limit. How to rerun and what "
-            "each workload does: `benchmarks/README.md`."
+            "dict, a hand-written Numba loop) in one run on one machine. Ratios are featurelite / limit. "
+            "How to rerun and what each workload does: `benchmarks/README.md`."
         ),
         "",
         "## Run",

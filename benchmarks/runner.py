@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import data, workloads
+from . import data, ondemand, workloads
 from .config import N_FEATURES, WORK_DIR, Scale
 from .machine import describe, load, source
 from .measure import stopwatch
@@ -41,7 +41,24 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results.update(_step("online reads", lambda: workloads.online(ctx)))
     results["training"] = _step("training set", lambda: workloads.training(ctx))
     results["training_ties"] = _step("training set, tied history", lambda: workloads.training_ties(ctx))
-    order = ["online_single", "online_batch", "ingest", "training", "training_ties", "index_memory"]
+    prepared = _step("copy the store, apply the on-demand view", lambda: ondemand.prepare(ctx))
+    log("on-demand store: copied in {copy_s:.1f} s, view applied in {apply_s:.2f} s".format(**prepared))
+    results["online_featurizer"] = _step(
+        "online read with an on-demand feature", lambda: ondemand.online_featurizer(ctx)
+    )
+    results["batch_featurizer"] = _step("featurizer batch path", lambda: ondemand.batch_featurizer(ctx))
+    results["cold_start"] = _step("cold start", lambda: ondemand.cold_start(ctx))
+    order = [
+        "online_single",
+        "online_batch",
+        "online_featurizer",
+        "ingest",
+        "training",
+        "training_ties",
+        "index_memory",
+        "batch_featurizer",
+        "cold_start",
+    ]
     return {name: results[name] for name in order}
 
 

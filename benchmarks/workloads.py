@@ -62,6 +62,11 @@ class Context:
         return self.work / "handwritten.duckdb"
 
     @property
+    def ondemand_store_path(self) -> Path:
+        """A copy of the store at :attr:`store_path` with an on-demand view applied."""
+        return self.work / "featurelite-ondemand.duckdb"
+
+    @property
     def warm_store_path(self) -> Path:
         """A small featurelite store (1% of the history) used to warm up."""
         return self.work / "warmup.duckdb"
