@@ -162,20 +162,27 @@ class Featurizer:
         """The batch path: ``{input: (values, valid)}`` -> (values, valid), one compiled loop
         calling the same kernel as :meth:`run_one` on every row."""
         arrays: list[np.ndarray] = []
-        n = None
+        out_valid: np.ndarray | None = None
+        n: int | None = None
         for name, dtype in self.inputs:
             values, valid = columns[name]
             values = np.ascontiguousarray(values, dtype=_numpy_dtype(dtype))
-            valid = np.ascontiguousarray(valid, dtype=np.bool_)
+            valid = np.asarray(valid, dtype=np.bool_)
             if n is None:
                 n = len(values)
             if len(values) != n or len(valid) != n:
                 raise ValueError(f"featurizer {self.name!r}: input columns differ in length")
-            arrays += [values, valid]
+            if name in self.defaults:
+                if not valid.all():  # the default stands in for a null
+                    values = np.where(valid, values, np.asarray(self.defaults[name], dtype=values.dtype))
+            else:  # a null input makes the output null
+                out_valid = valid.copy() if out_valid is None else np.logical_and(out_valid, valid, out=out_valid)
+            arrays.append(values)
         out: np.ndarray = np.empty(n or 0, dtype=_numpy_dtype(self.output))
-        out_valid = np.empty(n or 0, dtype=np.bool_)
-        self._batch(*arrays, out, out_valid)
-        return out, out_valid
+        # Every row runs through the kernel, null or not (a null row's result is masked
+        # out): a branch-free loop, and each row still depends on its own inputs only.
+        self._batch(*arrays, out)
+        return out, (np.ones(n or 0, dtype=np.bool_) if out_valid is None else out_valid)
 
 
 @dataclass(frozen=True)
@@ -269,28 +276,18 @@ def _short_reason(message: str) -> str:
 
 
 def _batch_kernel(scalar: Any, inputs: tuple[tuple[str, str], ...], defaults: Mapping[str, Any]) -> Any:
-    """Generate and compile ``loop(x0, v0, x1, v1, ..., out, out_valid)``."""
+    """Generate ``loop(x0, x1, ..., out)``: ``out[i] = kernel(x0[i], x1[i], ...)`` for every
+    row. Nulls and defaults are settled before the loop (:meth:`Featurizer.run_batch`).
+    Compiled on first use, so a process that only serves requests never pays for it."""
     import numba
 
-    params, args, checks, env = [], [], [], {"kernel": scalar}
-    for i, (name, _) in enumerate(inputs):
-        params += [f"x{i}", f"v{i}"]
-        if name in defaults:
-            env[f"d{i}"] = defaults[name]
-            args.append(f"(x{i}[i] if v{i}[i] else d{i})")
-        else:
-            checks.append(f"v{i}[i]")
-            args.append(f"x{i}[i]")
-    condition = " and ".join(checks) or "True"
+    params = [f"x{i}" for i in range(len(inputs))]
     code = (
-        f"def loop({', '.join(params + ['out', 'out_valid'])}):\n"
+        f"def loop({', '.join(params + ['out'])}):\n"
         f"    for i in range(out.shape[0]):\n"
-        f"        if {condition}:\n"
-        f"            out[i] = kernel({', '.join(args)})\n"
-        f"            out_valid[i] = True\n"
-        f"        else:\n"
-        f"            out_valid[i] = False\n"
+        f"        out[i] = kernel({', '.join(p + '[i]' for p in params)})\n"
     )
+    env: dict[str, Any] = {"kernel": scalar}
     exec(compile(code, "<featurelite batch kernel>", "exec"), env)  # noqa: S102 - generated above
     return numba.njit(nogil=True, error_model="numpy")(env["loop"])
 
@@ -359,10 +356,6 @@ def _build(fn: Callable[..., Any], fname: str, *, source: str, globals_spec: Map
     try:
         scalar.compile(signature_types)
         batch = _batch_kernel(scalar, tuple(inputs), defaults)
-        batch.compile(
-            tuple(t for st in signature_types for t in (st[::1], numba.types.boolean[::1]))
-            + (numba.from_dtype(np.dtype(_numpy_dtype(output)))[::1], numba.types.boolean[::1])
-        )
     except numba.core.errors.NumbaError as exc:
         reason = _short_reason(str(exc))
         raise FeaturizerError(
