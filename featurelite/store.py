@@ -446,6 +446,16 @@ class Store:
                 schema = self._schema_of(view)
                 part = (view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats])
                 (computes if view in self._registry.odfvs else reads).append(part)
+            # A stored view read for its own features also fetches what on-demand views
+            # need from it, so one index lookup per view serves both.
+            for i, (view, feats, outs, out_types) in enumerate(reads):
+                extra = [
+                    field
+                    for odfv, odfv_feats, *_ in computes
+                    for field in self._compute_plan(odfv, odfv_feats)[0].get(view, ())
+                    if field not in feats
+                ]
+                reads[i] = (view, feats + tuple(dict.fromkeys(extra)), outs, out_types)
             plan = (reads, computes, order)
             if generation == self._generation:  # views unchanged while resolving
                 if len(plans) >= _PLAN_CACHE_SIZE:
@@ -482,7 +492,11 @@ class Store:
         statuses: dict[str, list[str]] = {}
         types: dict[str, pa.DataType] = {}
 
+        fetched: dict[tuple[str, str], list[Any]] = {}
+
         def read(view: str, feats: tuple[str, ...]) -> tuple[list[list[Any]], list[list[str]]]:
+            if all((view, f) in fetched for f in feats):  # already read in this call
+                return [fetched[(view, f)] for f in feats], []
             index = self._indexes.get(view) or self._index(view)
             keys = keys_for(view, index.key_names, columns)
             for k, dtype in index.layout.keys:
@@ -492,6 +506,7 @@ class Store:
             vals, stats, future = index.read(keys, feats, now_us)
             if future:
                 self._resolve_future(view, list(feats), keys, future, now_us, vals, stats)
+            fetched.update(zip(((view, f) for f in feats), vals))
             return vals, stats
 
         for view, feats, outs, out_types in reads:
