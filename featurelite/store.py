@@ -448,14 +448,14 @@ class Store:
                 (computes if view in self._registry.odfvs else reads).append(part)
             # A stored view read for its own features also fetches what on-demand views
             # need from it, so one index lookup per view serves both.
-            for i, (view, feats, outs, out_types) in enumerate(reads):
+            for i, (read_view, read_feats, read_outs, read_types) in enumerate(reads):
                 extra = [
                     field
                     for odfv, odfv_feats, *_ in computes
-                    for field in self._compute_plan(odfv, odfv_feats)[0].get(view, ())
-                    if field not in feats
+                    for field in self._compute_plan(odfv, odfv_feats)[0].get(read_view, ())
+                    if field not in read_feats
                 ]
-                reads[i] = (view, feats + tuple(dict.fromkeys(extra)), outs, out_types)
+                reads[i] = (read_view, read_feats + tuple(dict.fromkeys(extra)), read_outs, read_types)
             plan = (reads, computes, order)
             if generation == self._generation:  # views unchanged while resolving
                 if len(plans) >= _PLAN_CACHE_SIZE:
