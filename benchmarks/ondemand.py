@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 import featurelite as fl
 
@@ -144,15 +145,16 @@ def batch_featurizer(ctx: Context) -> dict[str, Any]:
     """Issue 3, batch target: ``Featurizer.run_batch`` vs a hand-written Numba loop and the
     NumPy expression over the same columns."""
     a, b = data.featurizer_columns(ctx.scale, ctx.seed)
-    valid = np.ones(len(a), dtype=np.bool_)
     limit_out = np.empty_like(a)
     last: dict[str, np.ndarray] = {}
     last_valid: list[np.ndarray] = []
 
     def featurelite_side(x: np.ndarray, y: np.ndarray, _out: np.ndarray) -> np.ndarray:
-        out, ok = ratio.run_batch({INPUTS[0]: (x, valid[: len(x)]), INPUTS[1]: (y, valid[: len(y)])})
-        last_valid[:] = [ok]
-        return out
+        # Arrow columns in, Arrow column out, as the training-set path calls it.
+        [out] = ratio.run_batch({INPUTS[0]: pa.array(x), INPUTS[1]: pa.array(y)})
+        last_valid[:] = [out.null_count == 0]
+        result: np.ndarray = out.to_numpy(zero_copy_only=False)
+        return result
 
     def limit_side(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> np.ndarray:
         ratio_loop(x, y, out)
@@ -184,7 +186,7 @@ def batch_featurizer(ctx: Context) -> dict[str, Any]:
         return run
 
     seconds = alternate_bulk({side: timed(side) for side in sides}, ctx.scale.kernel_repeats)
-    _check(bool(last_valid[0].all()), "the featurizer returned nulls for valid inputs")
+    _check(bool(last_valid[0]), "the featurizer returned nulls for valid inputs")
     identical = {side: _same_bits(last[side], last["limit"]) for side in ("featurelite", "numpy")}
     _check(all(identical.values()), f"batch results are not bit-identical to the hand-written loop: {identical}")
     summary = {side: bulk_summary(seconds[side], len(a)) for side in sides}
@@ -203,7 +205,7 @@ def batch_featurizer(ctx: Context) -> dict[str, Any]:
     ]
     return workload(
         "Featurizer, batch path",
-        f"`Featurizer.run_batch({{'{INPUTS[0]}': (a, valid), '{INPUTS[1]}': (b, valid)}})` of the featurizer "
+        f"`Featurizer.run_batch({{'{INPUTS[0]}': pa.array(a), '{INPUTS[1]}': pa.array(b)}})` of the featurizer "
         f"`{INPUTS[0]} / ({INPUTS[1]} + 1.0)` over {len(a):,} rows of two seeded standard-normal float64 columns "
         "(all valid): featurelite's compiled loop, which checks each row's validity, calls the kernel and "
         "allocates its output and validity arrays per call. Alternating with the limit and the NumPy expression "

@@ -26,7 +26,7 @@ from .errors import (
     UnknownFeatureError,
     UnknownFeatureViewError,
 )
-from .featurizer import Featurizer, featurizer
+from .featurizer import Featurizer, Timestamp, featurizer
 from .online import Status
 from .registry import ApplyResult, Change
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
@@ -60,6 +60,7 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "StoreLockedError",
+    "Timestamp",
     "UnknownEntityError",
     "UnknownFeatureError",
     "UnknownFeatureViewError",

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SchemaError
-from .types import STORAGE_TIMESTAMP, storage_arrow_type
+from .types import MAX_US, MIN_US, STORAGE_TIMESTAMP, storage_arrow_type
 
 __all__ = ["ColumnSpec", "check_columns", "conform_column", "conform_table", "normalize_timestamps"]
 
@@ -65,17 +65,13 @@ def _cast_timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     return pc.if_else(zoned, with_zone, without_zone)
 
 
-#: Python's datetime range, in microseconds since the epoch: what DuckDB can hand back as
-#: a datetime (beyond it, DuckDB returns text, or infinity).
-_MIN_US = -62_135_596_800_000_000
-_MAX_US = 253_402_300_799_999_999
 
 
 def _in_datetime_range(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Raise ArrowInvalid if a timestamp lies outside years 1-9999."""
     micros = values.cast(pa.int64())
     bounds = pc.min_max(micros).as_py()
-    if bounds["min"] is not None and (bounds["min"] < _MIN_US or bounds["max"] > _MAX_US):
+    if bounds["min"] is not None and (bounds["min"] < MIN_US or bounds["max"] > MAX_US):
         raise pa.ArrowInvalid("timestamp outside years 1-9999")
     return values
 

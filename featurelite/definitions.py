@@ -186,6 +186,108 @@ class Entity(_Versioned):
             tags=spec.get("tags"),
         )
 
+#: How definitions name featurizer outputs: ``{"feature": f}`` for a function returning
+#: one value, ``{("a", "b"): g}`` for one returning a tuple of two.
+FeaturizerMap = Mapping[str | tuple[str, ...], Featurizer]
+#: Where a featurizer input comes from: (source kind, source name, field). Kinds:
+#: "view" (a stored feature of a source view), "request" (request data), "column" (a raw
+#: column of the view being ingested).
+Binding = tuple[str, str, str]
+
+#: featurelite dtypes a featurizer input of each kind may be fed from (widening is exact).
+_FEEDS = {
+    "float64": ("float32", "float64"), "int64": ("int32", "int64"), "bool": ("bool",),
+    "string": ("string",), "timestamp": ("timestamp",),
+}
+
+
+def _featurizer_outputs(
+    featurizers: object, owner_text: str
+) -> tuple[dict[str | tuple[str, ...], Featurizer], dict[str, tuple[Featurizer, int]]]:
+    """Check a featurizer mapping; return it normalised and ``{feature: (featurizer,
+    index of the output)}`` in order."""
+    if not isinstance(featurizers, Mapping) or not featurizers:
+        raise DefinitionError(f"{owner_text} needs featurizers: a mapping from feature name to featurizer")
+    normalized: dict[str | tuple[str, ...], Featurizer] = {}
+    outputs: dict[str, tuple[Featurizer, int]] = {}
+    for key, fz in featurizers.items():
+        if not isinstance(fz, Featurizer):
+            raise DefinitionError(f"{owner_text}: feature {key!r} must be a @featurelite.featurizer function, got {fz!r}")
+        if isinstance(key, str):
+            names: tuple[str, ...] = (key,)
+        elif isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+            names = key
+        else:
+            raise DefinitionError(f"{owner_text}: featurizer {fz.name!r} must be bound to a feature name or a tuple of names, got {key!r}")
+        if len(names) != len(fz.outputs):
+            example = ", ".join(f"'out{i}'" for i in range(len(fz.outputs)))
+            raise DefinitionError(
+                f"{owner_text}: featurizer {fz.name!r} returns {len(fz.outputs)} value(s) but is bound to "
+                f"{len(names)} name(s); bind it as featurizers={{({example}{',' if len(names) == 1 else ''}): {fz.name}}}"
+                if len(fz.outputs) > 1 else
+                f"{owner_text}: featurizer {fz.name!r} returns one value but is bound to {len(names)} names; "
+                f"bind it as featurizers={{'name': {fz.name}}}",
+                featurizer=fz.name,
+            )
+        for i, out in enumerate(names):
+            _check_name("feature", out, owner_text)
+            if out.lower() in {o.lower() for o in outputs}:
+                raise DefinitionError(f"{owner_text} computes feature {out!r} twice; rename one", column=out)
+            outputs[out] = (fz, i)
+        normalized[key if isinstance(key, str) else names] = fz
+    return normalized, outputs
+
+
+def _featurizers_spec(featurizers: Mapping[str | tuple[str, ...], Featurizer]) -> list[list[Any]]:
+    return [[[key] if isinstance(key, str) else list(key), fz.spec()] for key, fz in featurizers.items()]
+
+
+def _featurizers_from_spec(data: Any) -> dict[str | tuple[str, ...], Featurizer]:
+    if isinstance(data, Mapping):  # one output per featurizer, as first stored
+        return {out: Featurizer.from_spec(spec) for out, spec in data.items()}
+    return {names[0] if len(names) == 1 else tuple(names): Featurizer.from_spec(spec) for names, spec in data}
+
+
+def _bind(
+    owner_text: str,
+    outputs: Mapping[str, tuple[Featurizer, int]],
+    provided: Mapping[str, list[tuple[str, str, str]]],
+    where: str = "feature of its sources",
+) -> dict[str, dict[str, Binding]]:
+    """For each output feature: {input: (source kind, source name, field)}.
+
+    ``provided``: field -> [(kind, source name, dtype)] from every source. Raises
+    DefinitionError for an input no source provides, one two sources provide, or one
+    whose type the source cannot feed."""
+    result: dict[str, dict[str, Binding]] = {}
+    for out, (fz, _) in outputs.items():
+        bound: dict[str, Binding] = {}
+        for param, dtype in fz.inputs:
+            options = provided.get(param, [])
+            if not options:
+                raise DefinitionError(
+                    f"{owner_text}: featurizer {fz.name!r} input {param!r} matches no {where} "
+                    f"(available: {', '.join(sorted(provided)) or 'none'}); rename the parameter",
+                    featurizer=fz.name,
+                )
+            if len(options) > 1:
+                raise DefinitionError(
+                    f"{owner_text}: featurizer {fz.name!r} input {param!r} is provided by several sources "
+                    f"({', '.join(o[1] for o in options)}); rename one of them",
+                    featurizer=fz.name,
+                )
+            kind, source_name, source_dtype = options[0]
+            if source_dtype not in _FEEDS[dtype]:
+                raise DefinitionError(
+                    f"{owner_text}: featurizer {fz.name!r} input {param!r} is declared {dtype} but "
+                    f"{source_name}:{param} is {source_dtype}; change the type hint",
+                    featurizer=fz.name,
+                )
+            bound[param] = (kind, source_name, param)
+        result[out] = bound
+    return result
+
+
 
 @dataclass(frozen=True, init=False)
 class FeatureView(_Versioned):
@@ -207,6 +309,9 @@ class FeatureView(_Versioned):
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    featurizers: Mapping[str | tuple[str, ...], Featurizer] = field(default_factory=dict, repr=False, compare=False, hash=False)
+    #: (feature, featurizer version, output index) per derived feature: what equality sees.
+    _derived_versions: tuple[tuple[str, str, int], ...] = field(default=(), repr=False)
     _entity_objects: tuple[Entity, ...] = field(default=(), repr=False, compare=False, hash=False)
 
     def __init__(
@@ -221,6 +326,7 @@ class FeatureView(_Versioned):
         description: str = "",
         owner: str = "",
         tags: Mapping[str, str] | None = None,
+        featurizers: FeaturizerMap | None = None,
     ) -> None:
         _check_name("feature view", name)
         owner_text = f"feature view {name!r}"
@@ -247,6 +353,18 @@ class FeatureView(_Versioned):
             _check_name("feature", feat, owner_text): _check_dtype(dt, f"feature {feat!r} of {owner_text}")
             for feat, dt in schema.items()
         }
+        derived: dict[str, tuple[Featurizer, int]] = {}
+        normalized: dict[str | tuple[str, ...], Featurizer] = {}
+        if featurizers:
+            normalized, derived = _featurizer_outputs(featurizers, owner_text)
+            for feat, (fz, i) in derived.items():
+                if feat in checked_schema:
+                    raise DefinitionError(
+                        f"{owner_text}: feature {feat!r} is both in the schema and computed by featurizer "
+                        f"{fz.name!r}; remove it from the schema (its dtype comes from the featurizer)",
+                        column=feat,
+                    )
+                checked_schema[feat] = fz.outputs[i]
         _check_name("timestamp_field", timestamp_field, owner_text)
         if created_timestamp_field is not None:
             _check_name("created_timestamp_field", created_timestamp_field, owner_text)
@@ -279,12 +397,37 @@ class FeatureView(_Versioned):
         object.__setattr__(self, "description", str(description))
         object.__setattr__(self, "owner", str(owner))
         object.__setattr__(self, "tags", _check_tags(tags, owner_text))
+        object.__setattr__(self, "featurizers", normalized)
+        object.__setattr__(self, "_derived", derived)
+        object.__setattr__(self, "_derived_versions", tuple((f, fz.version, i) for f, (fz, i) in derived.items()))
         object.__setattr__(self, "_entity_objects", tuple(objects))
 
     @property
     def features(self) -> list[str]:
-        """Feature names in schema order."""
+        """Feature names in schema order (raw features, then derived ones)."""
         return list(self.schema)
+
+    @property
+    def raw_schema(self) -> dict[str, str]:
+        """The features ingested data carries (the schema without derived features)."""
+        return {f: d for f, d in self.schema.items() if f not in self._derived}  # type: ignore[attr-defined]
+
+    @property
+    def derived(self) -> dict[str, tuple[Featurizer, int]]:
+        """Features computed at ingest time: ``{feature: (featurizer, output index)}``."""
+        return dict(self._derived)  # type: ignore[attr-defined]
+
+    def derived_bindings(self, key_schema: Mapping[str, str]) -> dict[str, dict[str, Binding]]:
+        """For each derived feature: {input: ("column", view, raw column)}. ``key_schema``:
+        the view's join keys and dtypes (from its entities). Raises DefinitionError for an
+        input that matches no raw column or has the wrong type."""
+        provided: dict[str, list[tuple[str, str, str]]] = {}
+        columns = {**key_schema, **self.raw_schema, self.timestamp_field: "timestamp"}
+        if self.created_timestamp_field:
+            columns[self.created_timestamp_field] = "timestamp"
+        for column, dtype in columns.items():
+            provided[column] = [("column", self.name, dtype)]
+        return _bind(f"feature view {self.name!r}", self._derived, provided, "raw column of the view")  # type: ignore[attr-defined]
 
     def spec(self) -> dict[str, Any]:
         """A JSON-ready description; its hash is the version."""
@@ -292,13 +435,15 @@ class FeatureView(_Versioned):
             "kind": "feature_view",
             "name": self.name,
             "entities": list(self.entities),
-            "schema": [[f, d] for f, d in self.schema.items()],
+            "schema": [[f, d] for f, d in self.raw_schema.items()],
             "timestamp_field": self.timestamp_field,
             "created_timestamp_field": self.created_timestamp_field,
             "ttl_us": None if self.ttl is None else self.ttl // timedelta(microseconds=1),
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
+            # Only when present, so views without featurizers keep the versions they had.
+            **({"featurizers": _featurizers_spec(self.featurizers)} if self.featurizers else {}),
         }
 
     @classmethod
@@ -315,12 +460,8 @@ class FeatureView(_Versioned):
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),
             tags=spec.get("tags"),
+            featurizers=_featurizers_from_spec(spec["featurizers"]) if spec.get("featurizers") else None,
         )
-
-
-
-#: featurelite dtypes a featurizer input of each kind may be fed from.
-_FEEDS = {"float64": ("float32", "float64"), "int64": ("int32", "int64"), "bool": ("bool",)}
 
 
 @dataclass(frozen=True, init=False)
@@ -337,7 +478,7 @@ class RequestSource(_Versioned):
         if not isinstance(schema, Mapping) or not schema:
             raise DefinitionError(f"request source {name!r} needs a schema mapping field names to dtypes")
         checked = {
-            _check_name("field", f, f"request source {name!r}"): _check_dtype(d, f"field {f!r} of request source {name!r}", ("bool", "int32", "int64", "float32", "float64"))
+            _check_name("field", f, f"request source {name!r}"): _check_dtype(d, f"field {f!r} of request source {name!r}", DTYPES)
             for f, d in schema.items()
         }
         object.__setattr__(self, "name", name)
@@ -353,13 +494,14 @@ class OnDemandFeatureView(_Versioned):
     read time, by the same compiled kernel offline and online.
 
     ``sources``: FeatureViews (or their names) and RequestSources. ``featurizers`` maps
-    each output feature name to a :func:`featurelite.featurizer`; a featurizer's inputs are
-    bound by parameter name to a feature of a source view or a request field.
+    each output feature name to a :func:`featurelite.featurizer` (a tuple of names to one
+    returning a tuple); a featurizer's inputs are bound by parameter name to a feature of
+    a source view or a request field.
     """
 
     name: str
     sources: tuple[str | RequestSource, ...]
-    featurizers: Mapping[str, Featurizer] = field(hash=False)
+    featurizers: Mapping[str | tuple[str, ...], Featurizer] = field(hash=False)
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
@@ -370,7 +512,7 @@ class OnDemandFeatureView(_Versioned):
         name: str,
         *,
         sources: Iterable[FeatureView | RequestSource | str],
-        featurizers: Mapping[str, Featurizer],
+        featurizers: FeaturizerMap,
         description: str = "",
         owner: str = "",
         tags: Mapping[str, str] | None = None,
@@ -389,15 +531,11 @@ class OnDemandFeatureView(_Versioned):
                 raise DefinitionError(f"{owner_text}: a source must be a FeatureView, its name or a RequestSource, got {source!r}")
         if not items:
             raise DefinitionError(f"{owner_text} needs at least one source")
-        if not isinstance(featurizers, Mapping) or not featurizers:
-            raise DefinitionError(f"{owner_text} needs featurizers: a mapping from feature name to featurizer")
-        for out, fz in featurizers.items():
-            _check_name("feature", out, owner_text)
-            if not isinstance(fz, Featurizer):
-                raise DefinitionError(f"{owner_text}: feature {out!r} must be a @featurelite.featurizer function, got {fz!r}")
+        normalized, outputs = _featurizer_outputs(featurizers, owner_text)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "sources", tuple(items))
-        object.__setattr__(self, "featurizers", dict(featurizers))
+        object.__setattr__(self, "featurizers", normalized)
+        object.__setattr__(self, "_outputs", outputs)
         object.__setattr__(self, "description", str(description))
         object.__setattr__(self, "owner", str(owner))
         object.__setattr__(self, "tags", _check_tags(tags, owner_text))
@@ -405,7 +543,18 @@ class OnDemandFeatureView(_Versioned):
 
     @property
     def features(self) -> list[str]:
-        return list(self.featurizers)
+        """Output feature names, in order."""
+        return list(self._outputs)  # type: ignore[attr-defined]
+
+    @property
+    def outputs(self) -> dict[str, tuple[Featurizer, int]]:
+        """``{feature: (featurizer, index of its output)}``."""
+        return dict(self._outputs)  # type: ignore[attr-defined]
+
+    @property
+    def schema(self) -> dict[str, str]:
+        """Output feature name to dtype."""
+        return {f: fz.outputs[i] for f, (fz, i) in self._outputs.items()}  # type: ignore[attr-defined]
 
     @property
     def request_sources(self) -> list[RequestSource]:
@@ -420,7 +569,7 @@ class OnDemandFeatureView(_Versioned):
             "kind": "on_demand_feature_view",
             "name": self.name,
             "sources": [s.spec() if isinstance(s, RequestSource) else {"feature_view": s} for s in self.sources],
-            "featurizers": {out: fz.spec() for out, fz in self.featurizers.items()},
+            "featurizers": _featurizers_spec(self.featurizers),
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
@@ -436,18 +585,17 @@ class OnDemandFeatureView(_Versioned):
         return cls(
             spec["name"],
             sources=sources,
-            featurizers={out: Featurizer.from_spec(fs) for out, fs in spec["featurizers"].items()},
+            featurizers=_featurizers_from_spec(spec["featurizers"]),
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),
             tags=spec.get("tags"),
         )
 
-    def bindings(self, views: Mapping[str, FeatureView]) -> dict[str, dict[str, tuple[str, str, str]]]:
+    def bindings(self, views: Mapping[str, FeatureView]) -> dict[str, dict[str, Binding]]:
         """For each output feature: {input: (source kind "view"/"request", source name, field)}.
 
         Raises DefinitionError for an input no source provides, one two sources provide,
         or one whose type the source cannot feed."""
-        owner_text = f"on-demand feature view {self.name!r}"
         provided: dict[str, list[tuple[str, str, str]]] = {}
         for source in self.sources:
             if isinstance(source, RequestSource):
@@ -456,30 +604,4 @@ class OnDemandFeatureView(_Versioned):
             else:
                 for f, d in views[source].schema.items():
                     provided.setdefault(f, []).append(("view", source, d))
-        result: dict[str, dict[str, tuple[str, str, str]]] = {}
-        for out, fz in self.featurizers.items():
-            bound: dict[str, tuple[str, str, str]] = {}
-            for param, dtype in fz.inputs:
-                options = provided.get(param, [])
-                if not options:
-                    raise DefinitionError(
-                        f"{owner_text}: featurizer {fz.name!r} input {param!r} matches no feature of its "
-                        f"sources (available: {', '.join(sorted(provided)) or 'none'}); rename the parameter",
-                        featurizer=fz.name,
-                    )
-                if len(options) > 1:
-                    raise DefinitionError(
-                        f"{owner_text}: featurizer {fz.name!r} input {param!r} is provided by several sources "
-                        f"({', '.join(o[1] for o in options)}); rename one of them",
-                        featurizer=fz.name,
-                    )
-                kind, source_name, source_dtype = options[0]
-                if source_dtype not in _FEEDS[dtype]:
-                    raise DefinitionError(
-                        f"{owner_text}: featurizer {fz.name!r} input {param!r} is declared {dtype} but "
-                        f"{source_name}:{param} is {source_dtype}; change the type hint",
-                        featurizer=fz.name,
-                    )
-                bound[param] = (kind, source_name, param)
-            result[out] = bound
-        return result
+        return _bind(f"on-demand feature view {self.name!r}", self._outputs, provided)  # type: ignore[attr-defined]

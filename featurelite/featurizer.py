@@ -1,63 +1,166 @@
 """Featurizers: plain Python functions compiled once with Numba, run by the same compiled
-kernel on whole columns (training, backfills) and on single requests (serving).
+kernel on whole columns (training, backfills, write-time features) and on single requests
+(serving).
 
-An :class:`featurelite.OnDemandFeatureView` binds featurizers to stored features and
-request data; the store runs :meth:`Featurizer.run_batch` after a point-in-time join and
-:meth:`Featurizer.run_one` per online request.
+Types come from the hints: ``float``, ``int``, ``bool``, ``str`` and
+:data:`Timestamp` (an ``int`` of microseconds since the epoch, UTC). A function returns
+one value, or several as ``tuple[float, int, ...]``.
 
-The null rule: an input that is null makes the output null, unless the function gives that
-input a default value (``def f(x: float = 0.0)``), which then stands in for the null. Both
-paths apply the rule the same way, before the kernel runs.
-
-Imports NumPy and Numba only (plus the errors module).
+The null rule: an input that is null makes every output null, unless the function gives
+that input a default value (``def f(x: float = 0.0)``), which then stands in for the null.
+Both paths apply the rule the same way, before the kernel runs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
+import operator
 import re
-import struct
 import textwrap
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NewType
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import FeaturizerError
+from .kernels import CompiledKernels, compile_kernels
+from .types import MAX_US, MIN_US, micros
 
-__all__ = ["Featurizer", "FeaturizerError", "Mismatch", "featurizer"]
+if TYPE_CHECKING:
+    from .verification import Mismatch
 
-#: Python annotation -> (featurelite dtype, NumPy dtype of its column).
+__all__ = ["FEATURIZER_DTYPES", "Featurizer", "FeaturizerError", "Timestamp", "featurizer"]
+
+#: Type hint of a timestamp input or output: microseconds since 1970-01-01 UTC, as an int.
+Timestamp = NewType("Timestamp", int)
+
+#: Python type hint -> featurelite dtype of a featurizer input or output.
+_HINTS: dict[Any, str] = {float: "float64", int: "int64", bool: "bool", str: "string", Timestamp: "timestamp"}
+#: The dtypes featurizer inputs and outputs may have.
+FEATURIZER_DTYPES: tuple[str, ...] = tuple(_HINTS.values())
+
+#: Arrow type a column is cast to before its values reach the batch loop.
+_KERNEL_ARROW = {
+    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "timestamp": pa.int64(), "string": pa.large_string(),
+}
+_NUMPY = {"float64": np.float64, "int64": np.int64, "bool": np.bool_, "timestamp": np.int64}
+#: Arrow type of each output dtype as returned to users.
+_OUTPUT_ARROW = {
+    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC"),
+    "string": pa.string(),
+}
+#: What a null input is replaced by before the loop when it has no default (its row's
+#: result is masked out anyway; every row runs, so the loop has no branch).
+_FILLER = {"float64": 0.0, "int64": 0, "bool": False, "timestamp": 0, "string": ""}
+_EPOCH = datetime(1970, 1, 1)
+
 #: Featurizers compiled from stored specs in this process, by content hash of the spec.
 _REBUILT: dict[str, Featurizer] = {}
 
-_CONVERT: dict[str, Callable[[Any], Any]] = {"float64": float, "int64": int, "bool": bool}
 
-_HINTS: dict[Any, tuple[str, type]] = {
-    float: ("float64", np.float64),
-    int: ("int64", np.int64),
-    bool: ("bool", np.bool_),
+def _as_float(value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"expected a number, got {type(value).__name__}: {value!r}")
+    return float(value)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"expected an integer, got a bool: {value!r}")
+    return operator.index(value)
+
+
+def _as_bool(value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"expected a bool, got {type(value).__name__}: {value!r}")
+    return bool(value)
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a str, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _as_timestamp(value: Any) -> int:
+    if isinstance(value, datetime):
+        return micros(value)
+    raise TypeError(f"expected a datetime.datetime, got {type(value).__name__}: {value!r}")
+
+
+#: Per-request conversion of an input value to what the kernel takes.
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "float64": _as_float, "int64": _as_int, "bool": _as_bool, "string": _as_str, "timestamp": _as_timestamp,
 }
+
+
+def _timestamp_out(value: int | None) -> datetime | None:
+    """A timestamp result as returned online; outside years 1-9999 it is null (both paths)."""
+    if value is None or value < MIN_US or value > MAX_US:
+        return None
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _string_out(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FeaturizerError(f"a featurizer returned a string that is not valid Unicode: {value!r}") from None
+    return value
 
 
 @dataclass(frozen=True, eq=False)
 class Featurizer:
-    """A compiled featurizer. Build one with :func:`featurizer`."""
+    """A compiled featurizer. Build one with :func:`featurizer`.
+
+    ``inputs``: (parameter, dtype) pairs in order. ``outputs``: the dtypes it returns (one,
+    or several for a function returning a tuple). ``defaults``: values standing in for a
+    null input. ``source``: the function's text, stored in the registry so another process
+    can compile it without the defining module.
+    """
 
     name: str
-    func: Callable[..., Any] = field(repr=False)
     inputs: tuple[tuple[str, str], ...]
-    output: str
+    outputs: tuple[str, ...]
     defaults: Mapping[str, Any]
     source: str = field(repr=False)
     globals_spec: Mapping[str, Any] = field(repr=False, default_factory=dict)
-    _scalar: Any = field(repr=False, default=None)
-    _batch: Any = field(repr=False, default=None)
-    _convert: tuple[Callable[[Any], Any], ...] = field(repr=False, default=())
+    _kernels: CompiledKernels | None = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        # The per-request path's parts, prepared once: it runs millions of times.
+        object.__setattr__(self, "_names", tuple(name for name, _ in self.inputs))
+        object.__setattr__(self, "_converters", tuple(_CONVERT[d] for _, d in self.inputs))
+        object.__setattr__(self, "_call", self._kernels.call if self._kernels is not None else None)
+        object.__setattr__(self, "_null", None if len(self.outputs) == 1 else (None,) * len(self.outputs))
+        finish: Callable[[Any], Any] | None = None
+        post = tuple({"timestamp": _timestamp_out, "string": _string_out}.get(d) for d in self.outputs)
+        if len(self.outputs) == 1:
+            finish = post[0]
+        else:
+            nulls = (None,) * len(self.outputs)
+
+            def finish(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
+                if result is None:  # a function returning None: every output is null
+                    return nulls
+                return tuple(value if fix is None else fix(value) for fix, value in zip(post, result))
+        object.__setattr__(self, "_finish", finish)
+
+    @property
+    def output(self) -> str:
+        """The output dtype of a single-output featurizer."""
+        if len(self.outputs) != 1:
+            raise FeaturizerError(f"featurizer {self.name!r} returns {len(self.outputs)} values", featurizer=self.name)
+        return self.outputs[0]
 
     @property
     def version(self) -> str:
@@ -72,186 +175,310 @@ class Featurizer:
             "name": self.name,
             "source": self.source,
             "inputs": [list(item) for item in self.inputs],
-            "output": self.output,
+            "outputs": list(self.outputs),
             "defaults": dict(self.defaults),
-            "globals": self.globals_spec,
+            "globals": dict(self.globals_spec),
         }
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Featurizer:
         """Compile a featurizer from :meth:`spec` output, without its defining module.
 
-        Compiled featurizers are kept per process by content, so reopening a store or
-        applying the same definitions again does not compile twice."""
+        Compiled featurizers are kept per process by content (and on disk by Numba's
+        cache), so reopening a store does not compile twice."""
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         cached = _REBUILT.get(key)
         if cached is None:
-            cached = _REBUILT.setdefault(key, cls._rebuild(spec))
+            name = spec["name"]
+            if not spec.get("source"):
+                raise FeaturizerError(
+                    f"featurizer {name!r} has no source code (defined in a REPL or by exec?)", featurizer=name
+                )
+            inputs = tuple((str(p), str(d)) for p, d in spec["inputs"])
+            outputs = tuple(spec["outputs"]) if "outputs" in spec else (spec["output"],)
+            cached = _REBUILT.setdefault(
+                key, _compile(name, inputs, outputs, dict(spec.get("defaults", {})), spec["source"], spec.get("globals", {}))
+            )
         return cached
 
-    @classmethod
-    def _rebuild(cls, spec: Mapping[str, Any]) -> Featurizer:
-        if not spec.get("source"):
-            raise FeaturizerError(
-                f"featurizer {spec['name']!r} has no source code (defined in a REPL or by exec?)",
-                featurizer=spec["name"],
-            )
-        namespace: dict[str, Any] = {}
-        for alias, module in spec.get("globals", {}).get("modules", {}).items():
-            namespace[alias] = importlib.import_module(module)
-        namespace.update(spec.get("globals", {}).get("constants", {}))
-        try:
-            exec(compile(spec["source"], f"<featurizer {spec['name']}>", "exec"), namespace)  # noqa: S102
-            func = namespace[spec["name"]] if spec["name"] in namespace else _last_function(namespace)
-        except Exception as exc:  # noqa: BLE001 - any failure here means the stored source is unusable
-            raise FeaturizerError(
-                f"featurizer {spec['name']!r} could not be rebuilt from its stored source: {exc}",
-                featurizer=spec["name"],
-            ) from exc
-        return _build(func, spec["name"], source=spec["source"], globals_spec=spec.get("globals", {}))
+    # -- the per-request path ----------------------------------------------------------
 
     def run_one(self, values: Mapping[str, Any]) -> Any:
-        """The per-request path: one row of inputs (None for a null) -> output or None.
-
-        Inputs are converted to the declared types first, so the compiled kernel is the
-        same one the batch path runs (Numba never compiles another specialisation)."""
-        return self.run_args([values[name] for name, _ in self.inputs])
+        """The per-request path: one row of inputs (None for a null) -> output (a tuple for
+        several outputs), None for a null result."""
+        return self.run_args([values[name] for name in self._names])  # type: ignore[attr-defined]
 
     def run_args(self, args: Sequence[Any]) -> Any:
-        """:meth:`run_one` with the inputs given in declaration order."""
+        """:meth:`run_one` with the inputs given in declaration order.
+
+        Values are converted to the declared types first (a timestamp from a datetime), so
+        the compiled kernel is the very one the batch path runs. Raises TypeError for a
+        value of the wrong kind."""
         converted = []
-        for (name, _), convert, value in zip(self.inputs, self._convert, args):
+        defaults = self.defaults
+        for name, convert, value in zip(self._names, self._converters, args):  # type: ignore[attr-defined]
             if value is None:
-                if name not in self.defaults:
-                    return None
-                value = self.defaults[name]
+                if name not in defaults:
+                    return self._null  # type: ignore[attr-defined]
+                value = defaults[name]
             converted.append(convert(value))
-        return self._scalar(*converted)
+        result = self._call(*converted)  # type: ignore[attr-defined]
+        finish = self._finish  # type: ignore[attr-defined]
+        return result if finish is None else finish(result)
 
-    def verify(self, *, examples: int = 1000, seed: int = 0, samples: Mapping[str, np.ndarray] | None = None) -> Mismatch | None:
-        """Run generated inputs through both paths and compare the results bit for bit.
+    def verify(
+        self,
+        *,
+        examples: int = 1000,
+        seed: int = 0,
+        samples: Mapping[str, Sequence[Any]] | None = None,
+        search: bool = True,
+    ) -> Mismatch | None:
+        """Check that the batch and per-request paths give the same bits (see
+        :func:`featurelite.verification.verify`); the simplest mismatch found, or None."""
+        from .verification import verify
 
-        Inputs mix special values (NaN, +-inf, -0.0, subnormals, integer extremes), random
-        values over the whole range, ``samples`` (e.g. stored history) and nulls. The batch
-        is also run shifted and reversed, so a result that depends on position or batch
-        length is caught too. Returns the first mismatch as a one-row counterexample, or
-        None when the paths agree."""
-        rng = np.random.default_rng(seed)
-        columns = {
-            name: _generated(dtype, examples, rng, None if samples is None else samples.get(name))
-            for name, dtype in self.inputs
-        }
-        out, ok = self.run_batch(columns)
-        order = np.arange(examples)[::-1]
-        shifted = {
-            name: (np.concatenate([values[:1], values[order]]), np.concatenate([valid[:1], valid[order]]))
-            for name, (values, valid) in columns.items()
-        }
-        out2, ok2 = self.run_batch(shifted)
-        for i in range(examples):
-            row = [columns[name][0][i].item() if columns[name][1][i] else None for name, _ in self.inputs]
-            single = self.run_args(row)
-            batched = out[i].item() if ok[i] else None
-            j = examples - i  # the same row in the shifted, reversed batch
-            moved = out2[j].item() if ok2[j] else None
-            if not (_same_bits(single, batched) and _same_bits(single, moved)):
-                return Mismatch(self.name, dict(zip((n for n, _ in self.inputs), row)), batched, single, moved)
-        return None
+        return verify(self, examples=examples, seed=seed, samples=samples, search=search)
 
-    def run_batch(self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """The batch path: ``{input: (values, valid)}`` -> (values, valid), one compiled loop
-        calling the same kernel as :meth:`run_one` on every row."""
-        arrays: list[np.ndarray] = []
-        out_valid: np.ndarray | None = None
+    # -- the batch path ----------------------------------------------------------------
+
+    def run_batch(self, columns: Mapping[str, Any]) -> list[pa.Array]:
+        """The batch path: ``{input: column}`` (Arrow arrays or chunked arrays, NumPy
+        arrays, lists) -> one Arrow array per output, null where the null rule says.
+
+        One compiled loop calls the same kernel as :meth:`run_one` on every row; nulls and
+        defaults are settled with Arrow compute before it."""
+        assert self._kernels is not None
+        args: list[np.ndarray] = []
+        valid: np.ndarray | None = None
         n: int | None = None
         for name, dtype in self.inputs:
-            values, valid = columns[name]
-            values = np.ascontiguousarray(values, dtype=_numpy_dtype(dtype))
-            valid = np.asarray(valid, dtype=np.bool_)
+            column = _arrow(columns[name], dtype, f"input {name!r} of featurizer {self.name!r}")
             if n is None:
-                n = len(values)
-            if len(values) != n or len(valid) != n:
+                n = len(column)
+            elif len(column) != n:
                 raise ValueError(f"featurizer {self.name!r}: input columns differ in length")
-            if name in self.defaults:
-                if not valid.all():  # the default stands in for a null
-                    values = np.where(valid, values, np.asarray(self.defaults[name], dtype=values.dtype))
-            else:  # a null input makes the output null
-                out_valid = valid.copy() if out_valid is None else np.logical_and(out_valid, valid, out=out_valid)
-            arrays.append(values)
-        out: np.ndarray = np.empty(n or 0, dtype=_numpy_dtype(self.output))
-        # Every row runs through the kernel, null or not (a null row's result is masked
-        # out): a branch-free loop, and each row still depends on its own inputs only.
-        self._batch(*arrays, out)
-        return out, (np.ones(n or 0, dtype=np.bool_) if out_valid is None else out_valid)
+            if column.null_count:
+                if name not in self.defaults:
+                    present = column.is_valid().to_numpy(zero_copy_only=False)
+                    valid = present if valid is None else np.logical_and(valid, present, out=valid)
+                filler = self.defaults.get(name, _FILLER[dtype])
+                column = pc.fill_null(column, pa.scalar(filler, type=column.type))
+            if dtype == "string":
+                offsets = np.frombuffer(column.buffers()[1], dtype=np.int64)[column.offset : column.offset + n + 1]
+                data = column.buffers()[2]
+                args += [offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)]
+            else:
+                args.append(np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=_NUMPY[dtype]))
+        rows = n or 0
+        outs: list[np.ndarray] = []
+        present: list[np.ndarray] = []
+        for dtype in self.outputs:
+            present.append(np.empty(rows, dtype=np.bool_))
+            outs.append(present[-1])
+            if dtype == "string":
+                outs += [np.zeros(rows + 1, dtype=np.int64), np.empty(max(64, rows * 8), dtype=np.uint8)]
+            else:
+                outs.append(np.empty(rows, dtype=_NUMPY[dtype]))
+        returned = self._kernels.loop(*args, *outs)
+        strings = iter(returned if isinstance(returned, tuple) else ())
+        result: list[pa.Array] = []
+        position = 0
+        for dtype, ok in zip(self.outputs, present):
+            if valid is not None:
+                ok &= valid
+            position += 1
+            if dtype == "string":
+                result.append(self._strings(outs[position], next(strings), ok))
+                position += 2
+                continue
+            values = outs[position]
+            position += 1
+            if dtype == "timestamp":
+                ok &= (values >= MIN_US) & (values <= MAX_US)  # null outside years 1-9999, as per request
+            mask = None if ok.all() else ~ok
+            result.append(pa.array(values, mask=mask, type=_KERNEL_ARROW[dtype]).cast(_OUTPUT_ARROW[dtype]))
+        return result
+
+    def _strings(self, offsets: np.ndarray, data: np.ndarray, ok: np.ndarray) -> pa.Array:
+        """A string output as an Arrow array over the loop's buffers (no copy per row)."""
+        nulls = None if ok.all() else pa.array(ok).buffers()[1]
+        array = pa.LargeStringArray.from_buffers(len(ok), pa.py_buffer(offsets), pa.py_buffer(data), nulls)
+        try:
+            array.validate(full=True)
+        except pa.ArrowInvalid:
+            raise FeaturizerError(
+                f"featurizer {self.name!r} returned a string that is not valid Unicode", featurizer=self.name
+            ) from None
+        return array.cast(pa.string())
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    """One input row on which the batch and per-request paths disagree."""
+def _arrow(column: Any, dtype: str, what: str) -> pa.Array:
+    """A column as one Arrow array of the type the batch loop reads."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    elif not isinstance(column, pa.Array):
+        column = pa.array(column)
+    try:
+        if dtype == "timestamp" and pa.types.is_timestamp(column.type):
+            if column.type.unit != "us":
+                column = column.cast(pa.timestamp("us", tz=column.type.tz))
+            return column.cast(pa.int64())  # the stored integers are UTC microseconds
+        if dtype == "timestamp" and not (pa.types.is_integer(column.type) or pa.types.is_null(column.type)):
+            raise TypeError(f"a timestamp column is needed, not {column.type}")
+        if dtype == "string" and not (
+            pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type)
+        ):
+            raise TypeError(f"a string column is needed, not {column.type}")
+        return column.cast(_KERNEL_ARROW[dtype])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError) as exc:
+        raise FeaturizerError(f"{what} cannot be read as {dtype}: {exc}") from None
 
-    featurizer: str
-    inputs: Mapping[str, Any]
-    batch: Any  #: the batch path's result for this row
-    request: Any  #: the per-request path's result
-    moved: Any  #: the batch path's result with the row at another position
 
-    def __str__(self) -> str:
-        return (
-            f"featurizer {self.featurizer!r} on {dict(self.inputs)!r}: batch gives {_show_bits(self.batch)}, "
-            f"per-request gives {_show_bits(self.request)}, batch at another position gives {_show_bits(self.moved)}"
+def featurizer(func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Compile a plain Python function into a :class:`Featurizer`.
+
+    Inputs and outputs come from the type hints: ``float``, ``int``, ``bool``, ``str``,
+    :data:`Timestamp`, and ``tuple[...]`` of those for several outputs. The function is
+    compiled with Numba in nopython mode, with NumPy's error model (division by zero gives
+    inf or nan, not an exception) and without fastmath, so its result does not depend on
+    the batch. A function Numba cannot compile is refused here with a short reason.
+    Usable as ``@featurizer`` or ``@featurizer(name="...")``.
+    """
+
+    def build(fn: Callable[..., Any]) -> Featurizer:
+        if hasattr(fn, "py_func") or not inspect.isfunction(fn):
+            raise FeaturizerError(
+                f"featurizer {getattr(fn, '__name__', fn)!r}: pass a plain Python function, not {type(fn).__name__}; "
+                "featurelite compiles it itself (no fastmath, NumPy's error model) so both paths agree",
+                featurizer=str(getattr(fn, "__name__", fn)),
+            )
+        fname = name or fn.__name__
+        inputs, outputs, defaults = _signature(fn, fname)
+        source = _source(fn)
+        if not source:
+            raise FeaturizerError(
+                f"featurizer {fname!r}: its source code cannot be read (defined in a REPL or by exec?); "
+                "define it in a file or a notebook cell",
+                featurizer=fname,
+            )
+        return _compile(fname, inputs, outputs, defaults, source, _globals_spec(fn))
+
+    return build(func) if func is not None else build
+
+
+def _compile(
+    fname: str,
+    inputs: tuple[tuple[str, str], ...],
+    outputs: tuple[str, ...],
+    defaults: dict[str, Any],
+    source: str,
+    globals_spec: Mapping[str, Any],
+) -> Featurizer:
+    """Compile a featurizer from its source with Numba (or load it from the disk cache)."""
+    import numba
+
+    try:
+        kernels = compile_kernels(
+            source, [d for _, d in inputs], list(outputs), globals_spec,
+            check=lambda returned: _check_return_type(fname, returned, outputs),
+        )
+    except FeaturizerError:
+        raise
+    except numba.core.errors.NumbaError as exc:
+        reason = _short_reason(str(exc))
+        if "NameError" in reason or "Untyped global name" in reason:
+            reason += " (a featurizer may use its parameters, imported modules and plain constants only)"
+        raise FeaturizerError(
+            f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}", featurizer=fname
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the stored source does not even load
+        raise FeaturizerError(
+            f"featurizer {fname!r} cannot be compiled from its source on its own: {type(exc).__name__}: {exc}; "
+            "a featurizer may use its parameters, imported modules and plain constants only",
+            featurizer=fname,
+        ) from None
+    return Featurizer(fname, inputs, outputs, defaults, source, globals_spec, kernels)
+
+
+def _check_return_type(fname: str, returned: Any, outputs: tuple[str, ...]) -> None:
+    """Refuse a function whose results cannot be cast exactly to its declared types
+    (an int to a float is fine; a float to an int would silently truncate)."""
+    from numba.core import types
+
+    if isinstance(returned, types.Optional) and isinstance(returned.type, types.BaseTuple):
+        raise FeaturizerError(
+            f"featurizer {fname!r} returns several values but sometimes None; return a tuple every time",
+            featurizer=fname,
+        )
+    found = list(returned.types) if isinstance(returned, types.BaseTuple) and len(outputs) > 1 else [returned]
+    declared = {"float64": types.float64, "int64": types.int64, "bool": types.boolean,
+                "timestamp": types.int64, "string": types.unicode_type}
+    converts = {"float64": (types.Integer, types.Float, types.Boolean), "int64": (types.Integer, types.Boolean),
+                "bool": (types.Integer,), "timestamp": (types.Integer, types.Boolean), "string": ()}
+
+    def fits(found_type: Any, dtype: str) -> bool:
+        if found_type == declared[dtype] or isinstance(found_type, types.NoneType):
+            return True
+        if isinstance(found_type, types.Optional):  # None sometimes: the rest must be exact
+            return found_type.type == declared[dtype]
+        return isinstance(found_type, converts[dtype])
+
+    ok = len(found) == len(outputs) and all(fits(t, d) for t, d in zip(found, outputs))
+    if not ok:
+        raise FeaturizerError(
+            f"featurizer {fname!r} is declared to return {', '.join(outputs)} but returns {returned} "
+            "(Numba's inference); fix the type hint or the returned value",
+            featurizer=fname,
         )
 
 
-def _same_bits(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return struct.pack("<d", a) == struct.pack("<d", b)
-    return type(a) is type(b) and a == b
-
-
-def _show_bits(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value!r} (0x{struct.unpack('<Q', struct.pack('<d', value))[0]:016x})"
-    return repr(value)
-
-
-_SPECIAL = {
-    "float64": [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 5e-324, -5e-324, 2.2250738585072014e-308,
-                1.7976931348623157e308, -1.7976931348623157e308, 1.0, -1.0, 0.5, 3.0],
-    "int64": [0, 1, -1, 2, -2, 2**63 - 1, -(2**63), 2**31 - 1, -(2**31)],
-    "bool": [False, True],
-}
-
-
-def _generated(dtype: str, n: int, rng: np.random.Generator, sample: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` values for an input: specials, random over the type's range, samples; ~10% null."""
-    kind = _numpy_dtype(dtype)
-    special: np.ndarray = np.array(_SPECIAL[dtype], dtype=kind)
-    random: np.ndarray
-    if dtype == "float64":
-        random = rng.standard_normal(n) * np.power(10.0, rng.integers(-300, 300, n))
-    elif dtype == "int64":
-        random = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True)
-    else:
-        random = rng.random(n) < 0.5
-    choice = rng.integers(0, 3 if sample is not None and len(sample) else 2, n)
-    values = np.where(choice == 0, special[rng.integers(0, len(special), n)], random.astype(kind))
-    if sample is not None and len(sample):
-        picked: np.ndarray = np.asarray(sample, dtype=kind)[rng.integers(0, len(sample), n)]
-        values = np.where(choice == 2, picked, values)
-    return np.ascontiguousarray(values, dtype=kind), rng.random(n) >= 0.1
-
-
-def _numpy_dtype(dtype: str) -> type:
-    return next(np_type for fl_type, np_type in _HINTS.values() if fl_type == dtype)
-
-
-def _dtype_of(hint: Any, what: str, name: str) -> str:
+def _dtype_of(hint: Any, what: str, fname: str) -> str:
     if hint not in _HINTS:
         raise FeaturizerError(
-            f"featurizer {name!r}: {what} has type hint {hint!r}; use float, int or bool",
-            featurizer=name,
+            f"featurizer {fname!r}: {what} has type hint {hint!r}; use float, int, bool, str or "
+            "featurelite.Timestamp (microseconds since the epoch, UTC)",
+            featurizer=fname,
         )
-    return _HINTS[hint][0]
+    return _HINTS[hint]
+
+
+def _signature(fn: Callable[..., Any], fname: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], dict[str, Any]]:
+    """(inputs, outputs, defaults) from the function's type hints and default values."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # noqa: BLE001 - an unresolvable hint, reported as such
+        raise FeaturizerError(f"featurizer {fname!r}: its type hints cannot be read: {exc}", featurizer=fname) from None
+    if "return" not in hints:
+        raise FeaturizerError(
+            f"featurizer {fname!r} needs a return type hint (float, int, bool, str, Timestamp or a tuple of them)",
+            featurizer=fname,
+        )
+    inputs = []
+    defaults: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname)
+        if param.name not in hints:
+            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} needs a type hint", featurizer=fname)
+        dtype = _dtype_of(hints[param.name], f"parameter {param.name!r}", fname)
+        inputs.append((param.name, dtype))
+        if param.default is not param.empty:
+            try:
+                defaults[param.name] = _CONVERT[dtype](param.default)
+            except TypeError as exc:
+                raise FeaturizerError(f"featurizer {fname!r}: default of {param.name!r}: {exc}", featurizer=fname) from None
+    if not inputs:
+        raise FeaturizerError(f"featurizer {fname!r} needs at least one input", featurizer=fname)
+    returned = hints["return"]
+    if typing.get_origin(returned) is tuple:
+        parts = typing.get_args(returned)
+        if not parts or Ellipsis in parts:
+            raise FeaturizerError(f"featurizer {fname!r}: a tuple return hint must list each output's type", featurizer=fname)
+        outputs = tuple(_dtype_of(p, f"output {i}", fname) for i, p in enumerate(parts))
+    else:
+        outputs = (_dtype_of(returned, "the return value", fname),)
+    return tuple(inputs), outputs, defaults
 
 
 def _source(func: Callable[..., Any]) -> str:
@@ -259,7 +486,7 @@ def _source(func: Callable[..., Any]) -> str:
         lines = inspect.getsource(func).splitlines()
     except (OSError, TypeError):
         return ""
-    body = [line for line in textwrap.dedent("\n".join(lines)).splitlines()]
+    body = textwrap.dedent("\n".join(lines)).splitlines()
     while body and body[0].lstrip().startswith("@"):
         body.pop(0)  # the decorator is not part of what the function computes
     return "\n".join(body)
@@ -272,46 +499,8 @@ def _short_reason(message: str) -> str:
     lines = [line.strip() for line in plain.splitlines() if line.strip()]
     what = next((line for line in lines if not line.startswith(("Failed in", "File ", "During:", "<source"))), "")
     where = next((line.rstrip(":") for line in lines if line.startswith("File ")), "")
+    where = re.sub(r'File "[^"]*_featurelite_kernel_[0-9a-f]+\.py"', "File <featurizer source>", where)
     return "; ".join(part for part in (what or (lines[0] if lines else "unknown reason"), where) if part)
-
-
-def _batch_kernel(scalar: Any, inputs: tuple[tuple[str, str], ...], defaults: Mapping[str, Any]) -> Any:
-    """Generate ``loop(x0, x1, ..., out)``: ``out[i] = kernel(x0[i], x1[i], ...)`` for every
-    row. Nulls and defaults are settled before the loop (:meth:`Featurizer.run_batch`).
-    Compiled on first use, so a process that only serves requests never pays for it."""
-    import numba
-
-    params = [f"x{i}" for i in range(len(inputs))]
-    code = (
-        f"def loop({', '.join(params + ['out'])}):\n"
-        f"    for i in range(out.shape[0]):\n"
-        f"        out[i] = kernel({', '.join(p + '[i]' for p in params)})\n"
-    )
-    env: dict[str, Any] = {"kernel": scalar}
-    exec(compile(code, "<featurelite batch kernel>", "exec"), env)  # noqa: S102 - generated above
-    return numba.njit(nogil=True, error_model="numpy")(env["loop"])
-
-
-def featurizer(func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
-    """Compile a plain Python function into a :class:`Featurizer`.
-
-    Inputs and output come from the type hints (float, int, bool). The function is
-    compiled with Numba in nopython mode, with NumPy's error model (division by zero gives
-    inf or nan, not an exception) and without fastmath, so results do not depend on the
-    batch; a function Numba cannot compile is refused here with a short reason.
-    """
-
-    def build(fn: Callable[..., Any]) -> Featurizer:
-        return _build(fn, name or fn.__name__, source=_source(fn), globals_spec=_globals_spec(fn))
-
-    return build(func) if func is not None else build
-
-
-def _last_function(namespace: Mapping[str, Any]) -> Callable[..., Any]:
-    functions = [v for v in namespace.values() if inspect.isfunction(v)]
-    if not functions:
-        raise ValueError("the source defines no function")
-    return functions[-1]
 
 
 def _globals_spec(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -328,40 +517,3 @@ def _globals_spec(fn: Callable[..., Any]) -> dict[str, Any]:
         elif isinstance(value, (bool, int, float, str)):
             constants[name] = value
     return {"modules": modules, "constants": constants}
-
-
-def _build(fn: Callable[..., Any], fname: str, *, source: str, globals_spec: Mapping[str, Any]) -> Featurizer:
-    signature = inspect.signature(fn)
-    hints = inspect.get_annotations(fn, eval_str=True)
-    if "return" not in hints:
-        raise FeaturizerError(f"featurizer {fname!r} needs a return type hint (float, int or bool)", featurizer=fname)
-    inputs = []
-    defaults: dict[str, Any] = {}
-    for param in signature.parameters.values():
-        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname)
-        if param.name not in hints:
-            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} needs a type hint", featurizer=fname)
-        dtype = _dtype_of(hints[param.name], f"parameter {param.name!r}", fname)
-        inputs.append((param.name, dtype))
-        if param.default is not param.empty:
-            defaults[param.name] = _HINTS[hints[param.name]][1](param.default).item()
-    output = _dtype_of(hints["return"], "the return value", fname)
-    if not inputs:
-        raise FeaturizerError(f"featurizer {fname!r} needs at least one input", featurizer=fname)
-    import numba
-
-    scalar = numba.njit(nogil=True, error_model="numpy")(fn)
-    signature_types = tuple(numba.from_dtype(np.dtype(_numpy_dtype(d))) for _, d in inputs)
-    try:
-        scalar.compile(signature_types)
-        batch = _batch_kernel(scalar, tuple(inputs), defaults)
-    except numba.core.errors.NumbaError as exc:
-        reason = _short_reason(str(exc))
-        raise FeaturizerError(
-            f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}",
-            featurizer=fname,
-        ) from None
-    scalar.disable_compile()  # a call with other types fails instead of compiling a second kernel
-    convert = tuple(_CONVERT[d] for _, d in inputs)
-    return Featurizer(fname, fn, tuple(inputs), output, defaults, source, globals_spec, scalar, batch, convert)

@@ -6,12 +6,15 @@ other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pyarrow as pa
 
 from .conform import ColumnSpec
 from .db import quote
-from .definitions import Entity, FeatureView
-from .types import duckdb_type
+from .definitions import Binding, Entity, FeatureView
+from .featurizer import Featurizer
+from .types import duckdb_type, storage_arrow_type
 
 __all__ = ["LOST", "SEQ", "ViewLayout"]
 
@@ -31,13 +34,36 @@ class ViewLayout:
 
     view: FeatureView
     keys: tuple[tuple[str, str], ...]
+    #: Write-time featurizers: (featurizer, output feature names, {input: raw column}).
+    derived: tuple[tuple[Featurizer, tuple[str, ...], dict[str, str]], ...] = field(default=(), compare=False)
 
     @classmethod
     def resolve(cls, view: FeatureView, entities: dict[str, Entity]) -> ViewLayout:
+        """The view with its join keys (and write-time featurizer inputs) resolved.
+        Raises DefinitionError when a featurizer input matches no raw column."""
         keys: list[tuple[str, str]] = []
         for name in view.entities:
             keys.extend(entities[name].key_schema.items())
-        return cls(view, tuple(keys))
+        derived = []
+        if view.featurizers:
+            bindings = view.derived_bindings(dict(keys))
+            for key, fz in view.featurizers.items():
+                names = (key,) if isinstance(key, str) else key
+                derived.append((fz, names, {param: b[2] for param, b in bindings[names[0]].items()}))
+        return cls(view, tuple(keys), tuple(derived))
+
+    def with_derived(self, arrays: list[pa.Array]) -> list[pa.Array]:
+        """Conformed input columns (:meth:`input_columns` order) -> stored columns
+        (:meth:`stored_columns` order, without the sequence), write-time features computed
+        by their featurizers' batch kernels."""
+        if not self.derived:
+            return arrays
+        by_name = dict(zip((name for name, _, _ in self.input_columns()), arrays))
+        for fz, names, inputs in self.derived:
+            outputs = fz.run_batch({param: by_name[column] for param, column in inputs.items()})
+            for name, values in zip(names, outputs):
+                by_name[name] = values.cast(storage_arrow_type(self.view.schema[name]))
+        return [by_name[name] for name in self.stored_columns()[:-1]]
 
     @property
     def name(self) -> str:
@@ -68,9 +94,13 @@ class ViewLayout:
         return quote(f"fl_online__{self.name}")
 
     def input_columns(self) -> list[ColumnSpec]:
-        """Columns ingested data must have, in storage order, with nullability."""
+        """Columns ingested data must have, in storage order, with nullability (derived
+        features are not among them: ingest computes them)."""
+        return self._columns(self.view.raw_schema)
+
+    def _columns(self, features: dict[str, str]) -> list[ColumnSpec]:
         cols: list[ColumnSpec] = [(k, d, False) for k, d in self.keys]
-        cols += [(f, d, True) for f, d in self.features]
+        cols += [(f, d, True) for f, d in features.items()]
         cols.append((self.ts, "timestamp", False))
         if self.created:
             cols.append((self.created, "timestamp", True))
@@ -78,10 +108,10 @@ class ViewLayout:
 
     def stored_columns(self) -> list[str]:
         """Column names of the history and online tables, in order."""
-        return [name for name, _, _ in self.input_columns()] + [SEQ]
+        return [name for name, _, _ in self._columns(dict(self.view.schema))] + [SEQ]
 
     def column_ddl(self) -> str:
-        parts = [f"{quote(name)} {duckdb_type(dtype)}" for name, dtype, _ in self.input_columns()]
+        parts = [f"{quote(name)} {duckdb_type(dtype)}" for name, dtype, _ in self._columns(dict(self.view.schema))]
         parts.append(f"{SEQ} BIGINT NOT NULL")
         return ", ".join(parts)
 

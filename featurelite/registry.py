@@ -208,13 +208,19 @@ class Registry:
                         name=source,
                     )
             odfv.bindings(new_views)  # raises if an input is unbound or mistyped
-        for odfv in odfvs.values():
-            for feature, fz in odfv.featurizers.items():
-                _check_rebuildable(odfv.name, fz)
-                mismatch = fz.verify(examples=QUICK_VERIFY_EXAMPLES)
+        for view in views.values():
+            if view.featurizers:
+                keys = {k: d for e in view.entities for k, d in new_entities[e].key_schema.items()}
+                view.derived_bindings(keys)  # raises if an input is unbound or mistyped
+        owned = [(f"on-demand feature view {o.name!r}", o.featurizers) for o in odfvs.values()]
+        owned += [(f"feature view {v.name!r}", v.featurizers) for v in views.values() if v.featurizers]
+        for owner_text, featurizers in owned:
+            for key, fz in featurizers.items():
+                _check_rebuildable(owner_text, fz)
+                mismatch = fz.verify(examples=QUICK_VERIFY_EXAMPLES, search=False)
                 if mismatch is not None:
                     raise FeaturizerError(
-                        f"on-demand feature view {odfv.name!r}: feature {feature!r} differs between the "
+                        f"{owner_text}: featurizer {fz.name!r} (feature {key!r}) differs between the "
                         f"batch and per-request paths ({mismatch}); it cannot be applied",
                         featurizer=fz.name,
                         mismatch=mismatch,
@@ -296,13 +302,13 @@ class Registry:
         ]
 
 
-def _check_rebuildable(view: str, fz: Any) -> None:
+def _check_rebuildable(owner_text: str, fz: Any) -> None:
     """Refuse a featurizer the store could not compile again from the file alone."""
     try:
         rebuilt = type(fz).from_spec(fz.spec())
     except FeaturizerError as exc:
         raise FeaturizerError(
-            f"on-demand feature view {view!r}: featurizer {fz.name!r} cannot be stored: its source "
+            f"{owner_text}: featurizer {fz.name!r} cannot be stored: its source "
             f"cannot be compiled again on its own ({exc.message}); define it in a file (or notebook "
             "cell), using only its parameters, imported modules and plain constants",
             featurizer=fz.name,
@@ -396,5 +402,20 @@ def _breaking_difference(
             return f"feature {feature!r} is removed"
         if new.schema[feature] != dtype:
             return f"feature {feature!r} changes dtype from {dtype!r} to {new.schema[feature]!r}"
+    # Stored derived values were computed by the featurizer version in force when they
+    # arrived: a different computation (or none) would leave history inconsistent.
+    old_derived = {f: (fz.version, i) for f, (fz, i) in old.derived.items()}
+    new_derived = {f: (fz.version, i) for f, (fz, i) in new.derived.items()}
+    for feature in sorted(set(old_derived) | set(new_derived)):
+        before, after = old_derived.get(feature), new_derived.get(feature)
+        if before == after:
+            continue
+        if before is None:
+            if feature in old.schema:
+                return f"feature {feature!r} changes from ingested to computed by a featurizer"
+            return f"write-time feature {feature!r} is added, which the stored rows would lack"
+        if after is None:
+            return f"feature {feature!r} changes from computed by a featurizer to ingested"
+        return f"write-time feature {feature!r} is computed by another featurizer version ({before[0]} -> {after[0]})"
     return None
 

@@ -30,13 +30,13 @@ class MaterializeResult:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The equivalence check of one on-demand feature (see ``Store.verify``)."""
+    """The equivalence check of one featurizer of a view (see ``Store.verify``)."""
 
     view: str
-    feature: str
+    features: tuple[str, ...]  #: the features the featurizer computes in this view
     featurizer: str
     examples: int
-    mismatch: Any = None  #: a featurelite.featurizer.Mismatch, or None
+    mismatch: Any = None  #: a featurelite.verification.Mismatch, or None
 
     @property
     def ok(self) -> bool:

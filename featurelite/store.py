@@ -22,8 +22,8 @@ from . import offline, online
 from ._version import __version__
 from .conform import check_columns, conform_table, normalize_timestamps
 from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
-from .definitions import RESERVED_PREFIX, Entity, FeatureView, OnDemandFeatureView
-from .errors import DefinitionError, InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
+from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
+from .errors import DefinitionError, FeaturizerError, InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
 from .featurizer import Featurizer
 from .layout import ViewLayout
 from .online import Status
@@ -78,18 +78,6 @@ def _request_column(view: str, field: str, request_data: Mapping[str, Sequence[A
     if n is not None and len(column) != n:
         raise InputError(f"request_data[{field!r}] has {len(column)} values for {n} entities", column=field)
     return list(column)
-
-
-def featurizer_input(column: pa.ChunkedArray | pa.Array, dtype: str, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """An Arrow column as (values, valid) NumPy arrays of a featurizer input's type."""
-    target = {"float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_()}[dtype]
-    try:
-        cast = column.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise SchemaError(f"{what} cannot be read as {dtype}: {exc}") from exc
-    valid = cast.is_valid().to_numpy(zero_copy_only=False)
-    values = pc.fill_null(cast, False if dtype == "bool" else 0).to_numpy(zero_copy_only=False)
-    return values, valid
 
 
 class Store:
@@ -207,7 +195,7 @@ class Store:
             return layout.view.schema
         odfv = self._registry.odfvs.get(name)
         if odfv is not None:
-            return {out: fz.output for out, fz in odfv.featurizers.items()}
+            return odfv.schema
         if name in self._registry.broken:
             raise self._registry.broken[name]
         return self._layout(name).view.schema  # raises UnknownFeatureViewError
@@ -390,7 +378,7 @@ class Store:
                     with transaction(con) as outcome:
                         first_seq: int | None = None
                         for table in read_batches(view, reader, batch_rows):
-                            arrays = conform_table(view, table, expected, rows)
+                            arrays = layout.with_derived(conform_table(view, table, expected, rows))
                             seq = take_seq(con, table.num_rows)
                             first_seq = seq if first_seq is None else first_seq
                             arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
@@ -544,18 +532,28 @@ class Store:
         for binding in requests:
             inputs[binding] = _request_column(name, binding[2], request_data, n)
             n = len(inputs[binding]) if n is None else n
-        results = []
-        for fz, bound in plans:
+        results: list[list[Any]] = [[] for _ in feats]
+        rows = range(n or 0)
+        for fz, bound, places in plans:
             cols = [inputs[b] for b in bound]
             run = fz.run_args
-            results.append([run([col[i] for col in cols]) for i in range(n or 0)])
+            try:
+                computed = [run([col[i] for col in cols]) for i in rows]
+            except TypeError as exc:
+                raise InputError(f"on-demand view {name!r}, featurizer {fz.name!r}: {exc}", view=name) from None
+            if len(fz.outputs) == 1:
+                results[places[0][0]] = computed
+            else:
+                for position, output in places:
+                    results[position] = [row[output] for row in computed]
         return results
 
     def _compute_plan(
         self, name: str, feats: tuple[str, ...]
-    ) -> tuple[dict[str, tuple[str, ...]], list[tuple[str, str, str]], list[tuple[Featurizer, list[tuple[str, str, str]]]]]:
+    ) -> tuple[dict[str, tuple[str, ...]], list[Binding], list[tuple[Featurizer, list[Binding], list[tuple[int, int]]]]]:
         """What an on-demand view needs for ``feats``: stored fields per source view,
-        request fields, and per featurizer its input bindings in order (cached)."""
+        request fields, and per featurizer its input bindings in order and where its
+        outputs go (position in ``feats``, output index). Cached."""
         key = (name, feats)
         plan = self._compute_plans.get(key)
         if plan is None:
@@ -563,19 +561,22 @@ class Store:
             odfv = self._registry.odfvs[name]
             bindings = self._registry.bindings[name]
             needed: dict[str, list[str]] = {}
-            requests: list[tuple[str, str, str]] = []
-            plans = []
-            for feat in feats:
-                fz = odfv.featurizers[feat]
+            requests: list[Binding] = []
+            plans: dict[int, tuple[Featurizer, list[Binding], list[tuple[int, int]]]] = {}
+            for position, feat in enumerate(feats):
+                fz, output = odfv.outputs[feat]
+                if id(fz) in plans:  # another output of a featurizer already planned
+                    plans[id(fz)][2].append((position, output))
+                    continue
                 bound = [bindings[feat][param] for param, _ in fz.inputs]
-                plans.append((fz, bound))
+                plans[id(fz)] = (fz, bound, [(position, output)])
                 for binding in bound:
                     kind, source, field = binding
                     if kind == "view" and field not in needed.setdefault(source, []):
                         needed[source].append(field)
                     elif kind == "request" and binding not in requests:
                         requests.append(binding)
-            plan = ({view: tuple(fields) for view, fields in needed.items()}, requests, plans)
+            plan = ({view: tuple(fields) for view, fields in needed.items()}, requests, list(plans.values()))
             if generation == self._generation:
                 self._compute_plans[key] = plan
         return plan
@@ -689,66 +690,92 @@ class Store:
                     joined[(view, feat)] = table.column(feat).cast(arrow_type(layout.view.schema[feat]))
             out_columns: dict[str, pa.ChunkedArray | pa.Array] = {}
             for view, feats, outs in groups:
-                for feat, out in zip(feats, outs):
-                    if view in self._registry.odfvs:
-                        out_columns[out] = self._compute_batch(view, feat, joined, entity)
-                    else:
-                        out_columns[out] = joined[(view, feat)]
+                if view in self._registry.odfvs:
+                    out_columns.update(zip(outs, self._compute_batch(view, feats, joined, entity)))
+                else:
+                    out_columns.update((out, joined[(view, feat)]) for feat, out in zip(feats, outs))
             result = entity
             for out in order:  # features in the order asked, after the entity_df columns
                 result = result.append_column(out, out_columns[out])
             return result
 
     def _compute_batch(
-        self, name: str, feat: str, joined: dict[tuple[str, str], pa.ChunkedArray], entity: pa.Table
-    ) -> pa.Array:
-        """The batch path of an on-demand feature: its featurizer's compiled loop over the
-        point-in-time joined inputs and the entity_df's request columns."""
-        fz = self._registry.odfvs[name].featurizers[feat]
-        inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for param, dtype in fz.inputs:
-            kind, source, field = self._registry.bindings[name][feat][param]
-            if kind == "view":
-                column = joined[(source, field)]
-            elif field in entity.column_names:
-                column = entity.column(field)
-            else:
-                raise SchemaError(
-                    f"entity_df has no column {field!r}, a request field of on-demand view {name!r}; add it",
-                    column=field, view=name,
-                )
-            inputs[param] = featurizer_input(column, dtype, f"entity_df column {field!r}")
-        out, ok = fz.run_batch(inputs)
-        return pa.array(out, mask=~ok, type=arrow_type(fz.output))
+        self, name: str, feats: Sequence[str], joined: dict[tuple[str, str], pa.ChunkedArray], entity: pa.Table
+    ) -> list[pa.Array]:
+        """The batch path of an on-demand view: each featurizer's compiled loop over the
+        point-in-time joined inputs and the entity_df's request columns, once per
+        featurizer however many of its outputs are asked for."""
+        odfv = self._registry.odfvs[name]
+        computed: dict[int, list[pa.Array]] = {}
+        result = []
+        for feat in feats:
+            fz, output = odfv.outputs[feat]
+            if id(fz) not in computed:
+                inputs: dict[str, pa.ChunkedArray] = {}
+                for param, _ in fz.inputs:
+                    kind, source, field = self._registry.bindings[name][feat][param]
+                    if kind == "view":
+                        inputs[param] = joined[(source, field)]
+                    elif field in entity.column_names:
+                        inputs[param] = entity.column(field)
+                    else:
+                        raise SchemaError(
+                            f"entity_df has no column {field!r}, a request field of on-demand view {name!r}; add it",
+                            column=field, view=name,
+                        )
+                try:
+                    computed[id(fz)] = fz.run_batch(inputs)
+                except FeaturizerError as exc:
+                    raise SchemaError(f"on-demand view {name!r}: {exc.message}", view=name) from None
+            result.append(computed[id(fz)][output])
+        return result
 
     # -- featurizers -----------------------------------------------------------------
 
     def verify(self, name: str | None = None, *, examples: int = 1000, seed: int = 0) -> list[VerifyResult]:
-        """Check that each featurizer of on-demand view ``name`` (default: all) gives the
-        same bits in the batch path and the per-request path.
+        """Check that each featurizer of view ``name`` (default: every on-demand view and
+        every feature view with write-time featurizers) gives the same bits in the batch
+        path and the per-request path.
 
-        Inputs are generated from the declared types (special values, random values,
-        nulls) plus a sample of the stored history of the features they are bound to. A
-        mismatch is reported with the one input row that shows it."""
+        Inputs are generated from the declared types (special values, random values over
+        each type's range, nulls), plus a sample of the stored history of the columns
+        they are bound to, and then searched and shrunk with Hypothesis. A mismatch is
+        reported with the simplest input row that shows it."""
         with self._lock:
             self._check_open()
-            names = sorted(self._registry.odfvs) if name is None else [name]
+            if name is None:
+                names = sorted([*self._registry.odfvs, *(v for v, fv in self._registry.views.items() if fv.featurizers)])
+            else:
+                names = [name]
             results = []
             for view in names:
-                if view not in self._registry.odfvs:
-                    self._schema_of(view)  # raises for an unknown or broken view
-                    raise InputError(f"{view!r} is a feature view, not an on-demand feature view; it has no featurizers to verify")
-                for feature, fz in self._registry.odfvs[view].featurizers.items():
-                    samples = {
-                        param: self._history_sample(source, field, examples)
-                        for param, (kind, source, field) in self._registry.bindings[view][feature].items()
-                        if kind == "view"
-                    }
+                for fz, features, sources in self._featurizer_sources(view):
+                    samples = {param: self._history_sample(source, field, examples) for param, (source, field) in sources.items()}
                     mismatch = fz.verify(examples=examples, seed=seed, samples=samples)
-                    results.append(VerifyResult(view, feature, fz.name, examples, mismatch))
+                    results.append(VerifyResult(view, features, fz.name, examples, mismatch))
             return results
 
-    def _history_sample(self, view: str, field: str, rows: int) -> np.ndarray:
+    def _featurizer_sources(self, view: str) -> list[tuple[Featurizer, tuple[str, ...], dict[str, tuple[str, str]]]]:
+        """Each featurizer of a view: (featurizer, its features, {input: (stored view, column)}
+        for the inputs read from stored history)."""
+        odfv = self._registry.odfvs.get(view)
+        if odfv is not None:
+            bindings = self._registry.bindings[view]
+            found = []
+            for key, fz in odfv.featurizers.items():
+                features = (key,) if isinstance(key, str) else key
+                sources = {p: (src, f) for p, (kind, src, f) in bindings[features[0]].items() if kind == "view"}
+                found.append((fz, features, sources))
+            return found
+        layout = self._layouts.get(view)
+        if layout is None:
+            self._schema_of(view)  # raises for an unknown or broken view
+        assert layout is not None
+        if not layout.derived:
+            raise InputError(f"feature view {view!r} has no featurizers to verify")
+        return [(fz, names, {p: (view, column) for p, column in inputs.items()}) for fz, names, inputs in layout.derived]
+
+    def _history_sample(self, view: str, field: str, rows: int) -> list[Any]:
         layout = self._layout(view)
         with translating(f"sampling the history of view {view!r}", view=view):
             table = fetch_arrow(
@@ -756,7 +783,10 @@ class Store:
                 f"SELECT {quote(field)} FROM {layout.history_table} WHERE {quote(field)} IS NOT NULL "
                 f"USING SAMPLE {int(rows)} ROWS",
             )
-        return table.column(0).to_numpy()
+        column = table.column(0)
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("us", tz="UTC"))
+        return column.to_pylist()
 
     # -- materialize ----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
-__all__ = ["DTYPES", "KEY_DTYPES", "arrow_type", "as_utc", "duckdb_type", "family", "micros", "utc_naive"]
+__all__ = ["DTYPES", "KEY_DTYPES", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "micros", "utc_naive"]
 
 #: Every dtype a feature may have.
 DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "float32", "float64", "string", "timestamp")
@@ -94,3 +94,8 @@ def micros(moment: datetime) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1)
+
+#: Python's datetime range (years 1-9999) in microseconds since the epoch: the timestamps a
+#: store holds (beyond it, DuckDB hands back text, or infinity).
+MIN_US = -62_135_596_800_000_000
+MAX_US = 253_402_300_799_999_999

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import featurelite as fl
+
+# Compiled featurizer kernels go to a folder of this test run, not the user's cache, so
+# every run compiles from scratch (as CI does) and leaves nothing behind.
+os.environ.setdefault("FEATURELITE_CACHE_DIR", tempfile.mkdtemp(prefix="featurelite-test-cache-"))
 
 settings.register_profile(
     "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -160,7 +160,7 @@ def test_public_surface_is_pinned():
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "MaterializeResult",
         "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError",
         "SourceError", "Status", "Store", "StoreClosedError", "StoreError", "StoreFormatError", "StoreLockedError",
-        "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "VerifyResult", "__version__", "featurizer",
+        "Timestamp", "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "VerifyResult", "__version__", "featurizer",
         "open",
     ])
     for name in fl.__all__:

@@ -1,0 +1,242 @@
+"""The equivalence check: a featurizer's batch path and per-request path give the same
+bits for every input.
+
+:func:`verify` runs three phases and reports the first difference as a small
+counterexample (:class:`Mismatch`):
+
+1. a sweep: one large batch of generated rows (special values, random values over the
+   whole range of each type, samples of stored history, nulls), run as a batch, run again
+   reversed and shifted by one row, and run row by row;
+2. a Hypothesis search over small batches at random positions, when the sweep found
+   nothing;
+3. Hypothesis shrinking of what was found, so the reported row is as simple as possible.
+
+Hypothesis is imported only here, when a check runs.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .types import MAX_US, MIN_US
+
+if TYPE_CHECKING:
+    from .featurizer import Featurizer
+
+__all__ = ["Mismatch", "verify"]
+
+_EPOCH = datetime(1970, 1, 1)
+_ARROW = {
+    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _stamp(us: int) -> datetime:
+    return (_EPOCH + timedelta(microseconds=int(us))).replace(tzinfo=timezone.utc)
+
+
+#: Values that break careless arithmetic, per input type.
+_SPECIAL: dict[str, list[Any]] = {
+    "float64": [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 5e-324, -5e-324, 2.2250738585072014e-308,
+                1.7976931348623157e308, -1.7976931348623157e308, 1.0, -1.0, 0.5, 3.0],
+    "int64": [0, 1, -1, 2, -2, 2**63 - 1, -(2**63), 2**31 - 1, -(2**31)],
+    "bool": [False, True],
+    "string": ["", "a", " ", "\x00", "a\x00", "é", "ÿ", "Ā", "日本語", "𝄞", "naïve café", "A" * 100],
+    "timestamp": [_stamp(v) for v in (0, -1, 1, MIN_US, MAX_US, 86_400_000_000, -86_400_000_000)],
+}
+#: The simplest values of each type, tried first when shrinking a counterexample.
+_SIMPLE: dict[str, list[Any]] = {
+    "float64": [None, 0.0, 1.0, -1.0],
+    "int64": [None, 0, 1, -1],
+    "bool": [None, False, True],
+    "string": [None, "", "a"],
+    "timestamp": [None, _stamp(0)],
+}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One input row on which the batch and per-request paths disagree."""
+
+    featurizer: str
+    inputs: Mapping[str, Any]
+    batch: Any  #: the batch path's result for this row
+    request: Any  #: the per-request path's result
+    moved: Any  #: the batch path's result with the row at another position in another batch
+
+    def __str__(self) -> str:
+        return (
+            f"featurizer {self.featurizer!r} on {dict(self.inputs)!r}: batch gives {_show_bits(self.batch)}, "
+            f"per-request gives {_show_bits(self.request)}, batch at another position gives {_show_bits(self.moved)}"
+        )
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    """Equal down to the bit: floats by their IEEE-754 encoding (so NaN == NaN and
+    0.0 != -0.0), tuples element by element, everything else by type and value."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same_bits(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    return type(a) is type(b) and a == b
+
+
+def _show_bits(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show_bits(v) for v in value) + ")"
+    if isinstance(value, float):
+        return f"{value!r} (0x{struct.unpack('<Q', struct.pack('<d', value))[0]:016x})"
+    return repr(value)
+
+
+def _naive(value: Any) -> Any:
+    """Results compare as the online path returns them: timestamps as naive UTC."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _batch_results(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    columns = {
+        name: pa.array([row[j] for row in rows], type=_ARROW[dtype]) for j, (name, dtype) in enumerate(fz.inputs)
+    }
+    outputs = [[_naive(v) for v in array.to_pylist()] for array in fz.run_batch(columns)]
+    if len(outputs) == 1:
+        return outputs[0]
+    return [tuple(values) for values in zip(*outputs)]
+
+
+def first_mismatch(fz: Featurizer, rows: Sequence[Sequence[Any]], lead: Sequence[Sequence[Any]] = ()) -> Mismatch | None:
+    """The first of ``rows`` (input values in declaration order, None for null) whose
+    per-request result differs from its batch result, with the batch preceded by ``lead``,
+    or from its result in a second batch holding the rows reversed after one extra row."""
+    if not rows:
+        return None
+    lead = list(lead)
+    batch = _batch_results(fz, lead + list(rows))[len(lead):]
+    moved = _batch_results(fz, [rows[-1], *reversed(rows)])[:0:-1]
+    names = [name for name, _ in fz.inputs]
+    for row, batched, elsewhere in zip(rows, batch, moved):
+        single = fz.run_args(list(row))
+        if not (same_bits(single, batched) and same_bits(single, elsewhere)):
+            return Mismatch(fz.name, dict(zip(names, row)), batched, single, elsewhere)
+    return None
+
+
+def _generated(dtype: str, n: int, rng: np.random.Generator, sample: Sequence[Any]) -> list[Any]:
+    """``n`` values: specials, random values over the type's range, samples; ~10% null."""
+    special = _SPECIAL[dtype]
+    if dtype == "float64":
+        randoms: list[Any] = (rng.standard_normal(n) * np.power(10.0, rng.integers(-300, 300, n))).tolist()
+    elif dtype == "int64":
+        randoms = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True).tolist()
+    elif dtype == "bool":
+        randoms = (rng.random(n) < 0.5).tolist()
+    elif dtype == "timestamp":
+        randoms = [_stamp(v) for v in rng.integers(MIN_US, MAX_US, n, endpoint=True).tolist()]
+    else:
+        randoms = [_random_text(rng) for _ in range(n)]
+    kinds = rng.integers(0, 3 if sample else 2, n).tolist()
+    picks = rng.integers(0, 1 << 62, n).tolist()
+    nulls = (rng.random(n) < 0.1).tolist()
+    values: list[Any] = []
+    for i in range(n):
+        if nulls[i]:
+            values.append(None)
+        elif kinds[i] == 0:
+            values.append(special[picks[i] % len(special)])
+        elif kinds[i] == 1:
+            values.append(randoms[i])
+        else:
+            values.append(sample[picks[i] % len(sample)])
+    return values
+
+
+#: Code point ranges random strings draw from: ASCII, Latin-1, BMP without surrogates, astral.
+_RANGES = [(0, 0x80), (0x80, 0x100), (0x100, 0xD800), (0xE000, 0x10000), (0x10000, 0x110000)]
+
+
+def _random_text(rng: np.random.Generator) -> str:
+    length = int(rng.integers(0, 12))
+    lo, hi = _RANGES[int(rng.integers(0, len(_RANGES)))]
+    return "".join(chr(c) for c in rng.integers(lo, hi, length).tolist())
+
+
+def _strategy(dtype: str, sample: Sequence[Any]) -> Any:
+    from hypothesis import strategies as st
+
+    base = {
+        "float64": st.floats(),
+        "int64": st.integers(-(2**63), 2**63 - 1),
+        "bool": st.booleans(),
+        "string": st.text(),
+        "timestamp": st.integers(MIN_US, MAX_US).map(_stamp),
+    }[dtype]
+    options = [base, st.sampled_from(_SPECIAL[dtype])]
+    if sample:
+        options.append(st.sampled_from(list(sample)))
+    return st.none() | st.one_of(options)
+
+
+def _find(fz: Featurizer, strategy: Any, examples: int, seed: int) -> Any:
+    """Hypothesis' smallest example of ``strategy`` (lead rows, rows) that shows a
+    mismatch, or None."""
+    from hypothesis import HealthCheck, Verbosity, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    config = settings(
+        max_examples=examples, database=None, deadline=None, verbosity=Verbosity.quiet,
+        suppress_health_check=list(HealthCheck),
+    )
+    try:
+        return find(strategy, lambda case: first_mismatch(fz, case[1], case[0]) is not None,
+                    settings=config, random=random.Random(seed))
+    except NoSuchExample:
+        return None
+
+
+def verify(
+    fz: Featurizer,
+    *,
+    examples: int = 1000,
+    seed: int = 0,
+    samples: Mapping[str, Sequence[Any]] | None = None,
+    search: bool = True,
+) -> Mismatch | None:
+    """Check ``fz``'s two paths agree; return the simplest mismatch found, or None.
+
+    ``examples`` rows go through the sweep and about a tenth as many small batches through
+    the Hypothesis search (``search=False`` skips it: the quick check ``apply`` runs, which
+    then also works inside a caller's own Hypothesis test). ``samples``: values per input
+    (e.g. from stored history) mixed into both."""
+    from hypothesis import strategies as st
+
+    samples = samples or {}
+    rng = np.random.default_rng(seed)
+    columns = [_generated(dtype, examples, rng, list(samples.get(name, ()))) for name, dtype in fz.inputs]
+    rows = [list(row) for row in zip(*columns)]
+    found = first_mismatch(fz, rows)
+    if found is not None:
+        # Shrink the one row: simplest values first, the failing value last.
+        row = [found.inputs[name] for name, _ in fz.inputs]
+        narrowed = st.tuples(
+            st.just(()),
+            st.tuples(st.tuples(*[st.sampled_from([*_SIMPLE[d], value]) for (_, d), value in zip(fz.inputs, row)])),
+        )
+        case = _find(fz, narrowed, 200, seed)
+        return found if case is None else first_mismatch(fz, case[1], case[0])
+    if not search:
+        return None
+    row_strategy = st.tuples(*[_strategy(d, list(samples.get(name, ()))) for name, d in fz.inputs])
+    case = _find(fz, st.tuples(st.lists(row_strategy, max_size=8), st.lists(row_strategy, min_size=1, max_size=16)),
+                 max(10, examples // 10), seed)
+    return None if case is None else first_mismatch(fz, case[1], case[0])
