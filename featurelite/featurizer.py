@@ -66,12 +66,16 @@ _REBUILT: dict[str, Featurizer] = {}
 
 
 def _as_float(value: Any) -> float:
+    if type(value) is float:  # the common case, checked first: this runs per request
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"expected a number, got {type(value).__name__}: {value!r}")
     return float(value)
 
 
 def _as_int(value: Any) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"expected an integer, got a bool: {value!r}")
     return operator.index(value)

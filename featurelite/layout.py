@@ -14,7 +14,7 @@ from .conform import ColumnSpec
 from .db import quote
 from .definitions import Binding, Entity, FeatureView
 from .featurizer import Featurizer
-from .types import duckdb_type, storage_arrow_type
+from .types import arrow_type, duckdb_type, storage_arrow_type
 
 __all__ = ["LOST", "SEQ", "ViewLayout"]
 
@@ -68,6 +68,10 @@ class ViewLayout:
     @property
     def name(self) -> str:
         return self.view.name
+
+    def keys_arrow_types(self) -> dict[str, pa.DataType]:
+        """Join key name to the Arrow type it is returned as."""
+        return {k: arrow_type(d) for k, d in self.keys}
 
     @property
     def key_names(self) -> list[str]:

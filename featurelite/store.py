@@ -36,11 +36,17 @@ from .types import arrow_type, as_utc, micros, utc_naive
 __all__ = ["Store", "open"]
 
 Definition = Entity | FeatureView | OnDemandFeatureView
-#: A view's part of an online request: (view, features, output names, Arrow types).
-_ViewRead = tuple[str, tuple[str, ...], list[str], list[pa.DataType]]
-#: An online request resolved: stored-view reads, on-demand computations, output names in
-#: request order.
-_OnlinePlan = tuple[list[_ViewRead], list[_ViewRead], list[str]]
+#: A stored view's part of an online request: (view, fields read, output names of the
+#: first fields; the rest are read for featurizers only).
+_ViewRead = tuple[str, tuple[str, ...], list[str]]
+#: One featurizer run per request: (on-demand view, featurizer, per input either (read
+#: number, field number) or a request field name, (output name, output index) pairs).
+_Compute = tuple[str, Featurizer, tuple[Any, ...], tuple[tuple[str, int], ...]]
+#: An online request resolved: stored-view reads, featurizer runs, output names in
+#: request order when several groups are asked (else None), Arrow type of every column.
+_OnlinePlan = tuple[list[_ViewRead], list[_Compute], list[str] | None, dict[str, pa.DataType]]
+_PRESENT = Status.PRESENT
+_NULL = Status.NULL_VALUE
 #: Distinct feature lists whose resolution is cached for online reads.
 _PLAN_CACHE_SIZE = 1024
 #: Rows per batch while the online index is loaded from the file.
@@ -175,7 +181,6 @@ class Store:
         self._layouts = {name: ViewLayout.resolve(view, entities) for name, view in self._registry.views.items()}
         self._generation += 1
         self._online_plans = {}
-        self._compute_plans: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def _layout(self, view: str) -> ViewLayout:
         layouts = self._layouts
@@ -365,6 +370,13 @@ class Store:
             layout = self._layout(view)
             expected = layout.input_columns()
             reader = to_reader(data, text_columns=[name for name, _, _ in expected])
+            computed = [name for name in reader.schema.names if name in layout.view.derived]
+            if computed:
+                raise SchemaError(
+                    f"view {view!r}: input has column(s) {', '.join(computed)}, which the view computes at ingest "
+                    "with its featurizers; drop them from the input",
+                    view=view, column=computed[0],
+                )
             check_columns(view, reader.schema, expected)
             names = layout.stored_columns()
             index = self._indexes.get(view)
@@ -420,6 +432,8 @@ class Store:
         return index
 
     def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> _OnlinePlan:
+        """How to serve a feature list online (cached per list): one index read per stored
+        view, which also fetches what on-demand views need from it, then the featurizers."""
         if isinstance(features, str):
             features = [features]
         key = (tuple(features), full_feature_names)
@@ -429,22 +443,39 @@ class Store:
             generation = self._generation
             groups, order = resolve_features(features, full_feature_names, self._schema_of)
             reads: list[_ViewRead] = []
-            computes: list[_ViewRead] = []
+            position: dict[str, int] = {}
+            types: dict[str, pa.DataType] = {}
+            odfv_groups = []
             for view, feats, outs in groups:
                 schema = self._schema_of(view)
-                part = (view, tuple(feats), outs, [arrow_type(schema[f]) for f in feats])
-                (computes if view in self._registry.odfvs else reads).append(part)
-            # A stored view read for its own features also fetches what on-demand views
-            # need from it, so one index lookup per view serves both.
-            for i, (read_view, read_feats, read_outs, read_types) in enumerate(reads):
-                extra = [
-                    field
-                    for odfv, odfv_feats, *_ in computes
-                    for field in self._compute_plan(odfv, odfv_feats)[0].get(read_view, ())
-                    if field not in read_feats
-                ]
-                reads[i] = (read_view, read_feats + tuple(dict.fromkeys(extra)), read_outs, read_types)
-            plan = (reads, computes, order)
+                types.update((out, arrow_type(schema[f])) for f, out in zip(feats, outs))
+                if view in self._registry.odfvs:
+                    odfv_groups.append((view, tuple(feats), outs))
+                else:
+                    position[view] = len(reads)
+                    reads.append((view, tuple(feats), outs))
+            computes: list[_Compute] = []
+            for odfv, feats, outs in odfv_groups:
+                needed, featurizers = self._compute_plan(odfv, feats)
+                for view, fields in needed.items():
+                    if view not in position:  # a view read only for the featurizers
+                        position[view] = len(reads)
+                        reads.append((view, (), []))
+                    read_view, read_feats, read_outs = reads[position[view]]
+                    extra = tuple(f for f in fields if f not in read_feats)
+                    reads[position[view]] = (read_view, read_feats + extra, read_outs)
+                for fz, bound, places in featurizers:
+                    args: list[tuple[int, int] | str] = []
+                    for kind, source, field in bound:
+                        if kind == "view":
+                            args.append((position[source], reads[position[source]][1].index(field)))
+                        else:
+                            args.append(field)
+                    computes.append((odfv, fz, tuple(args), tuple((outs[p], output) for p, output in places)))
+            key_types: dict[str, pa.DataType] = {}
+            for view, *_ in reads:
+                key_types.update(self._layout(view).keys_arrow_types())
+            plan = (reads, computes, order if len(groups) > 1 else None, {**key_types, **types})
             if generation == self._generation:  # views unchanged while resolving
                 if len(plans) >= _PLAN_CACHE_SIZE:
                     plans.clear()  # callers with endless distinct lists: start over
@@ -470,116 +501,66 @@ class Store:
         those values and ``request_data`` (``{field: [value per entity]}``).
         """
         self._check_open()
-        reads, computes, order = self._online_plan(features, full_feature_names)
+        reads, computes, order, types = self._online_plan(features, full_feature_names)
         columns = entity_columns(entity_rows)
         if not columns:  # no entities: an empty response with the right columns
             columns = {k: [] for view, *_ in reads for k in self._layout(view).key_names}
         now_us = time.time_ns() // 1000 if now is None else _moment_us(now, "now")
         key_out: dict[str, list[Any]] = {}
-        values: dict[str, list[Any]] = {}
-        statuses: dict[str, list[str]] = {}
-        types: dict[str, pa.DataType] = {}
-
-        fetched: dict[tuple[str, str], list[Any]] = {}
-
-        def read(view: str, feats: tuple[str, ...]) -> tuple[list[list[Any]], list[list[str]]]:
-            if all((view, f) in fetched for f in feats):  # already read in this call
-                return [fetched[(view, f)] for f in feats], []
+        # Several groups: slots in the order asked, filled as the groups are served.
+        values: dict[str, Any] = {} if order is None else dict.fromkeys(order)
+        statuses: dict[str, Any] = {} if order is None else dict.fromkeys(order)
+        stored: list[list[list[Any]]] = []
+        for view, feats, outs in reads:
             index = self._indexes.get(view) or self._index(view)
             keys = keys_for(view, index.key_names, columns)
-            for k, dtype in index.layout.keys:
+            for k in index.key_names:
                 if k not in key_out:
                     key_out[k] = columns[k]
-                    types[k] = arrow_type(dtype)
             vals, stats, future = index.read(keys, feats, now_us)
             if future:
                 self._resolve_future(view, list(feats), keys, future, now_us, vals, stats)
-            fetched.update(zip(((view, f) for f in feats), vals))
-            return vals, stats
-
-        for view, feats, outs, out_types in reads:
-            vals, stats = read(view, feats)
-            values.update(zip(outs, vals))
-            statuses.update(zip(outs, stats))
-            types.update(zip(outs, out_types))
-        for odfv, feats, outs, out_types in computes:
-            computed = self._compute_online(odfv, feats, read, columns, request_data)
-            for out, out_type, column in zip(outs, out_types, computed):
-                values[out] = column
-                statuses[out] = [Status.NULL_VALUE if v is None else Status.PRESENT for v in column]
-                types[out] = out_type
-        if len(reads) + len(computes) > 1:  # several views: put the features back in the order asked
-            values = {out: values[out] for out in order}
-            statuses = {out: statuses[out] for out in order}
+            stored.append(vals)
+            if outs:
+                values.update(zip(outs, vals))
+                statuses.update(zip(outs, stats))
+        if computes:
+            n = len(next(iter(columns.values()))) if columns else 0
+            for odfv, fz, args, outputs in computes:
+                # The per-request path: the featurizer's compiled kernel, entity by entity.
+                cols = [stored[a[0]][a[1]] if type(a) is tuple else _request_column(odfv, a, request_data, n) for a in args]
+                run = fz.run_args
+                try:
+                    computed = [run([c[0] for c in cols])] if n == 1 else [run(row) for row in zip(*cols)]
+                except TypeError as exc:
+                    raise InputError(f"on-demand view {odfv!r}, featurizer {fz.name!r}: {exc}", view=odfv) from None
+                for out, output in outputs:
+                    column = computed if len(fz.outputs) == 1 else [row[output] for row in computed]
+                    values[out] = column
+                    statuses[out] = [_NULL if v is None else _PRESENT for v in column]
         return OnlineResponse(key_out, values, statuses, types)
-
-    def _compute_online(
-        self,
-        name: str,
-        feats: tuple[str, ...],
-        read: Callable[[str, tuple[str, ...]], tuple[list[list[Any]], list[list[str]]]],
-        columns: dict[str, list[Any]],
-        request_data: Mapping[str, Sequence[Any]] | None,
-    ) -> list[list[Any]]:
-        """The per-request path of an on-demand view: its featurizers' compiled kernels
-        applied entity by entity to online values and request data."""
-        needed, requests, plans = self._compute_plan(name, feats)
-        inputs: dict[tuple[str, str, str], list[Any]] = {}
-        for view, fields in needed.items():
-            vals, _ = read(view, fields)
-            inputs.update({("view", view, f): v for f, v in zip(fields, vals)})
-        n = len(next(iter(columns.values()))) if columns else None
-        for binding in requests:
-            inputs[binding] = _request_column(name, binding[2], request_data, n)
-            n = len(inputs[binding]) if n is None else n
-        results: list[list[Any]] = [[] for _ in feats]
-        rows = range(n or 0)
-        for fz, bound, places in plans:
-            cols = [inputs[b] for b in bound]
-            run = fz.run_args
-            try:
-                computed = [run([col[i] for col in cols]) for i in rows]
-            except TypeError as exc:
-                raise InputError(f"on-demand view {name!r}, featurizer {fz.name!r}: {exc}", view=name) from None
-            if len(fz.outputs) == 1:
-                results[places[0][0]] = computed
-            else:
-                for position, output in places:
-                    results[position] = [row[output] for row in computed]
-        return results
 
     def _compute_plan(
         self, name: str, feats: tuple[str, ...]
-    ) -> tuple[dict[str, tuple[str, ...]], list[Binding], list[tuple[Featurizer, list[Binding], list[tuple[int, int]]]]]:
-        """What an on-demand view needs for ``feats``: stored fields per source view,
-        request fields, and per featurizer its input bindings in order and where its
-        outputs go (position in ``feats``, output index). Cached."""
-        key = (name, feats)
-        plan = self._compute_plans.get(key)
-        if plan is None:
-            generation = self._generation
-            odfv = self._registry.odfvs[name]
-            bindings = self._registry.bindings[name]
-            needed: dict[str, list[str]] = {}
-            requests: list[Binding] = []
-            plans: dict[int, tuple[Featurizer, list[Binding], list[tuple[int, int]]]] = {}
-            for position, feat in enumerate(feats):
-                fz, output = odfv.outputs[feat]
-                if id(fz) in plans:  # another output of a featurizer already planned
-                    plans[id(fz)][2].append((position, output))
-                    continue
-                bound = [bindings[feat][param] for param, _ in fz.inputs]
-                plans[id(fz)] = (fz, bound, [(position, output)])
-                for binding in bound:
-                    kind, source, field = binding
-                    if kind == "view" and field not in needed.setdefault(source, []):
-                        needed[source].append(field)
-                    elif kind == "request" and binding not in requests:
-                        requests.append(binding)
-            plan = ({view: tuple(fields) for view, fields in needed.items()}, requests, list(plans.values()))
-            if generation == self._generation:
-                self._compute_plans[key] = plan
-        return plan
+    ) -> tuple[dict[str, tuple[str, ...]], list[tuple[Featurizer, list[Binding], list[tuple[int, int]]]]]:
+        """What an on-demand view needs for ``feats``: stored fields per source view, and
+        per featurizer its input bindings in order and where its outputs go (position in
+        ``feats``, output index)."""
+        odfv = self._registry.odfvs[name]
+        bindings = self._registry.bindings[name]
+        needed: dict[str, list[str]] = {}
+        plans: dict[int, tuple[Featurizer, list[Binding], list[tuple[int, int]]]] = {}
+        for position, feat in enumerate(feats):
+            fz, output = odfv.outputs[feat]
+            if id(fz) in plans:  # another output of a featurizer already planned
+                plans[id(fz)][2].append((position, output))
+                continue
+            bound = [bindings[feat][param] for param, _ in fz.inputs]
+            plans[id(fz)] = (fz, bound, [(position, output)])
+            for kind, source, field in bound:
+                if kind == "view" and field not in needed.setdefault(source, []):
+                    needed[source].append(field)
+        return {view: tuple(fields) for view, fields in needed.items()}, list(plans.values())
 
     def _resolve_future(
         self, view: str, feats: list[str], keys: list[Any], future: list[int], now_us: int,
