@@ -220,12 +220,16 @@ class Featurizer:
         value of the wrong kind."""
         converted = []
         defaults = self.defaults
+        null = False
         for name, convert, value in zip(self._names, self._converters, args):  # type: ignore[attr-defined]
             if value is None:
                 if name not in defaults:
-                    return self._null  # type: ignore[attr-defined]
+                    null = True  # the result is null; the other values are still checked
+                    continue
                 value = defaults[name]
             converted.append(convert(value))
+        if null:
+            return self._null  # type: ignore[attr-defined]
         result = self._call(*converted)  # type: ignore[attr-defined]
         finish = self._finish  # type: ignore[attr-defined]
         return result if finish is None else finish(result)

@@ -221,7 +221,7 @@ class Registry:
                 if mismatch is not None:
                     raise FeaturizerError(
                         f"{owner_text}: featurizer {fz.name!r} (feature {key!r}) differs between the "
-                        f"batch and per-request paths ({mismatch}); it cannot be applied",
+                        f"batch and per-request paths, or fails ({mismatch}); it cannot be applied",
                         featurizer=fz.name,
                         mismatch=mismatch,
                     )

@@ -31,7 +31,7 @@ from .types import MAX_US, MIN_US
 if TYPE_CHECKING:
     from .featurizer import Featurizer
 
-__all__ = ["Mismatch", "verify"]
+__all__ = ["Mismatch", "Raised", "first_mismatch", "same_bits", "verify"]
 
 _EPOCH = datetime(1970, 1, 1)
 _ARROW = {
@@ -64,8 +64,21 @@ _SIMPLE: dict[str, list[Any]] = {
 
 
 @dataclass(frozen=True)
+class Raised:
+    """A path raised instead of returning (reported as a failure even when both paths
+    raise alike: serving would fail on that input)."""
+
+    error: str
+    message: str
+
+    def __repr__(self) -> str:
+        return f"<raises {self.error}: {self.message}>"
+
+
+@dataclass(frozen=True)
 class Mismatch:
-    """One input row on which the batch and per-request paths disagree."""
+    """One input row on which the batch and per-request paths disagree, or on which one
+    of them raises."""
 
     featurizer: str
     inputs: Mapping[str, Any]
@@ -93,6 +106,8 @@ def same_bits(a: Any, b: Any) -> bool:
 def _show_bits(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_show_bits(v) for v in value) + ")"
+    if isinstance(value, Raised):
+        return repr(value)
     if isinstance(value, float):
         return f"{value!r} (0x{struct.unpack('<Q', struct.pack('<d', value))[0]:016x})"
     return repr(value)
@@ -106,6 +121,22 @@ def _naive(value: Any) -> Any:
 
 
 def _batch_results(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    try:
+        return _run_batch(fz, rows)
+    except Exception as exc:  # noqa: BLE001 - a crash is a finding: pin it to rows
+        if len(rows) == 1:
+            return [Raised(type(exc).__name__, str(exc))]
+        return [result for row in rows for result in _batch_results(fz, [row])]
+
+
+def _run_single(fz: Featurizer, row: Sequence[Any]) -> Any:
+    try:
+        return fz.run_args(list(row))
+    except Exception as exc:  # noqa: BLE001 - a crash is a finding
+        return Raised(type(exc).__name__, str(exc))
+
+
+def _run_batch(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
     columns = {
         name: pa.array([row[j] for row in rows], type=_ARROW[dtype]) for j, (name, dtype) in enumerate(fz.inputs)
     }
@@ -118,7 +149,8 @@ def _batch_results(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
 def first_mismatch(fz: Featurizer, rows: Sequence[Sequence[Any]], lead: Sequence[Sequence[Any]] = ()) -> Mismatch | None:
     """The first of ``rows`` (input values in declaration order, None for null) whose
     per-request result differs from its batch result, with the batch preceded by ``lead``,
-    or from its result in a second batch holding the rows reversed after one extra row."""
+    or from its result in a second batch holding the rows reversed after one extra row;
+    or on which a path raises."""
     if not rows:
         return None
     lead = list(lead)
@@ -126,8 +158,8 @@ def first_mismatch(fz: Featurizer, rows: Sequence[Sequence[Any]], lead: Sequence
     moved = _batch_results(fz, [rows[-1], *reversed(rows)])[:0:-1]
     names = [name for name, _ in fz.inputs]
     for row, batched, elsewhere in zip(rows, batch, moved):
-        single = fz.run_args(list(row))
-        if not (same_bits(single, batched) and same_bits(single, elsewhere)):
+        single = _run_single(fz, row)
+        if isinstance(single, Raised) or not (same_bits(single, batched) and same_bits(single, elsewhere)):
             return Mismatch(fz.name, dict(zip(names, row)), batched, single, elsewhere)
     return None
 

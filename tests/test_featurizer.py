@@ -253,3 +253,14 @@ def test_a_new_process_loads_compiled_kernels_from_the_disk_cache(tmp_path):
     assert first == {"kernel": [0, 1], "loop": [0, 1]}
     assert second == {"kernel": [1, 0], "loop": [1, 0]}
     assert list((tmp_path / "cache" / "kernels").glob("_featurelite_kernel_*.py"))
+
+
+@featurizer
+def as_text(n: int) -> str:
+    return str(n)  # Numba's str() of -2**63 raises MemoryError (a Numba bug)
+
+
+def test_a_featurizer_that_crashes_on_some_input_is_reported():
+    mismatch = as_text.verify(examples=300)
+    assert mismatch is not None and mismatch.inputs == {"n": -(2**63)}
+    assert "raises MemoryError" in str(mismatch)
