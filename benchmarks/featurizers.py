@@ -28,9 +28,22 @@ def ratio(f0: float, f1: float) -> float:
     return f0 / (f1 + 1.0)
 
 
+@fl.featurizer
+def spread(f0: float, f1: float) -> tuple[float, bool]:
+    return abs(f0 - f1), f0 > f1
+
+
+@fl.featurizer
+def scaled(f0: float, f1: float = 0.0) -> float:
+    return f0 * 2.0 + f1
+
+
 def on_demand_view() -> fl.OnDemandFeatureView:
-    """``ratios``: the featurizer bound to ``f0`` and ``f1`` of the benchmark view."""
-    return fl.OnDemandFeatureView(ODFV, sources=[VIEW], featurizers={ODFV_FEATURE: ratio})
+    """``ratios``: the featurizer under test bound to ``f0`` and ``f1`` of the benchmark
+    view, plus two more a store would typically carry (the cold start loads all three)."""
+    return fl.OnDemandFeatureView(
+        ODFV, sources=[VIEW], featurizers={ODFV_FEATURE: ratio, ("gap", "f0_larger"): spread, "scaled": scaled}
+    )
 
 
 @numba.njit(nogil=True, error_model="numpy")
