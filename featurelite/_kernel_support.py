@@ -23,7 +23,6 @@ from typing import Any
 import numba
 import numpy as np
 from numba.core import types
-from numba.extending import overload
 from numba.cpython.unicode import (
     PY_UNICODE_1BYTE_KIND,
     PY_UNICODE_2BYTE_KIND,
@@ -31,6 +30,7 @@ from numba.cpython.unicode import (
     _empty_string,
     _set_code_point,
 )
+from numba.extending import overload
 
 __all__ = ["as_bool", "as_float64", "as_int64", "as_str", "decode_utf8", "put_utf8"]
 
@@ -101,7 +101,7 @@ def _as_str(value):  # type: ignore[no-untyped-def]  # Numba wants the stub's ex
 
 
 @numba.njit(cache=True, nogil=True)
-def _code_point(data: np.ndarray, i: int) -> tuple[int, int]:
+def _code_point(data: np.ndarray, i: int) -> tuple[Any, int]:
     """The code point starting at byte ``i`` of valid UTF-8 (Arrow validates it) and the
     index of the byte after it."""
     b = np.int64(data[i])

@@ -1,8 +1,10 @@
 """The end-to-end example: ``python -m featurelite.demo [STORE]``.
 
-Generates a small shop dataset, defines an entity and a feature view, ingests the events,
-builds a point-in-time training set and reads online values, printing each step. With no
-argument the store lives in memory; pass a file path to keep it.
+Generates a small shop dataset, defines an entity, a feature view with a write-time
+featurizer and an on-demand view with a request-time one, ingests the events, builds a
+point-in-time training set, reads online values and checks the featurizers' two paths
+agree, printing each step. With no argument the store lives in memory; pass a file path to
+keep it.
 """
 
 from __future__ import annotations
@@ -39,14 +41,28 @@ def example_events(users: int = 1_000, events: int = 20_000, seed: int = 7) -> p
 
 
 def example_spine(users: int = 1_000, rows: int = 5, seed: int = 11) -> pa.Table:
-    """An entity dataframe: which users to label, and when."""
+    """An entity dataframe: which users to label, when, and the basket each checkout had
+    (request data, for the on-demand feature)."""
     rng = np.random.default_rng(seed)
     offsets = rng.integers(0, 70 * 24 * 3600, rows)
     return pa.table({
         "user_id": rng.integers(0, users, rows),
         "event_timestamp": _timestamps(offsets),
+        "basket": np.round(rng.gamma(2.0, 15.0, rows), 2),
         "label": rng.integers(0, 2, rows),
     })
+
+
+@fl.featurizer
+def spend_per_order(spend_7d: float, orders_7d: int) -> float:
+    """Derived at ingest: stored in history and online with the raw features."""
+    return spend_7d / orders_7d if orders_7d > 0 else 0.0
+
+
+@fl.featurizer
+def basket_share(basket: float, spend_7d: float = 0.0) -> float:
+    """Computed per request from the stored spend and the basket in the request."""
+    return basket / (basket + spend_7d)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,22 +77,31 @@ def main(argv: list[str] | None = None) -> int:
             schema={"spend_7d": "float64", "orders_7d": "int64", "country": "string"},
             ttl="30d",
             description="7-day spend per user",
+            featurizers={"spend_per_order": spend_per_order},
         )
-        plan = store.apply([user, stats])
+        basket = fl.RequestSource("checkout", schema={"basket": "float64"})
+        shares = fl.OnDemandFeatureView("shares", sources=[stats, basket], featurizers={"basket_share": basket_share})
+        plan = store.apply([user, stats, shares])
         print(f"apply: added {[c.name for c in plan.added]}, unchanged {[c.name for c in plan.unchanged]}")
         result = store.ingest("user_stats", example_events())
-        print(f"ingest: {result.rows} history rows into {result.view!r}")
+        print(f"ingest: {result.rows} history rows into {result.view!r} (spend_per_order computed on the way in)")
         spine = example_spine()
-        train = store.get_historical_features(spine, ["user_stats:spend_7d", "user_stats:orders_7d", "user_stats:country"])
+        train = store.get_historical_features(
+            spine, ["user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:country", "shares:basket_share"]
+        )
         print("training set (point-in-time correct):")
         print(_text_table(train))
         users = spine.column("user_id").to_pylist()[:3]
         online = store.get_online_features(
-            [{"user_id": u} for u in users], ["user_stats:spend_7d", "user_stats:country"],
-            now=START + timedelta(days=61),
+            [{"user_id": u} for u in users],
+            ["user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:country", "shares:basket_share"],
+            request_data={"basket": [25.0] * len(users)}, now=START + timedelta(days=61),
         )
         print("online values at 2026-03-03:", online.to_dict())
         print("statuses:", online.statuses)
+        for check in store.verify(examples=500):
+            verdict = "same bits in both paths" if check.ok else f"MISMATCH {check.mismatch}"
+            print(f"verify {check.view}:{','.join(check.features)} ({check.examples} examples): {verdict}")
     return 0
 
 

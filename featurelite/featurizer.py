@@ -146,8 +146,9 @@ class Featurizer:
         object.__setattr__(self, "_converters", tuple(_CONVERT[d] for _, d in self.inputs))
         object.__setattr__(self, "_call", self._kernels.call if self._kernels is not None else None)
         object.__setattr__(self, "_null", None if len(self.outputs) == 1 else (None,) * len(self.outputs))
-        finish: Callable[[Any], Any] | None = None
-        post = tuple({"timestamp": _timestamp_out, "string": _string_out}.get(d) for d in self.outputs)
+        finish: Any = None
+        fixes: dict[str, Callable[[Any], Any]] = {"timestamp": _timestamp_out, "string": _string_out}
+        post = tuple(fixes.get(d) for d in self.outputs)
         if len(self.outputs) == 1:
             finish = post[0]
         else:
@@ -268,8 +269,8 @@ class Featurizer:
                 raise ValueError(f"featurizer {self.name!r}: input columns differ in length")
             if column.null_count:
                 if name not in self.defaults:
-                    present = column.is_valid().to_numpy(zero_copy_only=False)
-                    valid = present if valid is None else np.logical_and(valid, present, out=valid)
+                    given = column.is_valid().to_numpy(zero_copy_only=False)
+                    valid = given if valid is None else np.logical_and(valid, given, out=valid)
                 filler = self.defaults.get(name, _FILLER[dtype])
                 column = pc.fill_null(column, pa.scalar(filler, type=column.type))
             if dtype == "string":
@@ -419,7 +420,7 @@ def _check_return_type(fname: str, returned: Any, outputs: tuple[str, ...]) -> N
             f"featurizer {fname!r} returns several values but sometimes None; return a tuple every time",
             featurizer=fname,
         )
-    found = list(returned.types) if isinstance(returned, types.BaseTuple) and len(outputs) > 1 else [returned]
+    found = list(typing.cast(Any, returned).types) if isinstance(returned, types.BaseTuple) and len(outputs) > 1 else [returned]
     declared = {"float64": types.float64, "int64": types.int64, "bool": types.boolean,
                 "timestamp": types.int64, "string": types.unicode_type}
     converts = {"float64": (types.Integer, types.Float, types.Boolean), "int64": (types.Integer, types.Boolean),

@@ -175,35 +175,37 @@ class CompiledKernels:
 
         self._module = module
         self._cache = _can_cache(module)
-        options = {"nogil": True, "error_model": "numpy", "cache": self._cache}
+        cache = self._cache
+
+        def jit(func: Any) -> Any:
+            return numba.njit(nogil=True, error_model="numpy", cache=cache)(func)
+
+        self._jit = jit
         signature = tuple(numba_type(d) for d in inputs)
         # No fastmath, NumPy's error model (x / 0 gives inf or nan, not an exception): the
         # kernel's result then depends only on its arguments.
-        user = numba.njit(**options)(getattr(module, func_name))
+        user = jit(getattr(module, func_name))
         user.compile(signature)  # for its return type; from the disk cache when it is there
         #: What Numba infers the function itself returns (before the casts).
         self.user_return_type = user.overloads[signature].signature.return_type
         if check is not None:
             check(self.user_return_type)
-        module._fl_user = user
-        self.kernel = numba.njit(**options)(module._fl_typed)
+        module._fl_user = user  # type: ignore[attr-defined]  # read by _fl_typed when it compiles
+        self.kernel = jit(module._fl_typed)
         self.kernel.compile(signature)
         self.kernel.disable_compile()  # another argument type fails instead of compiling a second kernel
         #: The compiled function without Numba's type dispatch: the per-request fast path.
         self.call = self.kernel.overloads[signature].entry_point
         self.return_type = self.kernel.overloads[signature].signature.return_type
-        module._fl_kernel = self.kernel
+        module._fl_kernel = self.kernel  # type: ignore[attr-defined]  # read by _fl_loop when it compiles
         self._loop: Any = None
-        self._options = options
 
     @property
     def loop(self) -> Any:
         if self._loop is None:
-            import numba
-
             with _lock:
                 if self._loop is None:
-                    self._loop = numba.njit(**self._options)(self._module._fl_loop)
+                    self._loop = self._jit(self._module._fl_loop)
         return self._loop
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from .conform import ColumnSpec
 from .db import quote
-from .definitions import Binding, Entity, FeatureView
+from .definitions import Entity, FeatureView
 from .featurizer import Featurizer
 from .types import arrow_type, duckdb_type, storage_arrow_type
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -16,14 +16,21 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import offline, online
 from ._version import __version__
 from .conform import check_columns, conform_table, normalize_timestamps
 from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
-from .errors import DefinitionError, FeaturizerError, InputError, ReadOnlyError, SchemaError, StoreClosedError, UnknownFeatureViewError
+from .errors import (
+    DefinitionError,
+    FeaturizerError,
+    InputError,
+    ReadOnlyError,
+    SchemaError,
+    StoreClosedError,
+    UnknownFeatureViewError,
+)
 from .featurizer import Featurizer
 from .layout import ViewLayout
 from .online import Status
@@ -455,8 +462,8 @@ class Store:
                     position[view] = len(reads)
                     reads.append((view, tuple(feats), outs))
             computes: list[_Compute] = []
-            for odfv, feats, outs in odfv_groups:
-                needed, featurizers = self._compute_plan(odfv, feats)
+            for odfv, odfv_feats, outs in odfv_groups:
+                needed, featurizers = self._compute_plan(odfv, odfv_feats)
                 for view, fields in needed.items():
                     if view not in position:  # a view read only for the featurizers
                         position[view] = len(reads)

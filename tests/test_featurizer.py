@@ -20,11 +20,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from skewing import skewed
 
 import featurelite as fl
 from featurelite import FeaturizerError, Timestamp, featurizer
 from featurelite.verification import first_mismatch, same_bits
-from skewing import skewed
 
 DAY_US = 86_400_000_000
 
@@ -202,6 +202,28 @@ def test_fastmath_in_the_batch_path_is_caught_by_verify():
     mismatch = broken.verify(examples=300)
     assert mismatch is not None and "0x" in str(mismatch)
     assert not same_bits(mismatch.batch, mismatch.request)
+
+
+def test_a_batch_result_that_depends_on_position_is_caught_by_verify():
+    """A batch loop whose result depends on where a row sits (here: rows after the fifth
+    are scaled by one ulp) passes a check that only looks at the first rows, and is
+    caught by verify, which also runs the batch reversed and shifted."""
+    kernel = cancel._kernels.kernel
+
+    @numba.njit
+    def drifting_loop(x0, x1, v0, o0):  # noqa: ANN001, ANN202 - the generated loop's signature
+        for i in range(v0.shape[0]):
+            v0[i] = True
+            o0[i] = kernel(x0[i], x1[i]) * (1.0 if i < 5 else 1.0 + 2.0**-52)
+        return 0
+
+    drifting = dataclasses.replace(
+        cancel, _kernels=types.SimpleNamespace(call=cancel._kernels.call, loop=drifting_loop, return_type=None)
+    )
+    assert first_mismatch(drifting, [(1.0, 2.0)] * 4) is None  # within the first five rows all agree
+    mismatch = drifting.verify(examples=300)
+    assert mismatch is not None
+    assert not (same_bits(mismatch.request, mismatch.batch) and same_bits(mismatch.request, mismatch.moved))
 
 
 @featurizer

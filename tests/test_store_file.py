@@ -175,6 +175,7 @@ def test_demo_runs(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "training set" in out and "PRESENT" in out
+    assert out.count("same bits in both paths") == 2 and "MISMATCH" not in out
 
 
 def test_the_same_file_twice_in_one_process_is_refused(tmp_path):
