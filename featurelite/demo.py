@@ -17,7 +17,7 @@ import pyarrow as pa
 
 import featurelite as fl
 
-__all__ = ["example_events", "example_spine", "main"]
+__all__ = ["definitions", "example_events", "example_spine", "main"]
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -65,23 +65,28 @@ def basket_share(basket: float, spend_7d: float = 0.0) -> float:
     return basket / (basket + spend_7d)
 
 
+def definitions() -> list[fl.Entity | fl.FeatureView | fl.OnDemandFeatureView]:
+    """The demo's entity, feature view (with a write-time featurizer) and on-demand view."""
+    user = fl.Entity("user", join_keys=["user_id"])
+    stats = fl.FeatureView(
+        "user_stats",
+        entities=[user],
+        timestamp_field="ts",
+        schema={"spend_7d": "float64", "orders_7d": "int64", "country": "string"},
+        ttl="30d",
+        description="7-day spend per user",
+        featurizers={"spend_per_order": spend_per_order},
+    )
+    basket = fl.RequestSource("checkout", schema={"basket": "float64"})
+    shares = fl.OnDemandFeatureView("shares", sources=[stats, basket], featurizers={"basket_share": basket_share})
+    return [user, stats, shares]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else ":memory:"
     with fl.open(path) as store:
-        user = fl.Entity("user", join_keys=["user_id"])
-        stats = fl.FeatureView(
-            "user_stats",
-            entities=[user],
-            timestamp_field="ts",
-            schema={"spend_7d": "float64", "orders_7d": "int64", "country": "string"},
-            ttl="30d",
-            description="7-day spend per user",
-            featurizers={"spend_per_order": spend_per_order},
-        )
-        basket = fl.RequestSource("checkout", schema={"basket": "float64"})
-        shares = fl.OnDemandFeatureView("shares", sources=[stats, basket], featurizers={"basket_share": basket_share})
-        plan = store.apply([user, stats, shares])
+        plan = store.apply(definitions())
         print(f"apply: added {[c.name for c in plan.added]}, unchanged {[c.name for c in plan.unchanged]}")
         result = store.ingest("user_stats", example_events())
         print(f"ingest: {result.rows} history rows into {result.view!r} (spend_per_order computed on the way in)")
