@@ -112,8 +112,13 @@ def replace_sql(layout: ViewLayout, winners_sql: str) -> list[str]:
 
 
 def index_columns(layout: ViewLayout) -> list[str]:
-    """Columns the in-memory index needs: keys, features, event time."""
-    return [*layout.key_names, *(f for f, _ in layout.features), layout.ts]
+    """Columns the in-memory index needs: keys, features, and the tie-break order (event
+    time, created time if the view has one, ingest sequence)."""
+    return [*layout.key_names, *(f for f, _ in layout.features), layout.ts, *([layout.created] if layout.created else []), SEQ]
+
+
+#: A null created time sorts first, like ``-infinity`` in the SQL order key.
+_NO_CREATED = np.iinfo(np.int64).min
 
 
 def _to_numpy(values: pa.ChunkedArray, fam: str) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +172,9 @@ class OnlineIndex:
         self.mats: dict[str, np.ndarray] = {}
         self.valid = np.zeros((0, len(self.features)), dtype=np.bool_)
         self.ts = np.zeros(0, dtype=np.int64)
+        #: The rest of each row's tie-break order: ingest sequence, and created time.
+        self.seq = np.zeros(0, dtype=np.int64)
+        self.created: np.ndarray | None = np.zeros(0, dtype=np.int64) if layout.created else None
         self.lock = threading.Lock()
         self._plans: dict[tuple[str, ...], _ReadPlan] = {}
 
@@ -185,9 +193,13 @@ class OnlineIndex:
             self.mats[fam] = mat
         valid = np.zeros((capacity, len(self.features)), dtype=np.bool_)
         valid[: self.size] = self.valid[: self.size]
-        ts = np.zeros(capacity, dtype=np.int64)
-        ts[: self.size] = self.ts[: self.size]
-        self.valid, self.ts, self.capacity = valid, ts, capacity
+        ts, seq = np.zeros(capacity, dtype=np.int64), np.zeros(capacity, dtype=np.int64)
+        ts[: self.size], seq[: self.size] = self.ts[: self.size], self.seq[: self.size]
+        if self.created is not None:
+            created = np.zeros(capacity, dtype=np.int64)
+            created[: self.size] = self.created[: self.size]
+            self.created = created
+        self.valid, self.ts, self.seq, self.capacity = valid, ts, seq, capacity
 
     def upsert(self, table: pa.Table) -> None:
         """Apply rows that won in the online table (columns: :func:`index_columns`)."""
@@ -203,7 +215,7 @@ class OnlineIndex:
             for j, i in enumerate(cols):
                 block[:, j], valid[:, i] = _to_numpy(table.column(self.features[i][0]), fam)
             blocks[fam] = block
-        ts = table.column(self.layout.ts).cast(pa.int64()).to_numpy()
+        ts, created, seq = self._order(table)
         with self.lock:
             pos, added = self.keys.add_missing(keys, self.size)
             if added:
@@ -213,7 +225,48 @@ class OnlineIndex:
                 self.mats[fam][pos] = block
             self.valid[pos] = valid
             self.ts[pos] = ts
+            self.seq[pos] = seq
+            if self.created is not None:
+                self.created[pos] = created
 
+    def _order(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(event time, created time or None, sequence) of rows, as int64 arrays."""
+        ts = table.column(self.layout.ts).cast(pa.int64()).to_numpy()
+        seq = table.column(SEQ).to_numpy().astype(np.int64, copy=False)
+        created = None
+        if self.layout.created:
+            created = pc.fill_null(table.column(self.layout.created).cast(pa.int64()), _NO_CREATED).to_numpy()
+        return ts, created, seq
+
+    def merge(self, table: pa.Table) -> None:
+        """Apply rows (one per key, columns: :func:`index_columns`) that win against what
+        the index holds under the tie-break rules; the others lose and change nothing.
+
+        What an ingest does when it leaves the online table to be brought up to date
+        later (:meth:`featurelite.Store.checkpoint`): the index alone decides the winners."""
+        if table.num_rows == 0:
+            return
+        keys = arrow_keys(table, self.key_names, self.int_keys)
+        ts, created, seq = self._order(table)
+        if self.size == 0:
+            self.upsert(table)
+            return
+        with self.lock:  # the decision and the write see one state (ingests are serialised anyway)
+            rows = self.keys.lookup(keys) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
+            known = rows >= 0
+            old = np.where(known, rows, 0)
+            old_ts, old_seq = self.ts[old], self.seq[old]
+            later = ts > old_ts
+            same = ts == old_ts
+            if created is not None and self.created is not None:
+                old_created = self.created[old]
+                later |= same & (created > old_created)
+                same &= created == old_created
+            wins = ~known | later | (same & (seq > old_seq))
+        if wins.all():
+            self.upsert(table)
+        elif wins.any():
+            self.upsert(table.filter(pa.array(wins)))
     @classmethod
     def build(cls, layout: ViewLayout, rows: int, batches: Iterable[pa.RecordBatch]) -> OnlineIndex:
         """An index over ``rows`` online rows arriving in ``batches`` (columns:
@@ -226,7 +279,8 @@ class OnlineIndex:
 
     def nbytes(self) -> int:
         """Memory held by the index's arrays (exact for numeric keys and values)."""
-        total = self.valid.nbytes + self.ts.nbytes + self.keys.nbytes()
+        total = self.valid.nbytes + self.ts.nbytes + self.seq.nbytes + self.keys.nbytes()
+        total += 0 if self.created is None else self.created.nbytes
         return total + sum(m.nbytes for m in self.mats.values())
 
     # -- reads ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ from .errors import (
     UnknownFeatureViewError,
 )
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Change", "Registry"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Change", "Registry", "pending_online", "set_pending"]
 
 FORMAT_NAME = "featurelite"
 #: Generated examples each featurizer is checked on when applied (Store.verify does more).
@@ -107,11 +107,37 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
         )
 
 
-def take_seq(con: duckdb.DuckDBPyConnection, count: int) -> int:
-    """Reserve ``count`` ingest sequence numbers inside the caller's transaction."""
-    start = int(run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")[0][0])
+def next_seq(con: duckdb.DuckDBPyConnection) -> int:
+    """The next free ingest sequence number."""
+    return int(run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")[0][0])
+
+
+def take_seq(con: duckdb.DuckDBPyConnection, count: int, start: int | None = None) -> int:
+    """Reserve ``count`` ingest sequence numbers inside the caller's transaction, from
+    ``start`` if the caller knows the next free number (it holds the only writer)."""
+    if start is None:
+        start = next_seq(con)
     run(con, "UPDATE fl_meta SET value = ? WHERE key = 'next_seq'", [str(start + count)])
     return start
+
+
+#: fl_meta key prefix marking a view whose online table lags its history: the value is the
+#: first ingest sequence number not yet applied to the online table.
+_PENDING = "online_pending:"
+
+
+def pending_online(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Views whose online tables lag their history, with the first sequence not applied."""
+    rows = run(con, "SELECT key, value FROM fl_meta WHERE starts_with(key, ?)", [_PENDING])
+    return {key[len(_PENDING):]: int(value) for key, value in rows}
+
+
+def set_pending(con: duckdb.DuckDBPyConnection, view: str, seq: int | None) -> None:
+    """Record (inside the caller's transaction) that ``view``'s online table lags from
+    ``seq`` on, or (``None``) that it is up to date."""
+    run(con, "DELETE FROM fl_meta WHERE key = ?", [_PENDING + view])
+    if seq is not None:
+        run(con, "INSERT INTO fl_meta VALUES (?, ?)", [_PENDING + view, str(int(seq))])
 
 
 class Registry:

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import offline, online
 from ._version import __version__
@@ -32,9 +33,9 @@ from .errors import (
     UnknownFeatureViewError,
 )
 from .featurizer import Featurizer
-from .layout import ViewLayout
+from .layout import SEQ, ViewLayout
 from .online import Status
-from .registry import ApplyResult, Registry, init_or_check, take_seq
+from .registry import ApplyResult, Registry, init_or_check, next_seq, pending_online, set_pending, take_seq
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
@@ -60,6 +61,12 @@ _PLAN_CACHE_SIZE = 1024
 _INDEX_BUILD_BATCH = 1 << 17
 #: Rows handed to DuckDB per INSERT during ingest.
 INGEST_BATCH_ROWS = 1 << 20
+#: An ingest this small into a view whose online index is loaded leaves the online table
+#: to catch up later: the index decides the winners, so a push costs a history append
+#: instead of a join against every online row.
+DEFERRED_ONLINE_ROWS = 1 << 16
+#: History rows an online table may lag by before an ingest brings it up to date.
+CATCH_UP_ROWS = 2_000_000
 
 
 def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> Store:
@@ -70,6 +77,25 @@ def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) 
     while another process has it open for writing.
     """
     return Store(path, read_only=read_only)
+
+
+def _unique_keys(layout: ViewLayout, batch: pa.Table) -> bool:
+    """Whether no entity key repeats within ``batch``."""
+    if len(layout.key_names) == 1:
+        return pc.count_distinct(batch.column(layout.key_names[0]), mode="all").as_py() == batch.num_rows
+    return batch.select(layout.key_names).group_by(layout.key_names).aggregate([]).num_rows == batch.num_rows
+
+
+def _may_tie(layout: ViewLayout, batch: pa.Table, last_event_us: int | None) -> bool:
+    """Whether ``batch`` could hold rows tied on key and event time, with each other or
+    with stored rows: false when its keys are unique and its times all come after the
+    latest stored event (the usual push of fresh data), so the tie check in SQL is skipped."""
+    if not _unique_keys(layout, batch):
+        return True
+    if last_event_us is None:
+        return False
+    earliest = pc.min(batch.column(layout.ts)).cast(pa.int64()).as_py()
+    return earliest is None or earliest <= last_event_us
 
 
 def _moment_us(moment: datetime, name: str) -> int:
@@ -114,6 +140,12 @@ class Store:
             init_or_check(self._con, self.path, read_only=read_only, version=__version__)
             self._registry = Registry()
             self._registry.load(self._con)
+            #: Views whose online table lags history: first sequence not applied.
+            self._pending: dict[str, int] = pending_online(self._con)
+            #: The next ingest sequence number (this Store is the file's only writer).
+            self._next_seq = next_seq(self._con)
+            #: Latest event time per view's history, in microseconds (filled on demand).
+            self._last_event: dict[str, int | None] = {}
         except BaseException:
             self._con.close()
             self._con = None
@@ -134,6 +166,11 @@ class Store:
         """Release the file. Further calls raise StoreClosedError."""
         with self._lock:
             if self._con is not None:
+                if not self.read_only:
+                    try:
+                        self._catch_up(self._con)
+                    except FeatureliteError:
+                        pass  # the lag stays recorded in the file; the next open serves it right
                 self._con.close()
                 self._con = None
                 self._indexes.clear()
@@ -145,10 +182,13 @@ class Store:
         return self._con is None
 
     def checkpoint(self) -> None:
-        """Fold DuckDB's write-ahead log into the store file, so the file alone holds every
-        committed write (``close()`` does this too)."""
+        """Bring every online table up to date with its history and fold DuckDB's
+        write-ahead log into the store file, so the file alone holds every committed write
+        in its final form (``close()`` does this too)."""
         with self._lock:
-            run(self._writable(), "CHECKPOINT")
+            con = self._writable()
+            self._catch_up(con)
+            run(con, "CHECKPOINT")
 
     def __enter__(self) -> Store:
         return self
@@ -304,8 +344,11 @@ class Store:
             with translating(f"deleting view {name!r} (nothing was changed)", view=name), transaction(con):
                 offline.drop_history(con, layout)
                 online.drop_online(con, layout)
+                set_pending(con, name, None)
                 self._registry.record_delete(con, "feature_view", name, now)
             del self._registry.views[name]
+            self._pending.pop(name, None)
+            self._last_event.pop(name, None)
             self._indexes.pop(name, None)
             self._ties.discard(name)
             self._refresh_layouts()
@@ -346,7 +389,14 @@ class Store:
         with self._lock, translating(f"describing view {name!r}", view=name):
             layout = self._layout(name)
             rows, first, last = offline.stats(self.con, layout)
-            online_rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
+            if name in self._pending:  # entities online = those in the table plus those only in its lag
+                keys = ", ".join(quote(k) for k in layout.key_names)
+                online_rows = run(self.con, (
+                    f"SELECT count(*) FROM (SELECT {keys} FROM {layout.online_table} UNION "
+                    f"SELECT {keys} FROM {layout.history_table} WHERE {SEQ} >= {int(self._pending[name])})"
+                ))[0][0]
+            else:
+                online_rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
             return {
                 "name": name,
                 "version": layout.view.version,
@@ -387,29 +437,64 @@ class Store:
             check_columns(view, reader.schema, expected)
             names = layout.stored_columns()
             index = self._indexes.get(view)
+            pending = self._pending.get(view)
             rows = 0
             ties = False
             changed: pa.Table | None = None
+            fresh: pa.Table | None = None
             done = False
             outcome = None
             try:
                 with translating(f"ingest into view {view!r} (nothing was written)", view=view):
                     with transaction(con) as outcome:
                         first_seq: int | None = None
+                        seq_after = self._next_seq
+                        batches: list[pa.Table] = []
                         for table in read_batches(view, reader, batch_rows):
                             arrays = layout.with_derived(conform_table(view, table, expected, rows))
-                            seq = take_seq(con, table.num_rows)
+                            seq = take_seq(con, table.num_rows, seq_after)
+                            seq_after = seq + table.num_rows
                             first_seq = seq if first_seq is None else first_seq
                             arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
-                            offline.append(con, layout, pa.Table.from_arrays(arrays, names=names))
+                            stored = pa.Table.from_arrays(arrays, names=names)
+                            offline.append(con, layout, stored)
+                            batches = [stored] if not batches else batches[:1] + [stored]
                             rows += table.num_rows
                         if first_seq is not None:
-                            ties = offline.mark_tie_losers(con, layout, first_seq) > 0
-                            winners = offline.latest_per_key_sql(layout, min_seq=first_seq)
-                            changed = online.upsert(con, layout, winners, returning=index is not None)
+                            last_event = self._last_event_us(layout)
+                            if len(batches) == 1 and not _may_tie(layout, batches[0], last_event):
+                                ties = False  # new keys and times only, all after the stored ones
+                            else:
+                                ties = offline.mark_tie_losers(con, layout, first_seq) > 0
+                            if index is not None and rows <= DEFERRED_ONLINE_ROWS:
+                                # A small write while the index serves reads: the index decides
+                                # the winners; the online table catches up in bulk later.
+                                wanted = online.index_columns(layout)
+                                if len(batches) == 1 and _unique_keys(layout, batches[0]):
+                                    fresh = batches[0].select(wanted)  # one row per key: each is its key's winner
+                                else:
+                                    columns = ", ".join(quote(c) for c in wanted)
+                                    fresh = fetch_arrow(con, f"SELECT {columns} FROM ({offline.latest_per_key_sql(layout, min_seq=first_seq)})")
+                                pending = first_seq if pending is None else pending
+                                if first_seq + rows - pending > CATCH_UP_ROWS:
+                                    online.upsert(con, layout, offline.latest_per_key_sql(layout, min_seq=pending), returning=False)
+                                    pending = None
+                            else:
+                                winners = offline.latest_per_key_sql(layout, min_seq=first_seq if pending is None else pending)
+                                changed = online.upsert(con, layout, winners, returning=index is not None)
+                                pending = None
+                            if pending != self._pending.get(view):
+                                set_pending(con, view, pending)
+                if first_seq is not None:
+                    self._set_pending(view, pending)
+                    self._next_seq = seq_after
+                    newest = max(int(pc.max(b.column(layout.ts)).cast(pa.int64()).as_py()) for b in batches)
+                    self._last_event[view] = max(newest, last_event) if last_event is not None else newest
                 if ties:
                     self._ties.add(view)
-                if index is not None and changed is not None:
+                if index is not None and fresh is not None:
+                    index.merge(fresh)
+                elif index is not None and changed is not None:
                     index.upsert(changed)
                 done = True
             finally:
@@ -417,7 +502,37 @@ class Store:
                     # Something failed after the write may have committed: never serve from an
                     # index that may have missed it. It is rebuilt on the next read.
                     self._indexes.pop(view, None)
+                    self._pending = pending_online(con)
+                    self._next_seq = next_seq(con)
+                    self._last_event.pop(view, None)
             return IngestResult(view, rows)
+
+    def _last_event_us(self, layout: ViewLayout) -> int | None:
+        """The latest event time in a view's history (microseconds), cached per view."""
+        if layout.name not in self._last_event:
+            found = run(self.con, f"SELECT epoch_us(max({quote(layout.ts)})) FROM {layout.history_table}")[0][0]
+            self._last_event[layout.name] = None if found is None else int(found)
+        return self._last_event[layout.name]
+
+    def _set_pending(self, view: str, seq: int | None) -> None:
+        if seq is None:
+            self._pending.pop(view, None)
+        else:
+            self._pending[view] = seq
+
+    def _catch_up(self, con: duckdb.DuckDBPyConnection, views: Iterable[str] | None = None) -> None:
+        """Bring the online tables that lag their history (after small ingests while the
+        index served reads) up to date, in one transaction."""
+        lagging = {v: s for v, s in self._pending.items() if views is None or v in views}
+        if not lagging:
+            return
+        with translating("bringing the online tables up to date (nothing was changed)"), transaction(con):
+            for view, seq in lagging.items():
+                layout = self._layout(view)
+                online.upsert(con, layout, offline.latest_per_key_sql(layout, min_seq=seq), returning=False)
+                set_pending(con, view, None)
+        for view in lagging:
+            self._pending.pop(view, None)
 
     # -- online ---------------------------------------------------------------------
 
@@ -435,6 +550,9 @@ class Store:
                         assert relation is not None
                         batches = relation.to_arrow_reader(batch_size=_INDEX_BUILD_BATCH)
                         index = online.OnlineIndex.build(layout, rows, batches)
+                        if view in self._pending:  # history the online table has not caught up with
+                            tail = offline.latest_per_key_sql(layout, min_seq=self._pending[view])
+                            index.merge(fetch_arrow(self.con, f"SELECT {columns} FROM ({tail})"))
                     self._indexes[view] = index
         return index
 
@@ -801,10 +919,12 @@ class Store:
                     winners = offline.latest_per_key_sql(layout, end=end_sql)
                     for statement in online.replace_sql(layout, winners):
                         run(con, statement)
+                    set_pending(con, layout.name, None)
                     count = run(con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
                     results.append(MaterializeResult(layout.name, int(count)))
             for layout in layouts:
                 self._indexes.pop(layout.name, None)
+                self._pending.pop(layout.name, None)
             run(con, "CHECKPOINT")
             return results
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-import pytest
 from click.testing import CliRunner
 
 import featurelite as fl
