@@ -252,7 +252,7 @@ class OnlineIndex:
             self.upsert(table)
             return
         with self.lock:  # the decision and the write see one state (ingests are serialised anyway)
-            rows = self.keys.lookup(keys) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
+            rows = self.keys.lookup(np.asarray(keys)) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
             known = rows >= 0
             old = np.where(known, rows, 0)
             old_ts, old_seq = self.ts[old], self.seq[old]

@@ -25,6 +25,7 @@ from .db import claim_path, connect, fetch_arrow, quote, release_path, run, tran
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     DefinitionError,
+    FeatureliteError,
     FeaturizerError,
     InputError,
     ReadOnlyError,
