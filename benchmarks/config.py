@@ -44,6 +44,8 @@ class Scale:
     featurizer_rows: int  #: rows of the two input columns of the batch featurizer workload
     kernel_repeats: int  #: alternating repetitions of the batch featurizer workload
     cold_start_runs: int  #: timed fresh processes per side of the cold-start workload
+    http_requests: int  #: timed HTTP reads per side (all clients together)
+    push_batches: int  #: 1,000-row pushes in the push workload
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +64,8 @@ QUICK = Scale(
     featurizer_rows=100_000,
     kernel_repeats=5,
     cold_start_runs=1,
+    http_requests=600,
+    push_batches=20,
 )
 
 FULL = Scale(
@@ -77,6 +81,8 @@ FULL = Scale(
     featurizer_rows=10_000_000,
     kernel_repeats=15,
     cold_start_runs=5,
+    http_requests=60_000,
+    push_batches=1_000,
 )
 
 SCALES = {"quick": QUICK, "full": FULL}

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import data, ondemand, workloads
+from . import data, ondemand, serving, workloads
 from .config import N_FEATURES, WORK_DIR, Scale
 from .machine import describe, load, source
 from .measure import stopwatch
@@ -48,6 +48,8 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     )
     results["batch_featurizer"] = _step("featurizer batch path", lambda: ondemand.batch_featurizer(ctx))
     results["cold_start"] = _step("cold start", lambda: ondemand.cold_start(ctx))
+    results["http_online"] = _step("HTTP serving", lambda: serving.http_online(ctx))
+    results["push"] = _step("push while serving", lambda: serving.push(ctx))
     order = [
         "online_single",
         "online_batch",
@@ -58,6 +60,8 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
         "index_memory",
         "batch_featurizer",
         "cold_start",
+        "http_online",
+        "push",
     ]
     return {name: results[name] for name in order}
 

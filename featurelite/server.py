@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
@@ -300,6 +301,10 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | No
 
     Shutting down stops accepting connections, lets requests in flight finish (a push
     either commits or rolls back, atomically), then closes the store file."""
+    # Pushes run in a worker thread while the event loop answers reads. Each DuckDB call
+    # of an ingest gives the GIL back, and taking it again waits up to the switch interval
+    # (5 ms by default) while reads run: a push would crawl under read load.
+    sys.setswitchinterval(0.0002)
     store = Store(path)
     try:
         for view in store.list_feature_views():
