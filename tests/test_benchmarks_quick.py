@@ -19,6 +19,8 @@ WORKLOADS = {
     "index_memory",
     "batch_featurizer",
     "cold_start",
+    "http_online",
+    "push",
 }
 
 
