@@ -273,3 +273,24 @@ def test_a_progress_bar_shows_on_a_terminal_only(shop, tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "" and json.loads(done.stdout)["rows"] == 3
+
+
+def test_the_progress_bar_shows_when_stderr_is_a_terminal(monkeypatch):
+    import io
+
+    import featurelite.cli as cli_module
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(cli_module.sys, "stderr", terminal)
+    with cli_module._progress("ingest stats", quiet=False)(["a.parquet", "b.parquet"]) as bar:
+        assert list(bar) == ["a.parquet", "b.parquet"]
+    assert "ingest stats" in terminal.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(cli_module.sys, "stderr", quiet)
+    with cli_module._progress("ingest stats", quiet=True)(["a.parquet"]) as bar:
+        assert list(bar) == ["a.parquet"]
+    assert quiet.getvalue() == ""
