@@ -36,7 +36,7 @@ from .errors import (
 from .featurizer import Featurizer
 from .layout import SEQ, ViewLayout
 from .online import Status
-from .registry import ApplyResult, Registry, init_or_check, next_seq, pending_online, set_pending, take_seq
+from .registry import ApplyResult, Registry, init_or_check, next_seq, pending_online, set_pending
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
@@ -87,12 +87,10 @@ def _unique_keys(layout: ViewLayout, batch: pa.Table) -> bool:
     return batch.select(layout.key_names).group_by(layout.key_names).aggregate([]).num_rows == batch.num_rows
 
 
-def _may_tie(layout: ViewLayout, batch: pa.Table, last_event_us: int | None) -> bool:
-    """Whether ``batch`` could hold rows tied on key and event time, with each other or
-    with stored rows: false when its keys are unique and its times all come after the
-    latest stored event (the usual push of fresh data), so the tie check in SQL is skipped."""
-    if not _unique_keys(layout, batch):
-        return True
+def _reaches_back(layout: ViewLayout, batch: pa.Table, last_event_us: int | None) -> bool:
+    """Whether some event of ``batch`` is not after the latest stored event (so it could
+    tie with a stored row). The usual push of fresh data does not, and then, with one row
+    per key, the tie check in SQL is skipped."""
     if last_event_us is None:
         return False
     earliest = pc.min(batch.column(layout.ts)).cast(pa.int64()).as_py()
@@ -143,8 +141,9 @@ class Store:
             self._registry.load(self._con)
             #: Views whose online table lags history: first sequence not applied.
             self._pending: dict[str, int] = pending_online(self._con)
-            #: The next ingest sequence number (this Store is the file's only writer).
-            self._next_seq = next_seq(self._con)
+            #: The next ingest sequence number (this Store is the file's only writer): past
+            #: every sequence number in the file, so none is ever reused.
+            self._next_seq = self._first_free_seq()
             #: Latest event time per view's history, in microseconds (filled on demand).
             self._last_event: dict[str, int | None] = {}
         except BaseException:
@@ -453,7 +452,7 @@ class Store:
                         batches: list[pa.Table] = []
                         for table in read_batches(view, reader, batch_rows):
                             arrays = layout.with_derived(conform_table(view, table, expected, rows))
-                            seq = take_seq(con, table.num_rows, seq_after)
+                            seq = seq_after  # this Store is the file's only writer: no counter to update
                             seq_after = seq + table.num_rows
                             first_seq = seq if first_seq is None else first_seq
                             arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
@@ -463,15 +462,16 @@ class Store:
                             rows += table.num_rows
                         if first_seq is not None:
                             last_event = self._last_event_us(layout)
-                            if len(batches) == 1 and not _may_tie(layout, batches[0], last_event):
-                                ties = False  # new keys and times only, all after the stored ones
+                            unique = len(batches) == 1 and _unique_keys(layout, batches[0])
+                            if unique and not _reaches_back(layout, batches[0], last_event):
+                                ties = False  # one row per key, all after the stored events: no tie possible
                             else:
                                 ties = offline.mark_tie_losers(con, layout, first_seq) > 0
                             if index is not None and rows <= DEFERRED_ONLINE_ROWS:
                                 # A small write while the index serves reads: the index decides
                                 # the winners; the online table catches up in bulk later.
                                 wanted = online.index_columns(layout)
-                                if len(batches) == 1 and _unique_keys(layout, batches[0]):
+                                if unique:
                                     fresh = batches[0].select(wanted)  # one row per key: each is its key's winner
                                 else:
                                     columns = ", ".join(quote(c) for c in wanted)
@@ -504,9 +504,21 @@ class Store:
                     # index that may have missed it. It is rebuilt on the next read.
                     self._indexes.pop(view, None)
                     self._pending = pending_online(con)
-                    self._next_seq = next_seq(con)
+                    self._next_seq = self._first_free_seq()
                     self._last_event.pop(view, None)
             return IngestResult(view, rows)
+
+    def _first_free_seq(self) -> int:
+        """One past the largest ingest sequence number stored (or recorded by an older
+        version of featurelite, which kept a counter in ``fl_meta``)."""
+        assert self._con is not None
+        found = next_seq(self._con)
+        for view in self._registry.views.values():
+            table = quote(f"fl_history__{view.name}")
+            top = run(self._con, f"SELECT max({SEQ}) FROM {table}")[0][0]
+            if top is not None:
+                found = max(found, int(top) + 1)
+        return found
 
     def _last_event_us(self, layout: ViewLayout) -> int | None:
         """The latest event time in a view's history (microseconds), cached per view."""
