@@ -2,7 +2,9 @@
 
 Tables (all prefixed ``fl_``):
 
-- ``fl_meta``: format name and version, the next ingest sequence number.
+- ``fl_meta``: format name and version, the ingest sequence number as first counted (the
+  Store now finds the next free one at open from the histories), and which views' online
+  tables lag their history.
 - ``fl_versions``: every (kind, name, version) ever applied, with its spec and first apply time.
 - ``fl_apply_log``: one row per change an apply made (added / changed / deleted).
 - ``fl_current``: the version of each definition in force now.
@@ -108,17 +110,9 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
 
 
 def next_seq(con: duckdb.DuckDBPyConnection) -> int:
-    """The next free ingest sequence number."""
+    """The ingest sequence counter kept in ``fl_meta`` (a lower bound of the next free
+    number: stores no longer advance it per ingest)."""
     return int(run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")[0][0])
-
-
-def take_seq(con: duckdb.DuckDBPyConnection, count: int, start: int | None = None) -> int:
-    """Reserve ``count`` ingest sequence numbers inside the caller's transaction, from
-    ``start`` if the caller knows the next free number (it holds the only writer)."""
-    if start is None:
-        start = next_seq(con)
-    run(con, "UPDATE fl_meta SET value = ? WHERE key = 'next_seq'", [str(start + count)])
-    return start
 
 
 #: fl_meta key prefix marking a view whose online table lags its history: the value is the
