@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     run_cmd.add_argument("--output", type=Path, help="where to write the results JSON")
     run_cmd.add_argument("--keep-work", action="store_true", help="keep the working DuckDB files")
+    run_cmd.add_argument(
+        "--feast", action=argparse.BooleanOptionalAction, default=None,
+        help="also run Feast 0.67 on the same data (default: with --full only; installs it into its own venv "
+        "under benchmarks/work/)",
+    )
     render_cmd = commands.add_parser("render", help="regenerate docs/benchmarks.md from a results JSON")
     render_cmd.add_argument("--input", type=Path, default=FULL_RESULTS)
     render_cmd.add_argument("--output", type=Path, default=DOCS_PAGE)
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         docs=DOCS_PAGE if full else None,
         command=" ".join(["python -m benchmarks", *args_list]),
         keep_work=args.keep_work,
+        feast=full if args.feast is None else args.feast,
     )
     print("\n".join(summary_lines(results)))
     return 0

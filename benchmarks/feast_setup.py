@@ -45,7 +45,9 @@ def _run(args: list[str], what: str, timeout: float) -> None:
     # pip's own output goes to a pipe: quiet on success, its tail in the error on failure.
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONNOUSERSITE": "1"}
     try:
-        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout)
+        proc = subprocess.run(
+            args, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(errors="replace")
         raise RuntimeError(f"{what} timed out after {timeout:.0f} s; last output:\n{out[-4000:]}") from None
@@ -58,8 +60,8 @@ def _works(python: Path) -> bool:
         return False
     try:
         proc = subprocess.run(
-            [str(python), "-c", _PROBE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
-            env={**os.environ, "PYTHONNOUSERSITE": "1"},
+            [str(python), "-c", _PROBE], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=300, env={**os.environ, "PYTHONNOUSERSITE": "1"},
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

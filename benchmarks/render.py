@@ -107,7 +107,69 @@ def _machine_lines(results: dict[str, Any]) -> Iterator[str]:
             ["numpy", m["numpy"]],
             ["numba", m.get("numba", "—")],
             ["featurelite", m["featurelite"]],
+            *([["Feast (own venv)", _feast_versions(results)]] if "feast" in results else []),
         ],
+    )
+    yield ""
+
+
+def _feast_versions(results: dict[str, Any]) -> str:
+    v = results["feast"].get("versions") or {}
+    if "feast" not in v:
+        return "—"
+    return f"{v['feast']} (Python {v.get('python')}, DuckDB {v.get('duckdb')}, pandas {v.get('pandas')})"
+
+
+def _feast_lines(results: dict[str, Any]) -> Iterator[str]:
+    """Charts and the cross-check of a run with Feast."""
+    feast = results.get("feast")
+    if not feast:
+        return
+    yield "## featurelite and Feast"
+    yield ""
+    yield (
+        "Feast 0.67 ran in its own virtual environment (`benchmarks/feast_setup.py`) on the same generated data "
+        "(the history and entity dataframe of this run, written to Parquet: Feast's DuckDB offline store reads it, "
+        "its SQLite online store is filled by `materialize`), driven by `benchmarks/feast_driver.py` in the same "
+        f"run ({feast['feast_seconds']:.0f} s). The `vs Feast` workloads below put its numbers in the `limit` "
+        "column; ratios are featurelite / Feast."
+    )
+    yield ""
+    charts = results.get("charts") or {}
+    if "online_latency" in charts:
+        yield f"![online latency, featurelite vs Feast]({charts['online_latency']})"
+        yield ""
+    if "training_time" in charts:
+        yield f"![training-set time vs entity rows]({charts['training_time']})"
+        yield ""
+    cross = feast.get("cross_check") or {}
+    yield "### Cross-check"
+    yield ""
+    training = cross.get("training")
+    if training:
+        rows, values = training.get("rows", {}), training.get("values", {})
+        yield (
+            f"- Training set: {rows.get('featurelite', '?'):,} rows from featurelite, {rows.get('feast', '?'):,} from Feast; "
+            f"rows Feast dropped: {rows.get('feast_dropped', '?')}; of {values.get('compared', 0):,} values, equal: "
+            f"{values.get('equal', 0):,}, null on both sides: {values.get('both_null', 0):,}, different: "
+            f"{values.get('differ', '?')}; identical: {training.get('identical')}."
+        )
+        if not training.get("identical"):
+            yield f"  Smallest examples of each difference: `{training.get('examples')}`"
+        if rows.get("feast_keeps_entity_df_order") is False:
+            yield "- Feast returns the training set in another row order than the entity dataframe; rows were paired on (user_id, event_timestamp, label)."
+    online = cross.get("online")
+    if online:
+        keys, values = online.get("keys", {}), online.get("values", {})
+        yield (
+            f"- Online values of {keys.get('paired', '?')} keys x {len(online.get('features', []))} features: "
+            f"equal {values.get('equal', '?')}, different {values.get('differ', '?')}; identical: {online.get('identical')}."
+        )
+        if not online.get("identical"):
+            yield f"  Smallest examples of each difference: `{online.get('examples')}`"
+    yield (
+        "- This data has no tied event times and no ttl; featurelite's own tests cover those cases (Feast breaks ties "
+        "only by created timestamp and otherwise returns either row)."
     )
     yield ""
 
@@ -166,6 +228,7 @@ def render(results: dict[str, Any]) -> str:
         "## Targets",
         "",
         *summary_lines(results),
+        *_feast_lines(results),
         "## Workloads",
         "",
     ]

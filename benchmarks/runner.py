@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import data, ondemand, serving, workloads
+from . import charts, data, ondemand, peer, serving, workloads
 from .config import N_FEATURES, WORK_DIR, Scale
 from .machine import describe, load, source
 from .measure import stopwatch
@@ -67,7 +67,8 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
 
 
 def run(
-    scale: Scale, *, seed: int, output: Path, docs: Path | None, command: str, keep_work: bool = False
+    scale: Scale, *, seed: int, output: Path, docs: Path | None, command: str, keep_work: bool = False,
+    feast: bool = False,
 ) -> dict[str, Any]:
     """Generate the data, run every workload, write ``output`` (JSON) and, if given,
     ``docs`` (Markdown). Working files live in a fresh folder under benchmarks/work/,
@@ -80,7 +81,9 @@ def run(
         spine = data.spine(scale, seed)
         ctx = workloads.Context(scale=scale, seed=seed, work=work, history=history, spine=spine, log=log)
         del history
+        inputs = _step("write the data as Parquet for Feast", lambda: peer.write_inputs(ctx)) if feast else None
         measured = _workloads(ctx)
+        versus = _step("Feast 0.67 on the same data", lambda: peer.versus_feast(ctx, inputs, measured)) if inputs else None
     finally:
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
@@ -98,6 +101,11 @@ def run(
         "features": N_FEATURES,
         "workloads": measured,
     }
+    if versus is not None:
+        results["workloads"].update(versus.pop("workloads"))
+        results["feast"] = {k: v for k, v in versus.items() if not k.endswith("_raw")}
+        raw = output.with_name(output.stem + "-feast.json")
+        raw.write_text(json.dumps({"full": versus["feast_raw"], "small": versus["feast_small_raw"]}, indent=2) + "\n")
     if results["featurelite_source"]["changed_during_run"]:
         log("WARNING: featurelite's sources changed during the run; the numbers mix two versions")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +113,10 @@ def run(
     log(f"wrote {output}")
     if docs is not None:
         docs.parent.mkdir(parents=True, exist_ok=True)
+        if "feast" in results:
+            results["charts"] = charts.draw(results, docs.parent / "benchmarks")
         docs.write_text(render(results))
         log(f"wrote {docs}")
+        if "feast" in results:
+            charts.write_readme_summary(results, docs.parent.parent / "README.md")
     return results
