@@ -151,7 +151,9 @@ def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_se
         run(con, f"DROP TABLE IF EXISTS {_TIED}")
 
 
-def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bool = False, losers: bool = True) -> str:
+def point_in_time_sql(
+    layout: ViewLayout, features: list[str], *, event_time: bool = False, losers: bool = True, narrow: bool = False
+) -> str:
     """For every probe row, the requested features of the winning history row: same keys,
     event time <= the probe time (and >= probe time - ttl), ties broken by
     :meth:`ViewLayout.order_key`. Rows with no match get nulls. Returns the probe row
@@ -161,7 +163,9 @@ def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bo
     A single ASOF LEFT JOIN on event time does it, over the history without the rows
     that lost a tie (:func:`mark_tie_losers`): what remains has one row per key and event
     time, so the row the join picks is the winner. ``losers=False`` skips the filter when
-    the view has none.
+    the view has none. ``narrow=True`` (for a probe much smaller than the history) first
+    keeps only history rows of the probe's keys and not after its latest time, so the join
+    sorts those instead of the whole history.
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     feature_cols = ", ".join(quote(f) for f in features)
@@ -176,8 +180,12 @@ def point_in_time_sql(layout: ViewLayout, features: list[str], *, event_time: bo
     if event_time:
         selected += f", h.{ts} AS {EVENT_TS}"
     history = f"SELECT {keys}, {ts}, {feature_cols} FROM {layout.history_table}"
-    if losers:
-        history += f" WHERE NOT {LOST}"
+    where = [f"NOT {LOST}"] if losers else []
+    if narrow:
+        where.append(f"{ts} <= (SELECT max({PROBE_TS}) FROM {PROBE})")
+        where.append(f"({keys}) IN (SELECT DISTINCT {keys} FROM {PROBE})")
+    if where:
+        history += " WHERE " + " AND ".join(where)
     return (
         f"SELECT p.{PROBE_ROW}, {selected} FROM {PROBE} p "
         f"ASOF LEFT JOIN ({history}) h ON {layout.key_match('p', 'h')} AND p.{PROBE_TS} >= h.{ts}"

@@ -68,6 +68,9 @@ INGEST_BATCH_ROWS = 1 << 20
 DEFERRED_ONLINE_ROWS = 1 << 16
 #: History rows an online table may lag by before an ingest brings it up to date.
 CATCH_UP_ROWS = 2_000_000
+#: A point-in-time join narrows the history to the probe's keys first when the history
+#: has this many times more rows than the probe.
+NARROW_RATIO = 20
 
 
 def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> Store:
@@ -520,6 +523,9 @@ class Store:
                 found = max(found, int(top) + 1)
         return found
 
+    def _history_rows(self, layout: ViewLayout) -> int:
+        return offline.row_count(self.con, layout)
+
     def _last_event_us(self, layout: ViewLayout) -> int | None:
         """The latest event time in a view's history (microseconds), cached per view."""
         if layout.name not in self._last_event:
@@ -732,7 +738,12 @@ class Store:
 
     def _point_in_time(self, layout: ViewLayout, feats: list[str], probe: pa.Table, *, event_time: bool = False) -> pa.Table:
         """Run the point-in-time join of ``probe`` against one view, rows in probe order."""
-        query = offline.point_in_time_sql(layout, feats, event_time=event_time, losers=layout.name in self._ties)
+        # A probe far smaller than the history (a small training set, a future-dated online
+        # read) narrows the history to its keys first: the join then sorts a sliver of it.
+        narrow = probe.num_rows * NARROW_RATIO < self._history_rows(layout)
+        query = offline.point_in_time_sql(
+            layout, feats, event_time=event_time, losers=layout.name in self._ties, narrow=narrow
+        )
         result = fetch_arrow(self.con, query, over=probe, name=offline.PROBE)
         order = np.empty(result.num_rows, dtype=np.int64)
         order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
