@@ -39,6 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ._version import __version__
+from .db import run as run_sql
 from .errors import (
     DefinitionError,
     FeatureliteError,
@@ -307,6 +308,10 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | No
     sys.setswitchinterval(0.0002)
     store = Store(path)
     try:
+        # Many small pushes: let the write-ahead log grow to 256 MB before DuckDB folds it
+        # into the file (16 MB by default), so a push rarely pays for a checkpoint. Closing
+        # the store at shutdown checkpoints anyway.
+        run_sql(store.con, "SET checkpoint_threshold = '256MB'")
         for view in store.list_feature_views():
             store._index(view.name)  # load the online index now, not on the first request
         app = create_app(store, token=token, max_body=max_body)
