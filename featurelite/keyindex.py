@@ -142,6 +142,11 @@ class IntKeyIndex:
             self.size += added
         return rows, added
 
+    def reserve(self, count: int) -> None:
+        """Make room for ``count`` keys in all, so loading them rehashes at most once."""
+        if count * 2 > len(self.keys):
+            self._rehash(count)
+
     def _rehash(self, needed: int) -> None:
         used = self.rows >= 0
         keys, rows = self.keys[used], self.rows[used]

@@ -217,10 +217,16 @@ class OnlineIndex:
             blocks[fam] = block
         ts, created, seq = self._order(table)
         with self.lock:
+            first = self.size
+            pos: np.ndarray | slice
             pos, added = self.keys.add_missing(keys, self.size)
             if added:
                 self._grow(self.size + added)
                 self.size += added
+            if added == count:
+                # Every key is new, so its rows are first, first + 1, ... in order: write
+                # slices, not a scatter (what loading the index at open does, batch by batch).
+                pos = slice(first, first + count)
             for fam, block in blocks.items():
                 self.mats[fam][pos] = block
             self.valid[pos] = valid
@@ -273,6 +279,8 @@ class OnlineIndex:
         :func:`index_columns`). Memory beyond the finished index stays near one batch."""
         index = cls(layout)
         index._grow(rows)
+        if isinstance(index.keys, IntKeyIndex):
+            index.keys.reserve(rows)
         for batch in batches:
             index.upsert(pa.Table.from_batches([batch]))
         return index
