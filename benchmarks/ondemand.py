@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -233,9 +234,10 @@ store = fl.open(sys.argv[1], read_only=True)
 opened = time.perf_counter()
 response = store.get_online_features([{{{KEY!r}: int(sys.argv[3])}}], sys.argv[2].split(","))
 read = time.perf_counter()
+value_at = time.time()  # wall clock, compared with the parent's at spawn
 store.close()
 print(json.dumps({{
-    "import_s": imported - start, "open_s": opened - imported, "first_read_s": read - opened,
+    "import_s": imported - start, "open_s": opened - imported, "first_read_s": read - opened, "value_at": value_at,
     "values": response.to_dict(),
 }}))
 """
@@ -247,6 +249,7 @@ def _fresh_process(path: str, refs: list[str], key: int, cache: Path) -> dict[st
     """Run the cold-start script in a new interpreter: its phases and the wall time seen
     from here (interpreter start to exit). ``cache``: featurelite's kernel cache folder."""
     watch = stopwatch()
+    spawned_at = time.time()
     proc = subprocess.run(
         [sys.executable, "-c", _COLD_START, path, ",".join(refs), str(key)],
         cwd=REPO,
@@ -259,6 +262,7 @@ def _fresh_process(path: str, refs: list[str], key: int, cache: Path) -> dict[st
     _check(proc.returncode == 0, f"the cold-start process failed: {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout)
     result["wall_s"] = wall
+    result["to_value_s"] = result.pop("value_at") - spawned_at
     return result
 
 
@@ -290,15 +294,17 @@ def cold_start(ctx: Context) -> dict[str, Any]:
     def rest(r: dict[str, Any]) -> float:
         return float(r["wall_s"] - sum(r[p] for p in _PHASES))
 
-    medians = {side: {p: median(side, p) for p in ("wall_s", *_PHASES)} for side in sides}
+    medians = {side: {p: median(side, p) for p in ("wall_s", "to_value_s", *_PHASES)} for side in sides}
     for side in sides:
         medians[side]["rest_s"] = statistics.median(rest(r) for r in runs[side])
     mine, limit = medians["featurelite"], medians["limit"]
     count = ctx.scale.cold_start_runs
     rows = [
         metric_row(
-            f"wall time (median of {count})", "s", mine["wall_s"], limit["wall_s"], Target("featurelite", "<=", 1.5)
+            f"process start to first value in hand (median of {count})", "s", mine["to_value_s"], limit["to_value_s"],
+            Target("featurelite", "<=", 1.5),
         ),
+        metric_row(f"wall time including interpreter exit (median of {count})", "s", mine["wall_s"], limit["wall_s"]),
         metric_row("`import featurelite`", "s", mine["import_s"], limit["import_s"]),
         metric_row(
             "`fl.open(path, read_only=True)` (imports Numba, loads the compiled featurizers)", "s",
@@ -312,8 +318,10 @@ def cold_start(ctx: Context) -> dict[str, Any]:
         "a new process (`python -c`) that imports featurelite, opens the benchmark store read-only (the store "
         f"of the reads above with the on-demand view of {len(on_demand_view().featurizers)} featurizers applied; "
         "opening loads them all) and reads one on-demand value "
-        f"(`get_online_features([{{'{KEY}': k}}], ['{ODFV_REF}'])`); wall time from process start to exit as "
-        f"seen by the parent, median of {count} runs, phases (medians) as timed inside the process. Each side runs "
+        f"(`get_online_features([{{'{KEY}': k}}], ['{ODFV_REF}'])`). The target is the issue's: from the parent "
+        "spawning the process to the value in hand (wall clock, `time.time()` in both); the wall time to process "
+        "exit is shown too (with Numba loaded, interpreter exit takes a few tenths of a second more). Medians of "
+        f"{count} runs; phases (medians) timed inside the process. Each side runs "
         "once untimed first, so the store file is in the OS page cache for every timed run and the featurizers "
         "are compiled into Numba's on-disk cache (a fresh folder for this run): the issue's target is for a store "
         "whose featurizers were already compiled on the machine.",
@@ -323,6 +331,6 @@ def cold_start(ctx: Context) -> dict[str, Any]:
         rows,
         {
             "medians": medians,
-            "runs": {side: [{p: r[p] for p in ("wall_s", *_PHASES)} for r in rs] for side, rs in runs.items()},
+            "runs": {side: [{p: r[p] for p in ("wall_s", "to_value_s", *_PHASES)} for r in rs] for side, rs in runs.items()},
         },
     )
