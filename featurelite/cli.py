@@ -259,7 +259,11 @@ def apply(store: str, definitions: str, dry_run: bool, fmt: str) -> None:
 
     In Python: store.apply([...], dry_run=...)."""
     objects = load_definitions(definitions)
-    with opened(store, read_only=dry_run and os.path.exists(store)) as s, _errors():
+    exists = os.path.exists(store)
+    # A dry run against a store that does not exist yet plans against an empty one, in
+    # memory: it must not create the file.
+    target = store if exists or not dry_run else ":memory:"
+    with opened(target, read_only=dry_run and exists) as s, _errors():
         result = s.apply(objects, dry_run=dry_run)
     rows = [
         {"action": action, "kind": c.kind, "name": c.name, "version": c.version, "previous_version": c.previous_version}

@@ -100,7 +100,7 @@ def test_apply_plan_dry_run_and_refusal(cli, tmp_path):
     (tmp_path / "defs.py").write_text(DEFINITIONS)
     dry = cli("apply", "s.duckdb", "defs.py", "--dry-run")
     plan = json.loads(dry.output)
-    assert plan["dry_run"] is True
+    assert plan["dry_run"] is True and not (tmp_path / "s.duckdb").exists()  # a dry run creates nothing
     assert {(r["action"], r["name"]) for r in plan["plan"]} == {("added", "user"), ("added", "stats"), ("added", "shares")}
     applied = json.loads(cli("apply", "s.duckdb", "defs.py").output)
     assert [r["action"] for r in applied["plan"]] == ["added"] * 3
