@@ -159,6 +159,9 @@ class Featurizer:
                     return nulls
                 return tuple(value if fix is None else fix(value) for fix, value in zip(post, result))
         object.__setattr__(self, "_finish", finish)
+        fast = _fast_path(self)
+        if fast is not None:
+            object.__setattr__(self, "run_args", fast)
 
     @property
     def output(self) -> str:
@@ -320,6 +323,39 @@ class Featurizer:
                 f"featurizer {self.name!r} returned a string that is not valid Unicode", featurizer=self.name
             ) from None
         return array.cast(pa.string())
+
+
+#: Exact Python types a per-request value may have to skip conversion, per input dtype.
+_EXACT = {"float64": "float", "int64": "int", "bool": "bool"}
+
+
+def _fast_path(fz: Featurizer) -> Callable[[Sequence[Any]], Any] | None:
+    """A per-request entry for featurizers whose inputs are all numbers or bools: when every
+    value already has the exact Python type (what online reads return), call the compiled
+    kernel straight away; anything else (a null, a numpy scalar, the wrong length) takes
+    the checked path, :meth:`Featurizer.run_args`. Generated, so there is no loop."""
+    if fz._kernels is None or any(d not in _EXACT for _, d in fz.inputs):
+        return None
+    names = [f"x{i}" for i in range(len(fz.inputs))]
+    checks = " and ".join(f"type({n}) is {_EXACT[d]}" for n, (_, d) in zip(names, fz.inputs))
+    call = f"_call({', '.join(names)})"
+    code = (
+        "def run_args(args):\n"
+        "    try:\n"
+        f"        {', '.join(names)}, = args\n"
+        "    except (TypeError, ValueError):\n"
+        "        return _checked(args)\n"
+        f"    if {checks}:\n"
+        f"        return {call if fz._finish is None else '_finish(' + call + ')'}\n"  # type: ignore[attr-defined]
+        "    return _checked(args)\n"
+    )
+    env: dict[str, Any] = {
+        "_call": fz._call, "_finish": fz._finish,  # type: ignore[attr-defined]
+        "_checked": Featurizer.run_args.__get__(fz),
+    }
+    exec(compile(code, f"<featurizer {fz.name} per-request>", "exec"), env)  # noqa: S102 - generated above
+    run: Callable[[Sequence[Any]], Any] = env["run_args"]
+    return run
 
 
 def _arrow(column: Any, dtype: str, what: str) -> pa.Array:

@@ -619,7 +619,10 @@ class Store:
             key_types: dict[str, pa.DataType] = {}
             for view, *_ in reads:
                 key_types.update(self._layout(view).keys_arrow_types())
-            plan = (reads, computes, order if len(groups) > 1 else None, {**key_types, **types})
+            # Values are filled read by read, then featurizer by featurizer: only when that is
+            # not already the order asked does the response need slots laid out in advance.
+            natural = [o for *_, outs in reads for o in outs] + [out for *_, outputs in computes for out, _ in outputs]
+            plan = (reads, computes, order if natural != order else None, {**key_types, **types})
             if generation == self._generation:  # views unchanged while resolving
                 if len(plans) >= _PLAN_CACHE_SIZE:
                     plans.clear()  # callers with endless distinct lists: start over
@@ -672,10 +675,19 @@ class Store:
             n = len(next(iter(columns.values()))) if columns else 0
             for odfv, fz, args, outputs in computes:
                 # The per-request path: the featurizer's compiled kernel, entity by entity.
-                cols = [stored[a[0]][a[1]] if type(a) is tuple else _request_column(odfv, a, request_data, n) for a in args]
                 run = fz.run_args
                 try:
-                    computed = [run([c[0] for c in cols])] if n == 1 else [run(row) for row in zip(*cols)]
+                    if n == 1:  # the common single-entity request: one row, no columns to zip
+                        computed = [run([
+                            stored[a[0]][a[1]][0] if type(a) is tuple else _request_column(odfv, a, request_data, 1)[0]
+                            for a in args
+                        ])]
+                    else:
+                        cols = [
+                            stored[a[0]][a[1]] if type(a) is tuple else _request_column(odfv, a, request_data, n)
+                            for a in args
+                        ]
+                        computed = [run(row) for row in zip(*cols)]
                 except TypeError as exc:
                     raise InputError(f"on-demand view {odfv!r}, featurizer {fz.name!r}: {exc}", view=odfv) from None
                 for out, output in outputs:

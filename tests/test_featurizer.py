@@ -286,3 +286,19 @@ def test_a_featurizer_that_crashes_on_some_input_is_reported():
     mismatch = as_text.verify(examples=300)
     assert mismatch is not None and mismatch.inputs == {"n": -(2**63)}
     assert "raises MemoryError" in str(mismatch)
+
+
+def test_the_per_request_fast_path_falls_back_to_the_checked_one():
+    """Values of the exact Python type go straight to the kernel; anything else (a null,
+    a numpy scalar, a value of the wrong kind) takes the checked path, with the same rules."""
+    assert ratio.run_args([3.0, 2]) == 1.5 and ratio.run_args((3.0, 2)) == 1.5
+    assert ratio.run_args([np.float64(3.0), np.int64(2)]) == 1.5
+    assert ratio.run_args([None, 2]) is None
+    assert blend.run_args([2.0, None, None]) == 3.0
+    for bad in ([3.0, 2.5], [True, 2], ["3", 2]):
+        with pytest.raises(TypeError):
+            ratio.run_args(bad)
+    assert "run_args" in vars(ratio) and "run_args" not in vars(shift)  # timestamps: the checked path only
+    assert shift.run_args([datetime(1970, 1, 2, tzinfo=timezone.utc), 1, True]) == (
+        datetime(1970, 1, 3), 1.0
+    )
