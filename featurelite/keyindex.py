@@ -28,7 +28,9 @@ class KeyIndex(Protocol):
 
     def get_many(self, keys: list[Any]) -> np.ndarray: ...
 
-    def add_missing(self, keys: list[Any] | np.ndarray, first_row: int) -> tuple[np.ndarray, int]: ...
+    def add_missing(
+        self, keys: list[Any] | np.ndarray, first_row: int, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]: ...
 
     def __len__(self) -> int: ...
 
@@ -124,13 +126,16 @@ class IntKeyIndex:
             moving = pending[occupied]
             slots[moving] = (slots[moving] + 1) & self.slot_mask
 
-    def add_missing(self, keys: list[Any] | np.ndarray, first_row: int) -> tuple[np.ndarray, int]:
+    def add_missing(
+        self, keys: list[Any] | np.ndarray, first_row: int, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
         """Rows for ``keys`` (distinct), adding the absent ones as rows first_row, first_row+1, ...
+        ``rows``: the keys' current rows (-1 if absent), when the caller looked them up already.
 
         Returns (row per key, number added).
         """
         array = np.asarray(keys, dtype=np.int64)
-        rows = self.lookup(array)
+        rows = self.lookup(array) if rows is None else rows.copy()
         missing = rows < 0
         added = int(missing.sum())
         if added:
@@ -176,9 +181,14 @@ class DictKeyIndex:
         get = self.get
         return np.fromiter((-1 if (r := get(k)) is None else r for k in keys), np.int64, len(keys))
 
-    def add_missing(self, keys: list[Any] | np.ndarray, first_row: int) -> tuple[np.ndarray, int]:
+    def add_missing(
+        self, keys: list[Any] | np.ndarray, first_row: int, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
         keys = list(keys)
-        rows = np.fromiter(map(self.rows.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        if rows is None:
+            rows = np.fromiter(map(self.rows.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        else:
+            rows = rows.copy()
         missing = rows < 0
         added = int(missing.sum())
         if added:

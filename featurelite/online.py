@@ -121,13 +121,16 @@ def index_columns(layout: ViewLayout) -> list[str]:
 _NO_CREATED = np.iinfo(np.int64).min
 
 
-def _to_numpy(values: pa.ChunkedArray, fam: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values with nulls filled, validity mask) for one Arrow column."""
+def _to_numpy(values: pa.ChunkedArray, fam: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values with nulls filled, validity mask or None when every value is valid) for one
+    Arrow column."""
+    if fam == "timestamp":
+        values = values.cast(pa.int64())
+    if values.null_count == 0:
+        return values.to_numpy(), None
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     if fam == "object":
         return values.to_numpy(zero_copy_only=False), valid
-    if fam == "timestamp":
-        values = values.cast(pa.int64())
     filled = pc.fill_null(values, False if fam == "bool" else 0)
     return filled.to_numpy(zero_copy_only=False).astype(_NUMPY_DTYPE[fam], copy=False), valid
 
@@ -201,39 +204,55 @@ class OnlineIndex:
             self.created = created
         self.valid, self.ts, self.seq, self.capacity = valid, ts, seq, capacity
 
-    def upsert(self, table: pa.Table) -> None:
-        """Apply rows that won in the online table (columns: :func:`index_columns`)."""
+    def _convert(self, table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(one value block per family, validity matrix) of rows with :func:`index_columns`."""
         count = table.num_rows
-        if count == 0:
-            return
-        keys = arrow_keys(table, self.key_names, self.int_keys)
-        # Convert outside the lock so readers wait only for the scatter.
         valid = np.empty((count, len(self.features)), dtype=np.bool_)
         blocks: dict[str, np.ndarray] = {}
         for fam, cols in self.families.items():
             block = np.empty((count, len(cols)), dtype=_NUMPY_DTYPE[fam])
             for j, i in enumerate(cols):
-                block[:, j], valid[:, i] = _to_numpy(table.column(self.features[i][0]), fam)
+                values, mask = _to_numpy(table.column(self.features[i][0]), fam)
+                block[:, j] = values
+                valid[:, i] = True if mask is None else mask
             blocks[fam] = block
+        return blocks, valid
+
+    def upsert(self, table: pa.Table) -> None:
+        """Apply rows that won in the online table (columns: :func:`index_columns`)."""
+        if table.num_rows == 0:
+            return
+        keys = arrow_keys(table, self.key_names, self.int_keys)
+        # Convert outside the lock so readers wait only for the scatter.
+        blocks, valid = self._convert(table)
         ts, created, seq = self._order(table)
         with self.lock:
-            first = self.size
-            pos: np.ndarray | slice
-            pos, added = self.keys.add_missing(keys, self.size)
-            if added:
-                self._grow(self.size + added)
-                self.size += added
-            if added == count:
-                # Every key is new, so its rows are first, first + 1, ... in order: write
-                # slices, not a scatter (what loading the index at open does, batch by batch).
-                pos = slice(first, first + count)
-            for fam, block in blocks.items():
-                self.mats[fam][pos] = block
-            self.valid[pos] = valid
-            self.ts[pos] = ts
-            self.seq[pos] = seq
-            if self.created is not None:
-                self.created[pos] = created
+            self._write(keys, None, blocks, valid, ts, created, seq)
+
+    def _write(
+        self, keys: list[Any] | np.ndarray, rows: np.ndarray | None, blocks: dict[str, np.ndarray], valid: np.ndarray,
+        ts: np.ndarray, created: np.ndarray | None, seq: np.ndarray,
+    ) -> None:
+        """Store rows (distinct keys; ``rows``: their current rows or -1, if already looked
+        up). The caller holds the lock."""
+        count = len(ts)
+        first = self.size
+        pos: np.ndarray | slice
+        pos, added = self.keys.add_missing(keys, self.size, rows)
+        if added:
+            self._grow(self.size + added)
+            self.size += added
+        if added == count:
+            # Every key is new, so its rows are first, first + 1, ... in order: write
+            # slices, not a scatter (what loading the index at open does, batch by batch).
+            pos = slice(first, first + count)
+        for fam, block in blocks.items():
+            self.mats[fam][pos] = block
+        self.valid[pos] = valid
+        self.ts[pos] = ts
+        self.seq[pos] = seq
+        if self.created is not None:
+            self.created[pos] = created
 
     def _order(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(event time, created time or None, sequence) of rows, as int64 arrays."""
@@ -254,11 +273,12 @@ class OnlineIndex:
             return
         keys = arrow_keys(table, self.key_names, self.int_keys)
         ts, created, seq = self._order(table)
-        if self.size == 0:
-            self.upsert(table)
-            return
+        blocks, valid = self._convert(table)  # outside the lock; losers are rare
         with self.lock:  # the decision and the write see one state (ingests are serialised anyway)
-            rows = self.keys.lookup(np.asarray(keys)) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
+            if self.size == 0:
+                self._write(keys, None, blocks, valid, ts, created, seq)
+                return
+            rows = self.keys.lookup(keys) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
             known = rows >= 0
             old = np.where(known, rows, 0)
             old_ts, old_seq = self.ts[old], self.seq[old]
@@ -269,10 +289,15 @@ class OnlineIndex:
                 later |= same & (created > old_created)
                 same &= created == old_created
             wins = ~known | later | (same & (seq > old_seq))
-        if wins.all():
-            self.upsert(table)
-        elif wins.any():
-            self.upsert(table.filter(pa.array(wins)))
+            if not wins.all():
+                if not wins.any():
+                    return
+                keys = keys[wins] if isinstance(keys, np.ndarray) else [k for k, w in zip(keys, wins.tolist()) if w]
+                rows, ts, seq, valid = rows[wins], ts[wins], seq[wins], valid[wins]
+                created = None if created is None else created[wins]
+                blocks = {fam: block[wins] for fam, block in blocks.items()}
+            self._write(keys, rows, blocks, valid, ts, created, seq)
+
     @classmethod
     def build(cls, layout: ViewLayout, rows: int, batches: Iterable[pa.RecordBatch]) -> OnlineIndex:
         """An index over ``rows`` online rows arriving in ``batches`` (columns:

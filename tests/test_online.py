@@ -239,7 +239,12 @@ def test_materialize_up_to_a_time(ready):
     assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [12.0]
 
 
-ROW = st.tuples(st.integers(0, 4), st.sampled_from([None, 1.0, float("nan")]), st.integers(0, 5), st.sampled_from([None, 0, 1]))
+#: (key, value, event time, created time): few keys and times, so that ties and late
+#: events are common; values distinct enough that a value landing on the wrong key shows.
+ROW = st.tuples(
+    st.integers(0, 4), st.sampled_from([None, float("nan"), -0.0, 0.0, 1.0, 2.0, 3.0]), st.integers(0, 5),
+    st.sampled_from([None, 0, 1]),
+)
 
 
 @given(st.lists(st.lists(ROW, max_size=6), max_size=5))
@@ -261,15 +266,21 @@ def test_materialize_equals_ingest_time_maintenance(batches):
     assert repr(maintained) == repr(rebuilt)
 
 
-@given(batches=st.lists(st.lists(ROW, max_size=6), max_size=5), reopen=st.booleans())
-def test_small_ingests_while_serving_defer_the_online_table_and_lose_nothing(batches, reopen, tmp_path_factory):
+account = fl.Entity("account", join_keys={"user_id": "string"})
+
+
+@given(batches=st.lists(st.lists(ROW, max_size=6), max_size=5), reopen=st.booleans(), text_keys=st.booleans())
+def test_small_ingests_while_serving_defer_the_online_table_and_lose_nothing(batches, reopen, text_keys, tmp_path_factory):
     """With the online index loaded, a small ingest leaves the online table to catch up
     later and the index decides the winners. Reads then equal the point-in-time values;
     after a checkpoint (or a close and reopen, or a crash-like reopen without one) the
-    online table equals what materialize rebuilds from history."""
-    view = fl.FeatureView("v", entities=[user], schema={"x": "float64"}, timestamp_field="ts", created_timestamp_field="c")
+    online table equals what materialize rebuilds from history. Integer keys and text
+    keys (the two kinds of key index) alike."""
+    entity = account if text_keys else user
+    view = fl.FeatureView("v", entities=[entity], schema={"x": "float64"}, timestamp_field="ts", created_timestamp_field="c")
     path = tmp_path_factory.mktemp("deferred") / "s.duckdb"
-    keys = {"user_id": list(range(5))}
+    key_type = pa.string() if text_keys else pa.int64()
+    keys = {"user_id": pa.array(range(5)).cast(key_type).to_pylist()}
     now = datetime(1970, 1, 1) + timedelta(microseconds=10)
     store = fl.open(path)
     try:
@@ -277,7 +288,7 @@ def test_small_ingests_while_serving_defer_the_online_table_and_lose_nothing(bat
         store.get_online_features(keys, ["v:x"], now=now)  # the index is loaded: ingests defer
         for batch in batches:
             store.ingest("v", pa.table({
-                "user_id": pa.array([r[0] for r in batch], pa.int64()),
+                "user_id": pa.array([r[0] for r in batch], pa.int64()).cast(key_type),
                 "x": pa.array([r[1] for r in batch], pa.float64()),
                 "ts": ts_array([r[2] for r in batch]),
                 "c": ts_array([r[3] for r in batch]),
