@@ -278,7 +278,7 @@ class OnlineIndex:
             if self.size == 0:
                 self._write(keys, None, blocks, valid, ts, created, seq)
                 return
-            rows = self.keys.lookup(keys) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
+            rows = self.keys.lookup(np.asarray(keys)) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
             known = rows >= 0
             old = np.where(known, rows, 0)
             old_ts, old_seq = self.ts[old], self.seq[old]
