@@ -11,7 +11,10 @@ import pyarrow as pa
 
 from .config import FEATURES, KEY, TS, Scale
 
-__all__ = ["TIE_SHARE", "featurizer_columns", "history", "history_with_ties", "request_keys", "spine", "tie_winners"]
+__all__ = [
+    "TIE_SHARE", "extra_history", "featurizer_columns", "history", "history_with_ties", "request_keys", "spine",
+    "tie_winners",
+]
 
 #: First event time of the generated history (well in the past, so that online reads at
 #: "now" never need the rare future-event path).
@@ -26,7 +29,7 @@ MARGIN_US = 7 * 24 * 3600 * 1_000_000
 TIE_SHARE = 0.10
 
 #: Independent random streams, one per generator, derived from the run's seed.
-_HISTORY, _SPINE, _REQUESTS, _TIES, _FEATURIZER = 1, 2, 3, 4, 5
+_HISTORY, _SPINE, _REQUESTS, _TIES, _FEATURIZER, _EXTRA = 1, 2, 3, 4, 5, 6
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -47,6 +50,20 @@ def history(scale: Scale, seed: int) -> pa.Table:
     keys = rng.permutation(np.arange(rows, dtype=np.int64) % scale.entities)
     columns: dict[str, pa.Array] = {KEY: pa.array(keys)}
     for name in FEATURES:
+        columns[name] = pa.array(rng.standard_normal(rows))
+    columns[TS] = _timestamps(rng, rows, START_US, START_US + SPAN_US)
+    return pa.table(columns)
+
+
+def extra_history(scale: Scale, seed: int, number: int, features: list[str], share: float = 0.2) -> pa.Table:
+    """The history of a second (third, ...) view of the same entity, for training sets over
+    several views: ``share`` of ``scale.history_rows`` rows of (user_id, ``features``, ts),
+    drawn like :func:`history` from a stream of its own per ``number``."""
+    rng = np.random.default_rng([seed, _EXTRA, number])
+    rows = max(1, int(scale.history_rows * share))
+    keys = rng.permutation(np.arange(rows, dtype=np.int64) % scale.entities)
+    columns: dict[str, pa.Array] = {KEY: pa.array(keys)}
+    for name in features:
         columns[name] = pa.array(rng.standard_normal(rows))
     columns[TS] = _timestamps(rng, rows, START_US, START_US + SPAN_US)
     return pa.table(columns)

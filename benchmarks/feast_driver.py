@@ -14,7 +14,9 @@ no expiry) and an on-demand feature view ``ratios`` in python mode computing
 ``ratio = f0 / (f1 + 1.0)`` per row.
 
 Tasks (``config["tasks"]``, run in this order whatever the order given): setup,
-materialize, online_single, online_batch, online_odfv, training, cold_start, serve_http.
+materialize, online_single, online_batch, online_odfv, training, training_sets,
+cold_start, serve_http, footprint, cases (tiny inputs where Feast and featurelite may
+differ, each in its own repo under ``work/cases``; see :meth:`Driver.cases`).
 Each catches its own exceptions and reports ``{"error": ...}``. When an online task runs,
 the online values of ``request_keys[:1000]`` are also written to ``work/feast_online.json``
 (key ``online_dump`` of the output).
@@ -42,6 +44,7 @@ import http.client
 import json
 import math
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -65,7 +68,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 TASKS = (
-    "setup", "materialize", "online_single", "online_batch", "online_odfv", "training", "cold_start", "serve_http",
+    "setup", "materialize", "online_single", "online_batch", "online_odfv", "training", "training_sets", "cold_start",
+    "serve_http", "footprint", "cases",
 )
 ONLINE_TASKS = ("online_single", "online_batch", "online_odfv")
 PROJECT = "featurelite_bench"
@@ -77,6 +81,8 @@ ODFV = "ratios"
 ODFV_FEATURE = "ratio"
 ODFV_REF = f"{ODFV}:{ODFV_FEATURE}"
 HTTP_CLIENTS = 4
+#: Percentiles kept of every latency distribution (as benchmarks/measure.py).
+QUANTILES = [*range(0, 100, 2), 99, 99.5, 99.9, 100]
 ONLINE_DUMP_KEYS = 1_000
 
 # -- the repo ---------------------------------------------------------------------------
@@ -135,6 +141,14 @@ def {odfv}(inputs: dict) -> dict:
 OBJECTS = [user, user_stats_source, user_stats, {odfv}]
 '''
 
+_EXTRA_VIEW = '''
+{name}_source = FileSource(name="{name}_source", path={path!r}, timestamp_field={ts!r})
+{name} = FeatureView(
+    name={name!r}, entities=[user], ttl=timedelta(0), schema=[{fields}], online=True, source={name}_source,
+)
+OBJECTS += [{name}_source, {name}]
+'''
+
 
 def _refs(features: list[str]) -> list[str]:
     return [f"{VIEW}:{f}" for f in features]
@@ -149,13 +163,18 @@ def _write_repo(cfg: Mapping[str, Any]) -> Path:
     (work / "feature_store.yaml").write_text(
         _FEATURE_STORE_YAML.format(project=PROJECT, registry=work / "registry.db", online=work / "online.db")
     )
-    fields = ", ".join(f"Field(name={f!r}, dtype=Float64)" for f in cfg["features"])
-    (work / "definitions.py").write_text(
-        _DEFINITIONS.format(
-            entity=ENTITY, key=KEY, history=str(Path(cfg["history_parquet"]).resolve()), ts=TS, view=VIEW,
-            fields=fields, odfv=ODFV, odfv_feature=ODFV_FEATURE,
-        )
+    def fields(names: list[str]) -> str:
+        return ", ".join(f"Field(name={f!r}, dtype=Float64)" for f in names)
+
+    text = _DEFINITIONS.format(
+        entity=ENTITY, key=KEY, history=str(Path(cfg["history_parquet"]).resolve()), ts=TS, view=VIEW,
+        fields=fields(cfg["features"]), odfv=ODFV, odfv_feature=ODFV_FEATURE,
     )
+    for extra in cfg.get("extra_views", []):  # more views over the same entity, for training sets
+        text += _EXTRA_VIEW.format(
+            name=extra["name"], path=str(Path(extra["parquet"]).resolve()), ts=TS, fields=fields(extra["features"])
+        )
+    (work / "definitions.py").write_text(text)
     return work
 
 
@@ -182,6 +201,7 @@ def _latency_summary(samples_ns: np.ndarray) -> dict[str, float]:
         "mean_us": float(us.mean()),
         "min_us": float(us.min()),
         "max_us": float(us.max()),
+        "quantiles_us": [float(q) for q in np.percentile(us, QUANTILES)],
     }
 
 
@@ -211,6 +231,11 @@ def _stopwatch() -> Callable[[], float]:
 
 def _both_nan(x: Any, y: Any) -> bool:
     return isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)
+
+
+def _jsonable(x: Any) -> Any:
+    """A float for JSON: NaN as the string "NaN" (strict JSON has no NaN)."""
+    return "NaN" if isinstance(x, float) and math.isnan(x) else x
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -285,12 +310,12 @@ class Driver:
         # below writes those entities again.
         warm_end = first + (last - first) / 100
         watch = _stopwatch()
-        store.materialize(first - timedelta(seconds=1), warm_end)
+        store.materialize(first - timedelta(seconds=1), warm_end, feature_views=[VIEW])
         warmup_s = watch()
         gc.collect()
         start, end = first - timedelta(seconds=1), last + timedelta(seconds=1)
         watch = _stopwatch()
-        store.materialize(start, end)
+        store.materialize(start, end, feature_views=[VIEW])
         seconds = watch()
         return {
             "seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "entities": entities,
@@ -422,11 +447,132 @@ class Driver:
             "path": str(path),
         }
 
+    def training_sets(self) -> dict[str, Any]:
+        """Each of ``config["training_sets"]`` ({label, spine_parquet, refs}) once, after a
+        warm-up on 1% of its entity dataframe: seconds and row counts per label."""
+        store = self.store
+        out: dict[str, Any] = {}
+        for spec in self.cfg.get("training_sets", []):
+            spine = pq.read_table(spec["spine_parquet"]).to_pandas()
+            refs = list(spec["refs"])
+            store.get_historical_features(entity_df=spine.iloc[: max(1, len(spine) // 100)], features=refs).to_arrow()
+            gc.collect()
+            watch = _stopwatch()
+            result = store.get_historical_features(entity_df=spine, features=refs).to_arrow()
+            seconds = watch()
+            out[spec["label"]] = {
+                "seconds": seconds, "spine_rows": len(spine), "rows": result.num_rows, "features": len(refs),
+                "rows_without_match": int(result.column(refs[0].split(":")[1]).null_count),
+            }
+            del result
+        return out
+
+    # footprint --------------------------------------------------------------------------
+
+    def footprint(self) -> dict[str, Any]:
+        """Bytes on disk: the SQLite online store, the registry, and the Parquet files the
+        offline store reads (Feast keeps no copy of the history: it reads the user's files)."""
+        parquet = [self.cfg["history_parquet"], *(e["parquet"] for e in self.cfg.get("extra_views", []))]
+        online = self.work / "online.db"
+        return {
+            "online_db_bytes": online.stat().st_size if online.exists() else None,
+            "registry_bytes": (self.work / "registry.db").stat().st_size,
+            "offline_parquet_bytes": {Path(p).name: Path(p).stat().st_size for p in parquet},
+        }
+
+    # cases ------------------------------------------------------------------------------
+
+    _CASE_DEFINITIONS = textwrap.dedent(
+        """
+        from datetime import timedelta
+        from feast import Entity, FeatureView, Field, FileSource
+        from feast.types import Float64
+        from feast.value_type import ValueType
+        user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+        source = FileSource(name="v_source", path={path!r}, timestamp_field="ts")
+        v = FeatureView(name="v", entities=[user], ttl=timedelta(0), schema=[Field(name="x", dtype=Float64)],
+                        online=True, source=source)
+        OBJECTS = [user, source, v]
+        """
+    )
+
+    def cases(self) -> dict[str, Any]:
+        """Run each of ``config["cases"]``: ``steps`` in order (``{"append": rows}`` adds
+        rows to the view's Parquet source, ``{"materialize": [start_us, end_us]}``
+        materializes that window), then a training set over ``spine`` and an online read
+        of ``online_keys``. Rows are ``{"user_id", "ts" (int microseconds, UTC), "x"}``
+        (``x``: a float, null, or the string "NaN"). Returns per case the training rows (in
+        the order Feast returns them) and the online values."""
+        from feast import FeatureStore
+
+        out: dict[str, Any] = {}
+        for case in self.cfg.get("cases", []):
+            try:
+                out[case["name"]] = self._case(case, FeatureStore)
+            except Exception as exc:  # noqa: BLE001 - one case failing does not stop the others
+                out[case["name"]] = _error(exc)
+        return out
+
+    def _case(self, case: Mapping[str, Any], feature_store: Any) -> dict[str, Any]:
+        import datetime as dt
+
+        import pandas as pd
+
+        work = self.work / "cases" / case["name"]
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        history = work / "history.parquet"
+        (work / "feature_store.yaml").write_text(
+            _FEATURE_STORE_YAML.format(project="cases", registry=work / "registry.db", online=work / "online.db")
+        )
+        (work / "definitions.py").write_text(self._CASE_DEFINITIONS.format(path=str(history)))
+
+        def table(rows: list[dict[str, Any]]) -> pa.Table:
+            return pa.table({
+                KEY: pa.array([r[KEY] for r in rows], pa.int64()),
+                "x": pa.array([float("nan") if r["x"] == "NaN" else r["x"] for r in rows], pa.float64()),
+                TS: pa.array([r[TS] for r in rows], pa.timestamp("us", tz="UTC")),
+            })
+
+        def moment(us: int) -> dt.datetime:
+            return dt.datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
+
+        rows: list[dict[str, Any]] = []
+        store = None
+        for step in case["steps"]:
+            if "append" in step:
+                rows += step["append"]
+                pq.write_table(table(rows), history)
+                if store is None:
+                    store = feature_store(repo_path=str(work))
+                    store.apply(_load_definitions(work))
+            else:
+                assert store is not None, "a case starts with an append"
+                start, end = step["materialize"]
+                store.materialize(moment(start), moment(end))
+        assert store is not None
+        spine = pd.DataFrame({
+            KEY: [r[KEY] for r in case["spine"]],
+            "event_timestamp": [pd.Timestamp(moment(r[TS])) for r in case["spine"]],
+        })
+        trained = store.get_historical_features(entity_df=spine, features=["v:x"]).to_arrow()
+        training = [
+            {KEY: k, TS: int(t.timestamp() * 1_000_000) if t is not None else None, "x": _jsonable(x)}
+            for k, t, x in zip(
+                trained.column(KEY).to_pylist(), trained.column("event_timestamp").to_pylist(),
+                trained.column("x").to_pylist(),
+            )
+        ]
+        online = store.get_online_features(
+            features=["v:x"], entity_rows=[{KEY: k} for k in case["online_keys"]]
+        ).to_dict()
+        return {"training": training, "online": [_jsonable(x) for x in online["x"]]}
+
     # cold start -------------------------------------------------------------------------
 
     _COLD = textwrap.dedent(
         """
-        import json, os, sys, time
+        import json, os, resource, sys, time
         start = time.perf_counter()
         import feast
         imported = time.perf_counter()
@@ -438,7 +584,7 @@ class Driver:
         read = time.perf_counter()
         sys.stdout.write("@@RESULT@@" + json.dumps({
             "import_s": imported - start, "open_s": opened - imported, "first_read_s": read - opened,
-            "values": values,
+            "values": values, "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }) + "\\n")
         """
     )
@@ -467,7 +613,7 @@ class Driver:
         for _ in range(runs):
             for side, refs in sides.items():
                 samples[side].append(self._cold_process(refs, key))
-        phases = ("wall_s", "import_s", "open_s", "first_read_s")
+        phases = ("wall_s", "import_s", "open_s", "first_read_s", "maxrss_bytes")
         out: dict[str, Any] = {"runs": runs, "key": key}
         for side, rs in samples.items():
             medians = {p: statistics.median(r[p] for r in rs) for p in phases}
@@ -660,7 +806,10 @@ def main(argv: list[str]) -> int:
     ``features``, ``n_features_small``, ``latency_iterations``, ``batch_iterations``,
     ``warmup_iterations``, ``seed``, ``tasks``; optional: ``batch_entities`` (100),
     ``http_requests`` (= latency_iterations), ``serve_args`` (["--no-access-log"]),
-    ``cold_start_runs`` (3), ``training_repeats`` (1).
+    ``cold_start_runs`` (3), ``training_repeats`` (1), ``extra_views`` ([{name, parquet,
+    features}]: more views of the entity, for training sets; never materialized),
+    ``training_sets`` ([{label, spine_parquet, refs}], for the task of that name),
+    ``cases`` (for the task of that name).
 
     Output: ``{"versions": {...}, "config": {...}, "results": {task: {...}}, "total_s": s}``.
     """
@@ -690,6 +839,8 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001
             output["results"] = {"error": _error(exc)}
         output["total_s"] = watch()
+        # This process's peak resident set: with one task per invocation, that task's peak.
+        output["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         real_stdout.write(json.dumps(output) + "\n")
         real_stdout.flush()
     return 0

@@ -23,6 +23,10 @@ Call = Callable[[int], object]
 Run = Callable[[], float]
 
 
+#: Percentiles kept of every latency distribution (for the charts).
+QUANTILES = [*range(0, 100, 2), 99, 99.5, 99.9, 100]
+
+
 def latency_summary(samples_ns: np.ndarray) -> dict[str, float]:
     """p50 / p99 / mean / min / max of latencies, in microseconds."""
     us = samples_ns.astype(np.float64) / 1_000.0
@@ -33,6 +37,8 @@ def latency_summary(samples_ns: np.ndarray) -> dict[str, float]:
         "mean_us": float(us.mean()),
         "min_us": float(us.min()),
         "max_us": float(us.max()),
+        # The distribution, for charts: the latency at each of QUANTILES.
+        "quantiles_us": [float(q) for q in np.percentile(us, QUANTILES)],
     }
 
 

@@ -226,7 +226,7 @@ def batch_featurizer(ctx: Context) -> dict[str, Any]:
 
 #: The fresh process: argv = store path, comma-separated refs, entity key. Prints JSON.
 _COLD_START = f"""
-import json, sys, time
+import json, resource, sys, time
 start = time.perf_counter()
 import featurelite as fl
 imported = time.perf_counter()
@@ -238,7 +238,7 @@ value_at = time.time()  # wall clock, compared with the parent's at spawn
 store.close()
 print(json.dumps({{
     "import_s": imported - start, "open_s": opened - imported, "first_read_s": read - opened, "value_at": value_at,
-    "values": response.to_dict(),
+    "values": response.to_dict(), "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
 }}))
 """
 

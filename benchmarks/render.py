@@ -127,12 +127,16 @@ def _feast_lines(results: dict[str, Any]) -> Iterator[str]:
         return
     yield "## featurelite and Feast"
     yield ""
+    rounds = feast.get("rounds", {})
     yield (
         "Feast 0.67 ran in its own virtual environment (`benchmarks/feast_setup.py`) on the same generated data "
-        "(the history and entity dataframe of this run, written to Parquet: Feast's DuckDB offline store reads it, "
-        "its SQLite online store is filled by `materialize`), driven by `benchmarks/feast_driver.py` in the same "
-        f"run ({feast['feast_seconds']:.0f} s). The `vs Feast` workloads below put its numbers in the `limit` "
-        "column; ratios are featurelite / Feast."
+        "(written to Parquet: Feast's DuckDB offline store reads it, its SQLite online store is filled by "
+        "`materialize`), at two scales: 10k entities with 100k history rows, and the run's own scale. "
+        "`benchmarks/peer.py` measures both systems step by step in the same run, alternating: a round of "
+        "featurelite, then the same round of Feast (each in a process of its own, `benchmarks/feast_driver.py`), "
+        f"{rounds.get('online', '?')} rounds for online reads, {rounds.get('training', '?')} for training sets, "
+        f"{rounds.get('http', '?')} for HTTP ({feast['feast_seconds']:.0f} s in all). The `vs Feast` workloads below "
+        "put Feast's numbers in the `limit` column; ratios are featurelite / Feast."
     )
     yield ""
     charts = results.get("charts") or {
@@ -169,11 +173,58 @@ def _feast_lines(results: dict[str, Any]) -> Iterator[str]:
         )
         if not online.get("identical"):
             yield f"  Smallest examples of each difference: `{online.get('examples')}`"
+    yield ""
+    yield from _difference_lines(feast.get("differences") or [])
+
+
+def _difference_lines(cases: list[dict[str, Any]]) -> Iterator[str]:
+    """The tiny inputs of benchmarks/differences.py: verdicts of the run, and the causes of
+    the differences found."""
+    if not cases:
+        return
+    from .differences import CASES, describe_input
+
+    by_name = {c.name: c for c in CASES}
+    yield "### Where Feast differs: the smallest inputs"
+    yield ""
     yield (
-        "- This data has no tied event times and no ttl; featurelite's own tests cover those cases (Feast breaks ties "
-        "only by created timestamp and otherwise returns either row)."
+        "The benchmark data cannot show where the two systems' rules part (random microsecond times: no ties, no "
+        "late events, one materialize). Each case below is a handful of rows run through both in this run "
+        "(`benchmarks/differences.py`; Feast in a fresh repo per case). Times are days after 2024-01-01."
     )
     yield ""
+    yield from _table(
+        ["case", "input", "featurelite", "Feast", "verdict"],
+        [
+            [
+                f"`{r['name']}`: {by_name[r['name']].what}" if r["name"] in by_name else f"`{r['name']}`",
+                describe_input(by_name[r["name"]]) if r["name"] in by_name else "",
+                _answer(r.get("featurelite")),
+                _answer(r.get("feast")),
+                "same" if r["agree"] else ("**differs**: " + "; ".join(r["differences"]) if r["agree"] is False
+                                           else "; ".join(r["differences"])),
+            ]
+            for r in cases
+        ],
+    )
+    differing = [r for r in cases if r["agree"] is False]
+    if differing:
+        yield ""
+        yield "Why they differ (read from Feast 0.67's source):"
+        yield ""
+    for r in differing:
+        cause = by_name[r["name"]].cause if r["name"] in by_name else ""
+        yield f"- `{r['name']}`: {cause or 'no cause recorded yet: to investigate.'}"
+    if differing:
+        yield ""
+
+
+def _answer(side: dict[str, Any] | None) -> str:
+    if not side or "training" not in side:
+        return "(failed)"
+    training = ", ".join(str(row["x"]) for row in side["training"])
+    online = ", ".join(str(x) for x in side["online"])
+    return f"training [{training}]; online [{online}]"
 
 
 def _load(sample: dict[str, Any]) -> str:

@@ -103,9 +103,7 @@ def run(
     }
     if versus is not None:
         results["workloads"].update(versus.pop("workloads"))
-        results["feast"] = {k: v for k, v in versus.items() if not k.endswith("_raw")}
-        raw = output.with_name(output.stem + "-feast.json")
-        raw.write_text(json.dumps({"full": versus["feast_raw"], "small": versus["feast_small_raw"]}, indent=2) + "\n")
+        results["feast"] = versus
     if results["featurelite_source"]["changed_during_run"]:
         log("WARNING: featurelite's sources changed during the run; the numbers mix two versions")
     output.parent.mkdir(parents=True, exist_ok=True)
