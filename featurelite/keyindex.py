@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from .arrays import to_numpy
+
 __all__ = ["DictKeyIndex", "IntKeyIndex", "KeyIndex", "key_index_for"]
 
 _MULT = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: Fibonacci hashing
@@ -208,7 +210,7 @@ def key_index_for(key_dtypes: list[str]) -> KeyIndex:
 def arrow_keys(table: pa.Table, names: list[str], int_keys: bool) -> list[Any] | np.ndarray:
     """Keys of ``table`` in the form the key index takes."""
     if int_keys:
-        return table.column(names[0]).to_numpy().astype(np.int64, copy=False)
+        return to_numpy(table.column(names[0])).astype(np.int64, copy=False)
     if len(names) == 1:
         return table.column(names[0]).to_pylist()
     return list(zip(*(table.column(k).to_pylist() for k in names)))

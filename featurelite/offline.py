@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
+from .arrays import false_array
 from .db import quote, run
 from .layout import LOST, SEQ, ViewLayout
 from .types import duckdb_type
@@ -67,7 +67,7 @@ def append(con: duckdb.DuckDBPyConnection, layout: ViewLayout, batch: pa.Table) 
         columns = ", ".join(quote(c) for c in layout.stored_columns())
         con.from_arrow(batch).query("_fl_batch", f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch")
         return
-    lost = pa.array(np.zeros(batch.num_rows, dtype=np.bool_))
+    lost = false_array(batch.num_rows)
     _fl_batch = pa.table([lost if name == LOST else batch.column(name) for name in order], names=order)  # noqa: F841
     # DuckDB's replacement scan reads the local variable ``_fl_batch`` (of the frame that
     # calls execute, so not through db.run): one statement without the separate bind that

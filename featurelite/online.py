@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import arrays
 from .db import fetch_arrow, quote, run
 from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
 from .layout import SEQ, ViewLayout
@@ -124,15 +125,15 @@ _NO_CREATED = np.iinfo(np.int64).min
 def _to_numpy(values: pa.ChunkedArray, fam: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(values with nulls filled, validity mask or None when every value is valid) for one
     Arrow column."""
-    if fam == "timestamp":
-        values = values.cast(pa.int64())
     if values.null_count == 0:
-        return values.to_numpy(), None
-    valid = values.is_valid().to_numpy(zero_copy_only=False)
+        return arrays.to_numpy(values), None
+    valid = arrays.validity(values)
     if fam == "object":
         return values.to_numpy(zero_copy_only=False), valid
+    if fam == "timestamp":
+        values = values.cast(pa.int64())
     filled = pc.fill_null(values, False if fam == "bool" else 0)
-    return filled.to_numpy(zero_copy_only=False).astype(_NUMPY_DTYPE[fam], copy=False), valid
+    return arrays.to_numpy(filled).astype(_NUMPY_DTYPE[fam], copy=False), valid
 
 
 @dataclass(frozen=True)
@@ -256,11 +257,11 @@ class OnlineIndex:
 
     def _order(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(event time, created time or None, sequence) of rows, as int64 arrays."""
-        ts = table.column(self.layout.ts).cast(pa.int64()).to_numpy()
-        seq = table.column(SEQ).to_numpy().astype(np.int64, copy=False)
+        ts = arrays.to_numpy(table.column(self.layout.ts).cast(pa.int64()))
+        seq = arrays.to_numpy(table.column(SEQ)).astype(np.int64, copy=False)
         created = None
         if self.layout.created:
-            created = pc.fill_null(table.column(self.layout.created).cast(pa.int64()), _NO_CREATED).to_numpy()
+            created = arrays.to_numpy(pc.fill_null(table.column(self.layout.created).cast(pa.int64()), _NO_CREATED))
         return ts, created, seq
 
     def merge(self, table: pa.Table) -> None:

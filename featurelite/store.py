@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from . import offline, online
 from ._version import __version__
+from .arrays import int64_array
 from .conform import check_columns, conform_table, normalize_timestamps
 from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
@@ -458,7 +459,7 @@ class Store:
                             seq = seq_after  # this Store is the file's only writer: no counter to update
                             seq_after = seq + table.num_rows
                             first_seq = seq if first_seq is None else first_seq
-                            arrays.append(pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
+                            arrays.append(int64_array(np.arange(seq, seq + table.num_rows, dtype=np.int64)))
                             stored = pa.Table.from_arrays(arrays, names=names)
                             offline.append(con, layout, stored)
                             batches = [stored] if not batches else batches[:1] + [stored]
