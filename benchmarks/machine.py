@@ -44,6 +44,15 @@ def rss_bytes() -> int | None:
     return None if rss is None else int(rss.split()[0]) * 1024
 
 
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size of this process (Linux ``VmHWM``), or None.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over ``execve`` from the process that
+    forked, so a child started by a large benchmark process would report the parent's peak."""
+    peak = _proc_field("/proc/self/status", "VmHWM")
+    return None if peak is None else int(peak.split()[0]) * 1024
+
+
 def describe() -> dict[str, Any]:
     """Cores, memory, CPU model, OS and the versions of everything measured."""
     con = duckdb.connect()
