@@ -131,7 +131,8 @@ def _feast_lines(results: dict[str, Any]) -> Iterator[str]:
     yield (
         "Feast 0.67 ran in its own virtual environment (`benchmarks/feast_setup.py`) on the same generated data "
         "(written to Parquet: Feast's DuckDB offline store reads it, its SQLite online store is filled by "
-        "`materialize`), at two scales: 10k entities with 100k history rows, and the run's own scale. "
+        "`materialize`), at two scales: 10k entities with 100k history rows, and the run's own scale, with entity "
+        "dataframes of up to the run's length at both. "
         "`benchmarks/peer.py` measures both systems step by step in the same run, alternating: a round of "
         "featurelite, then the same round of Feast (each in a process of its own, `benchmarks/feast_driver.py`), "
         f"{rounds.get('online', '?')} rounds for online reads, {rounds.get('training', '?')} for training sets, "
