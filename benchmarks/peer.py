@@ -94,10 +94,6 @@ class Side:
         return self.work / "feast"
 
 
-def _extra_features(view: str) -> list[str]:
-    return EXTRA_VIEWS[view]
-
-
 def _write_side_data(work: Path, scale: Scale, seed: int, history: pa.Table, spine: pa.Table) -> dict[str, Any]:
     """History, extra views and entity dataframes of one scale as Parquet."""
     work.mkdir(parents=True, exist_ok=True)
@@ -150,7 +146,7 @@ def _feast_config(side: Side, ctx: Context, keys: list[int]) -> dict[str, Any]:
         "latency_iterations": LATENCY_PER_ROUND, "batch_iterations": BATCH_PER_ROUND, "warmup_iterations": WARMUP,
         "batch_entities": BATCH, "http_requests": HTTP_PER_ROUND, "serve_args": FEAST_SERVE_ARGS,
         "cold_start_runs": 3,
-        "extra_views": [{"name": v, "parquet": str(p), "features": _extra_features(v)} for v, p in side.extra.items()],
+        "extra_views": [{"name": v, "parquet": str(p), "features": EXTRA_VIEWS[v]} for v, p in side.extra.items()],
         "training_sets": [
             {"label": label, "spine_parquet": str(path), "refs": refs} for label, path, refs in _training_specs(side)
         ],
@@ -185,7 +181,7 @@ def _footprint_process(store: Path, history: Path, *flags: str) -> dict[str, Any
     return result
 
 
-def _build_store(side: Side, ctx: Context) -> dict[str, Any]:
+def _build_store(side: Side) -> dict[str, Any]:
     """Ingest the history in fresh processes: from an Arrow table (the throughput), then
     streaming from the Parquet file into the store kept (its peak RSS and file size are
     the footprint); then add the on-demand view and the extra views."""
@@ -313,11 +309,11 @@ def _training_step(side: Side, python: Path, config: dict[str, Any], log: Callab
     side.results["training"] = out
 
 
-def _ingest_step(side: Side, python: Path, config: dict[str, Any], ctx: Context, log: Callable[[str], None]) -> None:
+def _ingest_step(side: Side, python: Path, config: dict[str, Any], log: Callable[[str], None]) -> None:
     """featurelite's ingest in a fresh process, then Feast's setup and materialize, each
     in its own process; their times, peak RSS and bytes on disk."""
     log(f"{side.label}: featurelite ingest (fresh process)")
-    mine = _build_store(side, ctx)
+    mine = _build_store(side)
     log(f"{side.label}: Feast setup and materialize")
     setup = _driver(python, config, ["setup"])
     materialize = _driver(python, config, ["materialize"])
@@ -330,7 +326,7 @@ def _ingest_step(side: Side, python: Path, config: dict[str, Any], ctx: Context,
     side.results["versions"] = setup.get("versions")
 
 
-def _cold_step(side: Side, python: Path, config: dict[str, Any], ctx: Context, log: Callable[[str], None]) -> None:
+def _cold_step(side: Side, python: Path, config: dict[str, Any], log: Callable[[str], None]) -> None:
     log(f"{side.label}: cold start")
     cache = side.work / "kernel-cache"
     key = int(config["request_keys"][0])
@@ -391,7 +387,7 @@ def _differences(python: Path, work: Path, log: Callable[[str], None]) -> list[d
     return [differences.compare(case, differences.featurelite_side(case), feast[case.name]) for case in differences.CASES]
 
 
-def versus_feast(ctx: Context, inputs: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
+def versus_feast(ctx: Context, inputs: dict[str, Any]) -> dict[str, Any]:
     """Run Feast on the same data as featurelite, both measured here step by step."""
     python = ensure_feast_venv(WORK_DIR)
     watch = stopwatch()
@@ -412,10 +408,10 @@ def versus_feast(ctx: Context, inputs: dict[str, Any], mine: dict[str, Any]) -> 
     for side in sides:
         keys = [int(k) for k in data.request_keys(side.scale, ctx.seed + 1, 10_000)]
         config = _feast_config(side, ctx, keys)
-        _ingest_step(side, python, config, ctx, ctx.log)
+        _ingest_step(side, python, config, ctx.log)
         _online_step(side, python, config, keys, ctx.log)
         _training_step(side, python, config, ctx.log)
-        _cold_step(side, python, config, ctx, ctx.log)
+        _cold_step(side, python, config, ctx.log)
         _http_step(side, python, config, keys, ctx.log)
         if side is sides[-1]:
             cross = _cross_check(side, python, config, ctx.log)
@@ -436,7 +432,7 @@ def versus_feast(ctx: Context, inputs: dict[str, Any], mine: dict[str, Any]) -> 
         curve[views]["feast_s"].append(entry["feast_s"])
     return {
         "versions": large.results.get("versions"), "sides": results, "cross_check": cross, "differences": cases,
-        "workloads": _sections(sides, cross), "feast_seconds": feast_s, "training_curve": curve,
+        "workloads": _sections(sides), "feast_seconds": feast_s, "training_curve": curve,
         "rounds": {"online": ROUNDS, "training": TRAINING_ROUNDS, "http": HTTP_ROUNDS},
     }
 
@@ -453,7 +449,7 @@ def _row(metric: str, unit: str, mine: float | None, theirs: float | None, targe
 _LIMIT = "Feast 0.67 (the column `limit` is Feast; ratio = featurelite / Feast, so 0.1 means 10x faster)"
 
 
-def _sections(sides: list[Side], cross: dict[str, Any]) -> dict[str, Any]:
+def _sections(sides: list[Side]) -> dict[str, Any]:
     """One comparison per workload; the limit column is Feast."""
     rounds = f"{ROUNDS} alternating rounds (a round of featurelite, then the same round of Feast)"
     sections: dict[str, Any] = {}

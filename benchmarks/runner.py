@@ -83,7 +83,7 @@ def run(
         del history
         inputs = _step("write the data as Parquet for Feast", lambda: peer.write_inputs(ctx)) if feast else None
         measured = _workloads(ctx)
-        versus = _step("Feast 0.67 on the same data", lambda: peer.versus_feast(ctx, inputs, measured)) if inputs else None
+        versus = _step("Feast 0.67 on the same data", lambda: peer.versus_feast(ctx, inputs)) if inputs else None
     finally:
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
