@@ -5,9 +5,10 @@ The tree::
     FeatureliteError
      ├── StoreError                      opening or using the store file
      │    ├── StoreLockedError           another process holds the file for writing
-     │    ├── StoreFormatError           not a featurelite file, or one from a newer version
+     │    ├── StoreFormatError           not a featurelite file, a damaged one, or one from a newer version
      │    ├── StoreClosedError           the store was closed
      │    └── ReadOnlyError              a write on a store opened read-only
+     ├── ServerError                     the HTTP server cannot start or serve as asked
      ├── DefinitionError (ValueError)    an Entity or FeatureView that is not valid
      │    ├── BreakingChangeError        apply would break data already stored
      │    └── FeaturizerError            a featurizer Numba cannot compile, or a bad signature
@@ -20,7 +21,9 @@ The tree::
           └── SourceError                a file that is missing or not Parquet / CSV
 
 A message is one sentence naming the object and the fix; structured details live in
-attributes (``view``, ``column``, ``row``, ``path``) so callers never parse text.
+attributes declared on the classes (``view``, ``column``, ``row``, ``path``, ...; ``None``
+where they do not apply) so callers never parse text. Nothing raises the root class itself:
+every error is one of the leaves or branches below it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "NotFoundError",
     "ReadOnlyError",
     "SchemaError",
+    "ServerError",
     "SourceError",
     "StoreClosedError",
     "StoreError",
@@ -48,21 +52,57 @@ __all__ = [
 
 
 class FeatureliteError(Exception):
-    """Root of every error featurelite raises on purpose."""
+    """Root of every error featurelite raises on purpose.
+
+    Context attributes are declared on the classes; those that do not apply are ``None``.
+    A keyword that no class in the error's hierarchy declares is a programming error
+    (TypeError), so an attribute name cannot drift between raise sites.
+    """
+
+    #: The feature view (or on-demand feature view) concerned.
+    view: str | None = None
+    #: The column (feature, join key, timestamp or request field) concerned.
+    column: str | None = None
+    #: The input row (0-based) concerned.
+    row: int | None = None
+    #: The name (entity, view, feature) concerned.
+    name: str | None = None
+    #: The file concerned.
+    path: str | None = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details
         for key, value in details.items():
+            if not _declared(type(self), key):
+                raise TypeError(f"{type(self).__name__} declares no attribute {key!r}")
             setattr(self, key, value)
+        self.details: dict[str, Any] = details
 
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle (multiprocessing, test workers) with the details, not only the message.
+        return (_rebuild, (type(self), self.message, self.details))
+
+
+def _declared(cls: type, key: str) -> bool:
+    return any(key in getattr(klass, "__annotations__", {}) for klass in cls.__mro__)
+
+
+def _rebuild(cls: type[FeatureliteError], message: str, details: dict[str, Any]) -> FeatureliteError:
+    return cls(message, **details)
+
 
 class StoreError(FeatureliteError):
-    """The store file cannot be opened or used as asked."""
+    """The store file cannot be opened or used as asked.
+
+    ``committed`` says, where it is known, whether the operation that failed had
+    committed its change (True: the change is in the file; False: nothing was written).
+    """
+
+    committed: bool | None = None
 
 
 class StoreLockedError(StoreError):
@@ -70,7 +110,9 @@ class StoreLockedError(StoreError):
 
 
 class StoreFormatError(StoreError):
-    """The file is not a featurelite store, or was written by a newer featurelite."""
+    """The file is not a featurelite store, is damaged, or was written by a newer featurelite."""
+
+    format_version: int | None = None
 
 
 class StoreClosedError(StoreError):
@@ -81,16 +123,34 @@ class ReadOnlyError(StoreError):
     """A write was attempted on a store opened with ``read_only=True``."""
 
 
+class ServerError(FeatureliteError):
+    """The HTTP server cannot start or serve as asked (a port in use, a bad address or token)."""
+
+    host: str | None = None
+    port: int | None = None
+
+
 class DefinitionError(FeatureliteError, ValueError):
     """An Entity or FeatureView definition is not valid."""
+
+    dtype: str | None = None
+    ttl: Any = None
+    featurizer: str | None = None
 
 
 class BreakingChangeError(DefinitionError):
     """Applying a definition would break data that is already stored."""
 
+    #: History rows the change would break.
+    rows: int | None = None
+
 
 class FeaturizerError(DefinitionError):
-    """A featurizer that cannot be compiled, or whose signature is not supported."""
+    """A featurizer that cannot be compiled, whose signature is not supported, or that
+    failed while it ran (on every path: ingest, training sets, online reads)."""
+
+    #: The featurizer's mismatch between the batch and per-request paths, if that is the failure.
+    mismatch: Any = None
 
 
 class NotFoundError(FeatureliteError, LookupError):
@@ -108,6 +168,9 @@ class UnknownFeatureViewError(NotFoundError):
 class UnknownFeatureError(NotFoundError):
     """A feature reference that names no feature of its view."""
 
+    #: The ``view:feature`` reference as given.
+    reference: str | None = None
+
 
 class InputError(FeatureliteError, ValueError):
     """Data handed to featurelite cannot be used."""
@@ -115,6 +178,12 @@ class InputError(FeatureliteError, ValueError):
 
 class SchemaError(InputError):
     """Input columns or values do not match the declared schema."""
+
+    dtype: str | None = None
+    arrow_type: str | None = None
+    value: Any = None
+    missing: list[str] | None = None
+    extra: list[str] | None = None
 
 
 class SourceError(InputError):

@@ -45,8 +45,8 @@ from .errors import (
     FeatureliteError,
     InputError,
     NotFoundError,
+    ServerError,
     StoreClosedError,
-    StoreError,
 )
 from .serving_lock import holding
 from .store import Store
@@ -58,10 +58,6 @@ log = logging.getLogger("featurelite.server")
 #: Latency buckets (seconds) fine enough for sub-millisecond reads.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _ARROW_STREAM = "application/vnd.apache.arrow.stream"
-
-
-class ServerError(StoreError):
-    """The server could not serve the store (for example: its port is taken)."""
 
 
 class HTTPError(Exception):
