@@ -171,7 +171,6 @@ def point_in_time_sql(
     sorts those instead of the whole history.
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
-    feature_cols = ", ".join(quote(f) for f in features)
     ts = quote(layout.ts)
     ttl = layout.view.ttl
     if ttl is None:
@@ -182,7 +181,14 @@ def point_in_time_sql(
         selected = ", ".join(f"CASE WHEN {fresh} THEN h.{quote(f)} END AS {quote(f)}" for f in features)
     if event_time:
         selected += f", h.{ts} AS {EVENT_TS}"
-    history = f"SELECT {keys}, {ts}, {feature_cols} FROM {layout.history_table}"
+    # DuckDB's ASOF join canonicalises FLOAT payloads (-0.0 becomes 0.0, NaN payloads are
+    # reset) but carries DOUBLE bits through: float32 features cross the join widened to
+    # DOUBLE, which is exact, and the caller casts them back to float32, bit for bit.
+    schema = layout.view.schema
+    carried = ", ".join(
+        f"{quote(f)}::DOUBLE AS {quote(f)}" if schema.get(f) == "float32" else quote(f) for f in features
+    )
+    history = f"SELECT {keys}, {ts}, {carried} FROM {layout.history_table}"
     where = [f"NOT {LOST}"] if losers else []
     if narrow:
         where.append(f"{ts} <= (SELECT max({PROBE_TS}) FROM {PROBE})")

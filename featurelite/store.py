@@ -761,6 +761,9 @@ class Store:
         order = np.empty(result.num_rows, dtype=np.int64)
         order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
         result = result.take(order)
+        for i, name in enumerate(result.column_names):
+            if layout.view.schema.get(name) == "float32":  # widened for the join (see point_in_time_sql)
+                result = result.set_column(i, name, result.column(i).cast(pa.float32()))
         return result
 
     # -- offline --------------------------------------------------------------------

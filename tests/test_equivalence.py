@@ -42,7 +42,7 @@ def view_defs(draw: st.DrawFn) -> tuple[fl.FeatureView, fl.FeatureView]:
         "a", entities=[user], schema={"x": "float64", "n": "int64", "s": "string"},
         timestamp_field="ts", created_timestamp_field="created" if with_created else None, ttl=ttl_a,
     )
-    b = fl.FeatureView("b", entities=[user, shop], schema={"y": "float64"}, timestamp_field="ts", ttl=ttl_b)
+    b = fl.FeatureView("b", entities=[user, shop], schema={"y": "float64", "z": "float32"}, timestamp_field="ts", ttl=ttl_b)
     return a, b
 
 
@@ -63,6 +63,7 @@ ROWS_B = st.fixed_dictionaries({
     "user_id": USERS,
     "shop": st.sampled_from(["x", "y"]),
     "y": FLOATS,
+    "z": FLOATS,  # float32: -0.0, NaN and inf must survive the point-in-time join too
     "ts": EVENT_TS,
 })
 
@@ -84,7 +85,7 @@ def scenarios(draw: st.DrawFn) -> tuple[fl.FeatureView, fl.FeatureView, list[tup
 
 def to_table(view: fl.FeatureView, rows: list[dict[str, Any]]) -> pa.Table:
     names = ["user_id", "shop"] if view.name == "b" else ["user_id"]
-    types = {"user_id": pa.int64(), "shop": pa.string(), "x": pa.float64(), "n": pa.int64(), "s": pa.string(), "y": pa.float64()}
+    types = {"user_id": pa.int64(), "shop": pa.string(), "x": pa.float64(), "n": pa.int64(), "s": pa.string(), "y": pa.float64(), "z": pa.float32()}
     columns = {k: pa.array([r[k] for r in rows], types[k]) for k in names + list(view.schema)}
     columns["ts"] = ts_array([r["ts"] for r in rows])
     if view.created_timestamp_field:
@@ -105,7 +106,7 @@ def build(a: fl.FeatureView, b: fl.FeatureView, batches: list) -> tuple[fl.Store
     return store, model
 
 
-FEATURES = ["a:x", "a:n", "a:s", "b:y"]
+FEATURES = ["a:x", "a:n", "a:s", "b:y", "b:z"]
 
 
 def expected_value(model: StoreModel, ref: str, row: dict[str, Any]) -> Any:

@@ -186,3 +186,24 @@ def test_narrowing_the_history_to_the_probe_changes_nothing(data):
             finally:
                 store_module.NARROW_RATIO = original
     assert answers[0] == answers[1]
+
+
+def test_float32_special_values_keep_their_bits_offline_and_online(store):
+    """DuckDB's ASOF join canonicalises FLOAT payloads (-0.0 -> 0.0, NaN payloads reset);
+    a float32 feature must come back from a training set with the bits it was stored
+    with, the same bits an online read serves."""
+    import numpy as np
+
+    bits = np.array([0x80000000, 0x7FC12345, 0xFF800000, 0x00000001, 0x3FC00000], dtype=np.uint32)
+    values = bits.view(np.float32)
+    view = fl.FeatureView("f32", entities=[user], schema={"v": "float32"}, timestamp_field="ts")
+    store.apply([user, view])
+    users = list(range(len(values)))
+    store.ingest("f32", pa.table({"user_id": users, "v": pa.array(values), "ts": pa.array([T0] * len(users), pa.timestamp("us"))}))
+    later = pa.array([T0 + timedelta(days=1)] * len(users), pa.timestamp("us"))
+    train = store.get_historical_features(pa.table({"user_id": users, "event_timestamp": later}), ["f32:v"])
+    assert train.column("v").type == pa.float32()
+    assert train.column("v").to_numpy().view(np.uint32).tolist() == bits.tolist()
+    served = store.get_online_features({"user_id": users}, ["f32:v"], now=T0 + timedelta(days=1))
+    online_bits = np.array(served.to_dict()["v"], dtype=np.float64).astype(np.float32).view(np.uint32)
+    assert online_bits.tolist() == bits.tolist()
