@@ -12,32 +12,30 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from .errors import DefinitionError
 from .featurizer import Featurizer
-from .types import DTYPES, KEY_DTYPES
+from .types import DTYPES, KEY_DTYPES, MAX_US, MIN_US
 
 __all__ = ["Entity", "FeatureView", "OnDemandFeatureView", "RequestSource", "parse_ttl"]
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A whole name (fullmatch: ``$`` would also accept a trailing newline).
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Prefix of every column and table featurelite keeps for itself.
 RESERVED_PREFIX = "_fl_"
-_TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
-_TTL_UNITS = {
-    "us": timedelta(microseconds=1),
-    "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
+_TTL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*")
+#: Microseconds per ttl unit.
+_TTL_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
+#: The longest ttl: the whole span a store's timestamps can have (years 1-9999). A longer
+#: one would mean nothing more, and would overflow the time arithmetic of a lookup.
+MAX_TTL = timedelta(microseconds=MAX_US - MIN_US)
 
 
 def _check_name(kind: str, name: object, owner: str | None = None) -> str:
     where = f" in {owner}" if owner else ""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise DefinitionError(
             f"{kind} name {name!r}{where} is not valid; use letters, digits and underscores, "
             "starting with a letter or underscore",
@@ -72,23 +70,31 @@ def _check_tags(tags: Mapping[str, str] | None, owner: str) -> dict[str, str]:
 def parse_ttl(ttl: timedelta | str | None, owner: str = "ttl") -> timedelta | None:
     """Turn ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` or a timedelta into a timedelta.
 
-    ``None`` means values never expire. A ttl must be positive.
+    ``None`` means values never expire. A ttl must be positive and at most
+    :data:`MAX_TTL` (about 10,000 years, the span of the timestamps a store holds).
     """
     if ttl is None:
         return None
     if isinstance(ttl, str):
-        match = _TTL.match(ttl)
+        match = _TTL.fullmatch(ttl)
         if not match:
             raise DefinitionError(
                 f"{owner} {ttl!r} is not a duration; write it like '30d', '12h', '90m', '45s' or "
                 "pass a datetime.timedelta",
                 ttl=ttl,
             )
-        ttl = float(match.group(1)) * _TTL_UNITS[match.group(2)]
+        # Exact decimal arithmetic in microseconds: no float rounding, no OverflowError
+        # from timedelta before the bound below is checked.
+        amount = Decimal(match.group(1)) * _TTL_UNITS[match.group(2)]
+        if amount > MAX_TTL // timedelta(microseconds=1):
+            raise DefinitionError(f"{owner} {ttl!r} is longer than the longest ttl, {MAX_TTL.days} days; use a shorter one or None (never expire)", ttl=ttl)
+        ttl = timedelta(microseconds=int(amount.to_integral_value()))  # half-even, as timedelta rounds
     if not isinstance(ttl, timedelta):
-        raise DefinitionError(f"{owner} must be a timedelta or a string like '30d', not {type(ttl).__name__}")
+        raise DefinitionError(f"{owner} must be a timedelta or a string like '30d', not {type(ttl).__name__}", ttl=ttl)
     if ttl <= timedelta(0):
-        raise DefinitionError(f"{owner} must be positive, got {ttl}", ttl=ttl)
+        raise DefinitionError(f"{owner} must be positive, got {ttl}; use None for values that never expire", ttl=ttl)
+    if ttl > MAX_TTL:
+        raise DefinitionError(f"{owner} {ttl} is longer than the longest ttl, {MAX_TTL.days} days; use a shorter one or None (never expire)", ttl=ttl)
     return ttl
 
 
