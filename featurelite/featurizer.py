@@ -22,16 +22,16 @@ import textwrap
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NewType
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import FeaturizerError
+from .errors import FeaturizerError, SchemaError
 from .kernels import CompiledKernels, compile_kernels
-from .types import MAX_US, MIN_US, micros
+from .types import MAX_US, MIN_US, from_micros, micros
 
 if TYPE_CHECKING:
     from .verification import Mismatch
@@ -59,7 +59,6 @@ _OUTPUT_ARROW = {
 #: What a null input is replaced by before the loop when it has no default (its row's
 #: result is masked out anyway; every row runs, so the loop has no branch).
 _FILLER = {"float64": 0.0, "int64": 0, "bool": False, "timestamp": 0, "string": ""}
-_EPOCH = datetime(1970, 1, 1)
 
 #: Featurizers compiled from stored specs in this process, by content hash of the spec.
 _REBUILT: dict[str, Featurizer] = {}
@@ -109,7 +108,7 @@ def _timestamp_out(value: int | None) -> datetime | None:
     """A timestamp result as returned online; outside years 1-9999 it is null (both paths)."""
     if value is None or value < MIN_US or value > MAX_US:
         return None
-    return _EPOCH + timedelta(microseconds=value)
+    return from_micros(value)
 
 
 def _string_out(value: str | None) -> str | None:
@@ -377,7 +376,8 @@ def _arrow(column: Any, dtype: str, what: str) -> pa.Array:
             raise TypeError(f"a string column is needed, not {column.type}")
         return column.cast(_KERNEL_ARROW[dtype])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError) as exc:
-        raise FeaturizerError(f"{what} cannot be read as {dtype}: {exc}") from None
+        # Input of the wrong kind is the caller's data, not the featurizer failing.
+        raise SchemaError(f"{what} cannot be read as {dtype}: {exc}") from None
 
 
 def featurizer(func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -25,7 +25,7 @@ from . import arrays
 from .db import fetch_arrow, quote, run
 from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
 from .layout import SEQ, ViewLayout
-from .types import duckdb_type, family
+from .types import duckdb_type, family, from_micros
 
 __all__ = [
     "OnlineIndex", "Status", "add_feature_columns", "create_online", "drop_online", "replace_sql", "to_python", "upsert",
@@ -41,7 +41,6 @@ class Status:
     OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"  #: the latest value is older than the view's ttl
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FUTURE = "_future"  # internal verdict: the latest event lies after now
 _NUMPY_DTYPE = {"float": np.float64, "int": np.int64, "bool": np.bool_, "timestamp": np.int64, "object": object}
 
@@ -66,7 +65,7 @@ def to_python(values: pa.ChunkedArray | pa.Array, dtype: str) -> list[Any]:
     """Stored values as the Python objects online reads return (timestamps as UTC
     datetimes built the same way the index builds them)."""
     if dtype == "timestamp":
-        return [None if v is None else _EPOCH + timedelta(microseconds=v) for v in values.cast(pa.int64()).to_pylist()]
+        return [None if v is None else from_micros(v) for v in values.cast(pa.int64()).to_pylist()]
     return values.to_pylist()
 
 
@@ -103,13 +102,14 @@ def upsert(
         run(con, f"DROP TABLE IF EXISTS {_WON}")
 
 
-def replace_sql(layout: ViewLayout, winners_sql: str) -> list[str]:
-    """Statements that replace the whole online table by ``winners_sql``."""
+def replace_sql(layout: ViewLayout, winners_sql: str) -> tuple[str, str]:
+    """The two statements that replace the whole online table by ``winners_sql``: the
+    DELETE, then the INSERT (which takes whatever parameters ``winners_sql`` binds)."""
     columns = ", ".join(quote(c) for c in layout.stored_columns())
-    return [
+    return (
         f"DELETE FROM {layout.online_table}",
         f"INSERT INTO {layout.online_table} ({columns}) SELECT {columns} FROM ({winners_sql})",
-    ]
+    )
 
 
 def index_columns(layout: ViewLayout) -> list[str]:
@@ -350,7 +350,7 @@ class OnlineIndex:
         for fam, col, pos, is_ts in plan.items:
             if valid[pos]:
                 v = blocks[fam][col]
-                values.append([_EPOCH + timedelta(microseconds=v) if is_ts else v])
+                values.append([from_micros(v) if is_ts else v])
                 statuses.append([Status.PRESENT])
             else:
                 values.append([None])
@@ -400,7 +400,7 @@ class OnlineIndex:
                     stat[i] = verdict
                 elif valid[j][pos]:
                     v = block[j][col]
-                    out[i] = _EPOCH + timedelta(microseconds=v) if is_ts else v
+                    out[i] = from_micros(v) if is_ts else v
                     stat[i] = Status.PRESENT
                 else:
                     stat[i] = Status.NULL_VALUE

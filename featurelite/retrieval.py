@@ -6,13 +6,15 @@ Checks the shape of what a caller asked for and names what is wrong; no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import re
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import InputError, SchemaError, UnknownFeatureError
 
-__all__ = ["entity_columns", "key_column", "keys_for", "pick_timestamp", "resolve_features"]
+__all__ = ["entity_columns", "key_column", "key_values", "keys_for", "pick_timestamp", "resolve_features"]
 
 
 def resolve_features(
@@ -23,12 +25,18 @@ def resolve_features(
     raises for an unknown view)."""
     if isinstance(features, str):
         features = [features]
+    elif isinstance(features, (bytes, Mapping)) or not isinstance(features, (Sequence, set, frozenset)):
+        raise InputError(
+            f"features must be a list of 'view:feature' references, not {type(features).__name__}: {features!r}"
+        )
     groups: dict[str, tuple[list[str], list[str]]] = {}
     seen: dict[str, str] = {}
     if not features:
         raise InputError("no features requested; pass references like 'view:feature'")
     for ref in features:
-        if not isinstance(ref, str) or ref.count(":") != 1:
+        if not isinstance(ref, str):
+            raise InputError(f"feature reference {ref!r} is {type(ref).__name__}; pass 'view:feature' strings")
+        if ref.count(":") != 1:
             raise UnknownFeatureError(
                 f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
             )
@@ -96,7 +104,15 @@ def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Seque
             f"entity_rows must be a list of {{join key: value}} dicts or a dict of lists, not {type(entity_rows).__name__}"
         )
     if isinstance(entity_rows, Mapping):
-        columns = {k: list(v) for k, v in entity_rows.items()}
+        columns = {}
+        for k, v in entity_rows.items():
+            if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Sequence):
+                raise InputError(
+                    f"entity_rows[{k!r}] is {type(v).__name__} {v!r}; a dict of entity rows maps each join key "
+                    f"to a list of values, one per entity (e.g. {{{k!r}: [{v!r}]}})",
+                    column=str(k),
+                )
+            columns[k] = list(v)
         if len({len(v) for v in columns.values()}) > 1:
             raise InputError("entity_rows columns have different lengths; give one value per entity in each")
         return columns
@@ -118,13 +134,69 @@ def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Seque
     return columns
 
 
-def keys_for(view: str, key_names: list[str], columns: dict[str, list[Any]]) -> list[Any]:
-    for k in key_names:
+def keys_for(view: str, keys: Sequence[tuple[str, str]], columns: dict[str, list[Any]]) -> list[Any]:
+    """The entity keys of ``view`` (``keys``: its join keys and their dtypes) from request
+    columns (the caller's own dict), each converted in place to the type it is stored as
+    (see :func:`key_values`)."""
+    for k, _ in keys:
         if k not in columns:
             raise InputError(
-                f"entity rows lack join key {k!r} of view {view!r} (given: {', '.join(columns) or 'none'})",
+                f"entity rows lack join key {k!r} of view {view!r} (given: {', '.join(map(str, columns)) or 'none'})",
                 view=view, column=k,
             )
-    if len(key_names) == 1:
-        return columns[key_names[0]]
-    return list(zip(*(columns[k] for k in key_names)))
+    for name, dtype in keys:  # converted in place, so responses echo the keys as looked up
+        columns[name] = key_values(view, name, dtype, columns[name])
+    if len(keys) == 1:
+        return columns[keys[0][0]]
+    return list(zip(*(columns[name] for name, _ in keys)))
+
+
+#: The Python type a key of each key dtype is looked up as.
+_KEY_TYPE: dict[str, type] = {"int32": int, "int64": int, "string": str, "bool": bool}
+_DECIMAL_INT = re.compile(r"-?[0-9]+")
+
+
+def key_values(view: str, name: str, dtype: str, values: list[Any]) -> list[Any]:
+    """Request values of join key ``name`` as the Python type the key is stored as.
+
+    A value of that exact type (or None) passes as it is: the common case costs one type
+    check per key. Others are converted where the meaning is unambiguous and nothing is
+    lost (``"42"`` or ``42.0`` for an integer key, ``42`` for a text key, NumPy scalars)
+    and refused otherwise, so no key is ever reported NOT_FOUND without having been
+    looked up as the key it stands for.
+    """
+    want = _KEY_TYPE[dtype]
+    for v in values:  # a plain loop: cheaper than all() on the one-entity hot path
+        if type(v) is not want and v is not None:
+            return [_key_value(view, name, dtype, want, v) for v in values]
+    return values
+
+
+def _key_value(view: str, name: str, dtype: str, want: type, value: Any) -> Any:
+    if type(value) is want or value is None:
+        return value
+    converted: Any = None
+    if isinstance(value, np.generic):
+        value = value.item()
+        if type(value) is want:
+            return value
+    if want is int and not isinstance(value, bool):
+        if isinstance(value, int):
+            converted = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            converted = int(value)
+        elif isinstance(value, str) and _DECIMAL_INT.fullmatch(value):
+            converted = int(value)
+    elif want is str and isinstance(value, int) and not isinstance(value, bool):
+        converted = str(value)
+    elif want is str and isinstance(value, str):
+        converted = str(value)
+    elif want is bool and isinstance(value, bool):
+        converted = bool(value)
+    if converted is None:
+        raise InputError(
+            f"join key {name!r} of view {view!r} is {dtype}, but an entity gives {type(value).__name__} {value!r}; "
+            f"pass {'an integer' if want is int else 'a string' if want is str else 'true or false'}",
+            view=view, column=name,
+        )
+    return converted

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +23,19 @@ from . import offline, online
 from ._version import __version__
 from .arrays import int64_array
 from .conform import check_columns, conform_table, normalize_timestamps
-from .db import claim_path, connect, fetch_arrow, quote, release_path, run, transaction, translating
+from .db import checkpoint as fold_wal
+from .db import (
+    claim_path,
+    connect,
+    damaged,
+    fetch_arrow,
+    invalidated,
+    quote,
+    release_path,
+    run,
+    transaction,
+    translating,
+)
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     DefinitionError,
@@ -32,6 +45,7 @@ from .errors import (
     ReadOnlyError,
     SchemaError,
     StoreClosedError,
+    StoreError,
     UnknownFeatureViewError,
 )
 from .featurizer import Featurizer
@@ -41,7 +55,7 @@ from .registry import ApplyResult, Registry, init_or_check, next_seq, pending_on
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
-from .types import arrow_type, as_utc, micros, utc_naive
+from .types import MAX_US, MIN_US, arrow_type, as_utc, micros, utc_naive
 
 __all__ = ["Store", "open"]
 
@@ -102,10 +116,14 @@ def _reaches_back(layout: ViewLayout, batch: pa.Table, last_event_us: int | None
 
 
 def _moment_us(moment: datetime, name: str) -> int:
+    """A caller's point in time (``now=``, ``end_date=``) in microseconds, checked."""
     try:
-        return micros(moment)
+        us = micros(moment)
     except TypeError:
-        raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}") from None
+        raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}", name=name) from None
+    if not MIN_US <= us <= MAX_US:
+        raise InputError(f"{name} {moment!r} lies outside years 1-9999 in UTC; pass a time within them", name=name)
+    return us
 
 
 def _request_column(view: str, field: str, request_data: Mapping[str, Sequence[Any]] | None, n: int | None) -> list[Any]:
@@ -133,6 +151,10 @@ class Store:
         self.path = os.fspath(path)
         self.read_only = read_only
         self._con: duckdb.DuckDBPyConnection | None = None
+        #: Why the Store closed itself (a fatal DuckDB error), or None.
+        self._closed_reason: str | None = None
+        self._lock = threading.RLock()
+        self._indexes: dict[str, online.OnlineIndex] = {}
         self._file_key = claim_path(self.path, self)
         try:
             self._con = connect(self.path, read_only=read_only)
@@ -150,35 +172,75 @@ class Store:
             self._next_seq = self._first_free_seq()
             #: Latest event time per view's history, in microseconds (filled on demand).
             self._last_event: dict[str, int | None] = {}
+            self._generation = 0
+            self._layouts: dict[str, ViewLayout] = {}
+            self._online_plans: dict[tuple[tuple[str, ...], bool], _OnlinePlan] = {}
+            self._refresh_layouts()
+            #: Views with history rows that lost a tie on key and event time.
+            self._ties: set[str] = {name for name, layout in self._layouts.items() if offline.has_tie_losers(self._con, layout)}
+        except duckdb.Error as exc:
+            # The file opened, but its tables cannot be read as a store's: the header was
+            # fine and the blocks behind it are truncated, fail their checksums, or are
+            # missing (a table dropped outside featurelite).
+            self._shut(None)
+            raise damaged(self.path, exc) from exc
         except BaseException:
-            self._con.close()
-            self._con = None
-            release_path(self._file_key, self)
+            self._shut(None)
             raise
-        self._lock = threading.RLock()
-        self._generation = 0
-        self._layouts: dict[str, ViewLayout] = {}
-        self._indexes: dict[str, online.OnlineIndex] = {}
-        self._online_plans: dict[tuple[tuple[str, ...], bool], _OnlinePlan] = {}
-        self._refresh_layouts()
-        #: Views with history rows that lost a tie on key and event time.
-        self._ties: set[str] = {name for name, layout in self._layouts.items() if offline.has_tie_losers(self._con, layout)}
 
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the file. Further calls raise StoreClosedError."""
+        """Release the file. Further calls raise StoreClosedError. Never raises: a
+        failure while bringing the online tables up to date leaves the lag recorded in
+        the file (the next open serves it right), and the file is released regardless."""
         with self._lock:
-            if self._con is not None:
-                if not self.read_only:
+            con = self._con
+            if con is None:
+                return
+            try:
+                if not self.read_only and invalidated(con) is None:
                     try:
-                        self._catch_up(self._con)
+                        self._catch_up(con)
                     except FeatureliteError:
                         pass  # the lag stays recorded in the file; the next open serves it right
-                self._con.close()
-                self._con = None
-                self._indexes.clear()
-                release_path(self._file_key, self)
+            finally:
+                self._shut(invalidated(con))
+
+    def _shut(self, reason: str | None) -> None:
+        """Close the connection and release the file, whatever state DuckDB is in;
+        ``reason`` (a fatal DuckDB error) is kept to say why the Store is closed."""
+        con, self._con = self._con, None
+        self._indexes.clear()
+        if reason is not None:
+            self._closed_reason = reason
+        try:
+            if con is not None:
+                con.close()
+        except duckdb.Error:
+            pass  # an invalidated database may fail to close; its handles are released all the same
+        finally:
+            release_path(self._file_key, self)
+
+    @contextmanager
+    def _closing_if_fatal(self) -> Iterator[None]:
+        """Around a write: if it failed because DuckDB invalidated the connection, close
+        the Store (see :meth:`_shut_if_invalidated`) before the error propagates."""
+        try:
+            yield
+        except StoreError:
+            self._shut_if_invalidated()
+            raise
+
+    def _shut_if_invalidated(self) -> None:
+        """Close the Store if a fatal DuckDB error invalidated its connection (after
+        which every statement fails): later calls then raise StoreClosedError, and the
+        file is released so it can be opened again."""
+        con = self._con
+        if con is not None:
+            reason = invalidated(con)
+            if reason is not None:
+                self._shut(reason)
 
     @property
     def closed(self) -> bool:
@@ -191,8 +253,14 @@ class Store:
         in its final form (``close()`` does this too)."""
         with self._lock:
             con = self._writable()
-            self._catch_up(con)
-            run(con, "CHECKPOINT")
+            try:
+                self._catch_up(con)
+                # committed=True: whatever the checkpoint could not fold in stays committed
+                # in the write-ahead log and is replayed on the next open.
+                fold_wal(con, f"checkpoint of store {self.path!r}", committed=True)
+            except StoreError:
+                self._shut_if_invalidated()
+                raise
 
     def __enter__(self) -> Store:
         return self
@@ -284,17 +352,23 @@ class Store:
                 objects_by_key[("on_demand_feature_view", odfv.name)] = odfv
             new_layouts = {name: ViewLayout.resolve(view, entities) for name, view in views.items()}
             now = datetime.now(timezone.utc).replace(tzinfo=None)
-            with translating("apply (nothing was changed)"), transaction(con):
-                self._registry.record(con, result, objects_by_key, now)
+            try:
+                with translating("apply (nothing was changed)", committed=False), transaction(con):
+                    self._registry.record(con, result, objects_by_key, now)
+                    for name, layout in new_layouts.items():
+                        self._sync_tables(con, self._layouts.get(name), layout)
                 for name, layout in new_layouts.items():
-                    self._sync_tables(con, self._layouts.get(name), layout)
-            for name, layout in new_layouts.items():
-                if self._layouts.get(name) != layout:
-                    self._indexes.pop(name, None)
-            self._registry.entities, self._registry.views, self._registry.odfvs = entities, views, odfvs
-            self._registry.bindings = {name: odfv.bindings(views) for name, odfv in odfvs.items()}
-            self._refresh_layouts()
-            run(con, "CHECKPOINT")
+                    if self._layouts.get(name) != layout:
+                        self._indexes.pop(name, None)
+                self._registry.entities, self._registry.views, self._registry.odfvs = entities, views, odfvs
+                self._registry.bindings = {name: odfv.bindings(views) for name, odfv in odfvs.items()}
+                self._refresh_layouts()
+                # Definitions change rarely: fold them into the file at once. The change is
+                # committed by now, and the error (a full disk) says so.
+                fold_wal(con, "apply", committed=True)
+            except StoreError:
+                self._shut_if_invalidated()
+                raise
             return result
 
     @staticmethod
@@ -327,11 +401,11 @@ class Store:
     def delete_feature_view(self, name: str) -> None:
         """Remove a feature view and all its stored data (history and online), or an
         on-demand feature view. A view that an on-demand view reads cannot be removed first."""
-        with self._lock:
+        with self._lock, self._closing_if_fatal():
             con = self._writable()
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             if name in self._registry.odfvs:
-                with translating(f"deleting view {name!r} (nothing was changed)", view=name), transaction(con):
+                with translating(f"deleting view {name!r} (nothing was changed)", view=name, committed=False), transaction(con):
                     self._registry.record_delete(con, "on_demand_feature_view", name, now)
                 del self._registry.odfvs[name]
                 self._registry.bindings.pop(name, None)
@@ -345,7 +419,7 @@ class Store:
                     "delete those first",
                     name=name,
                 )
-            with translating(f"deleting view {name!r} (nothing was changed)", view=name), transaction(con):
+            with translating(f"deleting view {name!r} (nothing was changed)", view=name, committed=False), transaction(con):
                 offline.drop_history(con, layout)
                 online.drop_online(con, layout)
                 set_pending(con, name, None)
@@ -389,8 +463,13 @@ class Store:
             return Registry.versions(self.con, name, kind)
 
     def describe(self, name: str) -> dict[str, Any]:
-        """A feature view's definition, version and data statistics."""
+        """A feature view's definition, version and data statistics, or an on-demand
+        feature view's definition and version (``kind`` tells which)."""
         with self._lock, translating(f"describing view {name!r}", view=name):
+            self._check_open()
+            odfv = self._registry.odfvs.get(name)
+            if odfv is not None:
+                return {"name": name, "kind": "on_demand_feature_view", "version": odfv.version, "spec": odfv.spec()}
             layout = self._layout(name)
             rows, first, last = offline.stats(self.con, layout)
             if name in self._pending:  # entities online = those in the table plus those only in its lag
@@ -403,6 +482,7 @@ class Store:
                 online_rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
             return {
                 "name": name,
+                "kind": "feature_view",
                 "version": layout.view.version,
                 "spec": layout.view.spec(),
                 "join_keys": dict(layout.keys),
@@ -581,9 +661,12 @@ class Store:
         view, which also fetches what on-demand views need from it, then the featurizers."""
         if isinstance(features, str):
             features = [features]
-        key = (tuple(features), full_feature_names)
         plans = self._online_plans
-        plan = plans.get(key)
+        try:
+            key: tuple[Any, ...] | None = (tuple(features), full_feature_names)
+            plan = plans.get(key)
+        except TypeError:  # not a list of strings: resolve_features says what is wrong
+            key, plan = None, None
         if plan is None:
             generation = self._generation
             groups, order = resolve_features(features, full_feature_names, self._schema_of)
@@ -624,7 +707,7 @@ class Store:
             # not already the order asked does the response need slots laid out in advance.
             natural = [o for *_, outs in reads for o in outs] + [out for *_, outputs in computes for out, _ in outputs]
             plan = (reads, computes, order if natural != order else None, {**key_types, **types})
-            if generation == self._generation:  # views unchanged while resolving
+            if generation == self._generation and key is not None:  # views unchanged while resolving
                 if len(plans) >= _PLAN_CACHE_SIZE:
                     plans.clear()  # callers with endless distinct lists: start over
                 plans[key] = plan
@@ -650,6 +733,8 @@ class Store:
         """
         self._check_open()
         reads, computes, order, types = self._online_plan(features, full_feature_names)
+        if request_data is not None and not isinstance(request_data, Mapping):
+            raise InputError(f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}")
         columns = entity_columns(entity_rows)
         if not columns:  # no entities: an empty response with the right columns
             columns = {k: [] for view, *_ in reads for k in self._layout(view).key_names}
@@ -661,7 +746,7 @@ class Store:
         stored: list[list[list[Any]]] = []
         for view, feats, outs in reads:
             index = self._indexes.get(view) or self._index(view)
-            keys = keys_for(view, index.key_names, columns)
+            keys = keys_for(view, index.layout.keys, columns)
             for k in index.key_names:
                 if k not in key_out:
                     key_out[k] = columns[k]
@@ -871,8 +956,10 @@ class Store:
                         )
                 try:
                     computed[id(fz)] = fz.run_batch(inputs)
-                except FeaturizerError as exc:
-                    raise SchemaError(f"on-demand view {name!r}: {exc.message}", view=name) from None
+                except FeaturizerError as exc:  # the same class the per-request path and ingest raise
+                    raise FeaturizerError(f"on-demand view {name!r}: {exc.message}", view=name, featurizer=fz.name) from exc
+                except SchemaError as exc:  # a request column of the wrong type
+                    raise SchemaError(f"on-demand view {name!r}: {exc.message}", view=name, column=exc.column) from exc
             result.append(computed[id(fz)][output])
         return result
 
@@ -945,27 +1032,30 @@ class Store:
         maintenance produces from the history, counting only events at or before
         ``end_date`` if given.
         """
-        with self._lock:
+        with self._lock, self._closing_if_fatal():
             con = self._writable()
             names = sorted(self._layouts) if views is None else ([views] if isinstance(views, str) else list(views))
             layouts = [self._layout(name) for name in names]
-            end_sql = None
+            # end_date is bound as a parameter, never pasted into the SQL text.
+            params: dict[str, Any] | None = None
             if end_date is not None:
                 _moment_us(end_date, "end_date")
-                end_sql = f"'{utc_naive(end_date).isoformat(sep=' ')}'::TIMESTAMP"
+                params = {offline.END_PARAM: utc_naive(end_date)}
             results = []
-            with translating("materialize (nothing was changed)"), transaction(con):
+            with translating("materialize (nothing was changed)", committed=False), transaction(con):
                 for layout in layouts:
-                    winners = offline.latest_per_key_sql(layout, end=end_sql)
-                    for statement in online.replace_sql(layout, winners):
-                        run(con, statement)
+                    winners = offline.latest_per_key_sql(layout, end=params is not None)
+                    clear, fill = online.replace_sql(layout, winners)
+                    run(con, clear)
+                    run(con, fill, params)
                     set_pending(con, layout.name, None)
                     count = run(con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
                     results.append(MaterializeResult(layout.name, int(count)))
             for layout in layouts:
                 self._indexes.pop(layout.name, None)
                 self._pending.pop(layout.name, None)
-            run(con, "CHECKPOINT")
+            # The rebuilt online tables are committed by now; fold them into the file.
+            fold_wal(con, "materialize", committed=True)
             return results
 
 

@@ -11,7 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
-__all__ = ["DTYPES", "KEY_DTYPES", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "micros", "utc_naive"]
+__all__ = [
+    "DTYPES", "EPOCH", "KEY_DTYPES", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "from_micros", "micros",
+    "utc_naive",
+]
 
 #: Every dtype a feature may have.
 DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "float32", "float64", "string", "timestamp")
@@ -74,8 +77,20 @@ def family(dtype: str) -> str:
     return _FAMILY[dtype]
 
 
+#: The Unix epoch in UTC: the one origin of every microsecond count featurelite converts
+#: (stored timestamps, featurizer inputs and outputs, online values, verification).
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: Python's datetime range (years 1-9999) in microseconds since the epoch: the timestamps a
+#: store holds (beyond it, DuckDB hands back text, or infinity).
+MIN_US = -62_135_596_800_000_000
+MAX_US = 253_402_300_799_999_999
+
+
 def utc_naive(moment: datetime) -> datetime:
-    """A datetime as naive UTC (naive input is taken as UTC already)."""
+    """A datetime as naive UTC (naive input is taken as UTC already). Raises OverflowError
+    for an aware time whose UTC wall time lies outside years 1-9999: check the range with
+    :func:`micros` first."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment
@@ -87,15 +102,19 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 def micros(moment: datetime) -> int:
-    """Microseconds since the epoch of a datetime (naive taken as UTC)."""
+    """Microseconds since the epoch of a datetime (naive taken as UTC). Never overflows:
+    ``datetime(1, 1, 1, tzinfo=+01:00)`` gives a count below :data:`MIN_US`, which callers
+    refuse as out of range."""
     if not isinstance(moment, datetime):
         raise TypeError(f"expected a datetime.datetime, got {type(moment).__name__}: {moment!r}")
-    return (utc_naive(moment) - _EPOCH) // timedelta(microseconds=1)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - EPOCH) // _MICROSECOND
 
 
-_EPOCH = datetime(1970, 1, 1)
+def from_micros(us: int) -> datetime:
+    """Microseconds since the epoch as the zone-aware UTC datetime every read returns."""
+    return EPOCH + timedelta(microseconds=us)
 
-#: Python's datetime range (years 1-9999) in microseconds since the epoch: the timestamps a
-#: store holds (beyond it, DuckDB hands back text, or infinity).
-MIN_US = -62_135_596_800_000_000
-MAX_US = 253_402_300_799_999_999
+
+_MICROSECOND = timedelta(microseconds=1)

@@ -20,20 +20,19 @@ import random
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from .types import MAX_US, MIN_US
+from .types import MAX_US, MIN_US, from_micros
 
 if TYPE_CHECKING:
     from .featurizer import Featurizer
 
 __all__ = ["Mismatch", "Raised", "first_mismatch", "same_bits", "verify"]
 
-_EPOCH = datetime(1970, 1, 1)
 _ARROW = {
     "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "string": pa.string(),
     "timestamp": pa.timestamp("us", tz="UTC"),
@@ -41,7 +40,7 @@ _ARROW = {
 
 
 def _stamp(us: int) -> datetime:
-    return (_EPOCH + timedelta(microseconds=int(us))).replace(tzinfo=timezone.utc)
+    return from_micros(int(us))
 
 
 #: Values that break careless arithmetic, per input type.
@@ -100,6 +99,8 @@ def same_bits(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(same_bits(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and isinstance(b, float):
         return struct.pack("<d", a) == struct.pack("<d", b)
+    if isinstance(a, datetime) and isinstance(b, datetime):  # the same instant, both aware or both naive
+        return type(a) is type(b) and a == b and a.utcoffset() == b.utcoffset()
     return type(a) is type(b) and a == b
 
 
@@ -111,13 +112,6 @@ def _show_bits(value: Any) -> str:
     if isinstance(value, float):
         return f"{value!r} (0x{struct.unpack('<Q', struct.pack('<d', value))[0]:016x})"
     return repr(value)
-
-
-def _naive(value: Any) -> Any:
-    """Results compare as the online path returns them: timestamps as naive UTC."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
 
 
 def _batch_results(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
@@ -140,7 +134,7 @@ def _run_batch(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
     columns = {
         name: pa.array([row[j] for row in rows], type=_ARROW[dtype]) for j, (name, dtype) in enumerate(fz.inputs)
     }
-    outputs = [[_naive(v) for v in array.to_pylist()] for array in fz.run_batch(columns)]
+    outputs = [array.to_pylist() for array in fz.run_batch(columns)]
     if len(outputs) == 1:
         return outputs[0]
     return [tuple(values) for values in zip(*outputs)]

@@ -299,6 +299,6 @@ def test_the_per_request_fast_path_falls_back_to_the_checked_one():
         with pytest.raises(TypeError):
             ratio.run_args(bad)
     assert "run_args" in vars(ratio) and "run_args" not in vars(shift)  # timestamps: the checked path only
-    assert shift.run_args([datetime(1970, 1, 2, tzinfo=timezone.utc), 1, True]) == (
-        datetime(1970, 1, 3), 1.0
-    )
+    stamp, days = shift.run_args([datetime(1970, 1, 2, tzinfo=timezone.utc), 1, True])
+    # Timestamps come back zone-aware UTC, as stored timestamps do (one epoch for both).
+    assert (stamp, days) == (datetime(1970, 1, 3, tzinfo=timezone.utc), 1.0) and stamp.utcoffset() == timedelta(0)

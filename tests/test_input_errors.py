@@ -39,3 +39,87 @@ def test_the_longest_ttl_serves_training_sets_and_online_reads_at_both_ends_of_t
     spine = pa.table({"user_id": [1, 1, 2], "event_timestamp": pa.array([first, last, last], pa.timestamp("us"))})
     assert store.get_historical_features(spine, ["v:x"]).column("x").to_pylist() == [1.0, 1.0, 2.0]
     assert store.get_online_features({"user_id": [1, 2]}, ["v:x"], now=last).to_dict()["x"] == [1.0, 2.0]
+
+
+# -- retrieval arguments -------------------------------------------------------------------
+
+stats = fl.FeatureView("stats", entities=[user], schema={"spend": "float64", "seen": "timestamp"}, timestamp_field="ts")
+text_keyed = fl.FeatureView("by_name", entities=[fl.Entity("person", join_keys={"name": "string"})], schema={"x": "float64"}, timestamp_field="ts")
+
+
+@fl.featurizer
+def later(seen: fl.Timestamp, spend: float) -> fl.Timestamp:
+    return seen + 1
+
+
+@fl.featurizer
+def boom(spend: float) -> str:
+    # A lone surrogate (not valid Unicode) for one value the check at apply does not try.
+    return "\ud800" if spend == 2.0625 else "ok"
+
+
+derived = fl.OnDemandFeatureView("derived", sources=[stats], featurizers={"later": later, "bad": boom})
+
+
+@pytest.fixture
+def ready(store):
+    store.apply([user, stats, text_keyed, derived])
+    store.ingest("stats", pa.table({"user_id": [1], "spend": [2.0625], "seen": pa.array([T0], pa.timestamp("us")), "ts": pa.array([T0], pa.timestamp("us"))}))
+    store.ingest("by_name", pa.table({"name": ["42"], "x": [1.0], "ts": pa.array([T0], pa.timestamp("us"))}))
+    return store
+
+
+PLUS_ONE = timezone(timedelta(hours=1))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s: s.get_online_features({"user_id": 1}, ["stats:spend"]), r"entity_rows\['user_id'\] is int 1; .*\{'user_id': \[1\]\}"),
+    (lambda s: s.get_online_features({"user_id": "1"}, ["stats:spend"]), r"entity_rows\['user_id'\] is str"),
+    (lambda s: s.get_online_features({"user_id": [1]}, 1), "features must be a list of 'view:feature' references, not int"),
+    (lambda s: s.get_online_features({"user_id": [1]}, [{"a": 1}]), "feature reference .* is dict; pass 'view:feature' strings"),
+    (lambda s: s.get_online_features({"user_id": [1]}, ["derived:later"], request_data=[1]), "request_data must be a dict"),
+    (lambda s: s.get_historical_features(pa.table({"user_id": [1], "event_timestamp": [T0]}), 1), "features must be a list"),
+    (lambda s: s.get_online_features({"user_id": [1]}, ["stats:spend"], now=datetime(1, 1, 1, tzinfo=PLUS_ONE)), "now .* outside years 1-9999"),
+    (lambda s: s.get_online_features({"user_id": [1]}, ["stats:spend"], now=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2)))), "outside years 1-9999"),
+    (lambda s: s.materialize(end_date=datetime(1, 1, 1, tzinfo=PLUS_ONE)), "end_date .* outside years 1-9999"),
+    (lambda s: s.get_online_features({"name": [4.2]}, ["by_name:x"]), "join key 'name' of view 'by_name' is string, but an entity gives float"),
+])
+def test_bad_retrieval_arguments_name_the_argument(ready, call, message):
+    with pytest.raises(fl.InputError, match=message):
+        call(ready)
+
+
+def test_keys_are_converted_where_nothing_is_lost(ready):
+    """JSON clients send ids as strings or whole floats: a key that means one stored key
+    is looked up as that key, never answered NOT_FOUND for its type."""
+    got = ready.get_online_features({"user_id": ["1", 1.0], "name": [42, "42"]}, ["stats:spend", "by_name:x"], now=T0)
+    assert got.statuses == {"spend": ["PRESENT", "PRESENT"], "x": ["PRESENT", "PRESENT"]}
+    assert got.to_dict() == {"user_id": [1, 1], "spend": [2.0625, 2.0625], "name": ["42", "42"], "x": [1.0, 1.0]}
+
+
+def test_on_demand_timestamps_come_back_as_stored_ones_do(ready):
+    """One UTC epoch: a timestamp computed per request is zone-aware UTC like a stored one."""
+    got = ready.get_online_features({"user_id": [1]}, ["stats:seen", "derived:later"], now=T0).to_dict()
+    stored, computed = got["seen"][0], got["later"][0]
+    assert type(stored) is type(computed) and stored.utcoffset() == computed.utcoffset() == timedelta(0)
+    assert computed - stored == timedelta(microseconds=1)
+    offline = ready.get_historical_features(pa.table({"user_id": [1], "event_timestamp": [T0]}), ["stats:seen", "derived:later"])
+    assert offline.column("later").to_pylist() == [computed] and offline.column("seen").to_pylist() == [stored]
+
+
+def test_a_featurizer_failing_at_run_time_is_a_featurizer_error_on_every_path(ready):
+    with pytest.raises(fl.FeaturizerError, match="not valid Unicode"):
+        ready.get_online_features({"user_id": [1]}, ["derived:bad"], now=T0)
+    spine = pa.table({"user_id": [1], "event_timestamp": pa.array([T0], pa.timestamp("us"))})
+    with pytest.raises(fl.FeaturizerError, match="on-demand view 'derived'.*not valid Unicode") as caught:
+        ready.get_historical_features(spine, ["derived:bad"])
+    assert caught.value.view == "derived" and caught.value.featurizer == "boom"
+
+
+def test_describe_covers_on_demand_views(ready):
+    info = ready.describe("derived")
+    assert info["kind"] == "on_demand_feature_view" and info["version"] == derived.version
+    assert info["spec"] == derived.spec()
+    assert ready.describe("stats")["kind"] == "feature_view"
+    with pytest.raises(fl.UnknownFeatureViewError):
+        ready.describe("nope")

@@ -126,10 +126,15 @@ def test_bad_now_and_entity_rows(ready):
         ready.materialize(end_date="2024-01-01")
     with pytest.raises(fl.InputError, match="entity_rows must be"):
         ready.get_online_features(None, ["stats:spend"])
-    wrong = ready.get_online_features({"user_id": ["1", True]}, ["stats:spend"], now=T0)
-    assert wrong.statuses["spend"] == [fl.Status.NOT_FOUND, fl.Status.NOT_FOUND]
-    with pytest.raises(fl.InputError, match="join key 'user_id'"):
-        wrong.to_arrow()
+    # A key of another type is converted where nothing is lost, else refused: never
+    # reported NOT_FOUND without having been looked up as the key it stands for.
+    as_text = ready.get_online_features({"user_id": ["1", 1.0, 1]}, ["stats:spend"], now=T0)
+    assert as_text.to_dict()["user_id"] == [1, 1, 1]
+    assert as_text.statuses["spend"] == [fl.Status.PRESENT] * 3
+    assert as_text.to_arrow().column("user_id").type == pa.int64()
+    for bad in (True, 1.5, "1.0", " 1", "one", [1], {"id": 1}):
+        with pytest.raises(fl.InputError, match="join key 'user_id' of view 'stats' is int64"):
+            ready.get_online_features({"user_id": [bad]}, ["stats:spend"], now=T0)
 
 
 def test_several_views_in_one_call_and_full_names(ready):
