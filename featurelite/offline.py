@@ -87,15 +87,22 @@ def stats(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> tuple[int, date
     return int(row[0]), row[1], row[2]
 
 
-def latest_per_key_sql(layout: ViewLayout, *, min_seq: int | None = None, end: str | None = None) -> str:
+#: Name of the bound parameter :func:`latest_per_key_sql` compares event times with.
+END_PARAM = "end"
+
+
+def latest_per_key_sql(layout: ViewLayout, *, min_seq: int | None = None, end: bool = False) -> str:
     """The winning history row per entity key (the online rule), optionally only among
-    rows ingested from sequence ``min_seq`` on, or with event time <= ``end`` (a SQL
-    expression)."""
+    rows ingested from sequence ``min_seq`` on, or (``end=True``) with event time at or
+    before the timestamp bound as the named parameter ``$end`` (:data:`END_PARAM`; the
+    caller binds it, so no value is pasted into the SQL text)."""
     where = []
     if min_seq is not None:
+        # An int() rendered as an integer literal (never text from a caller): the
+        # statement is composed into others that run without parameters.
         where.append(f"{SEQ} >= {int(min_seq)}")
-    if end is not None:
-        where.append(f"{quote(layout.ts)} <= {end}")
+    if end:
+        where.append(f"{quote(layout.ts)} <= ${END_PARAM}")
     where_sql = f"WHERE {' AND '.join(where)}" if where else ""
     keys = ", ".join(quote(k) for k in layout.key_names)
     columns = ", ".join(quote(c) for c in layout.stored_columns())

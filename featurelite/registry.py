@@ -20,13 +20,14 @@ from typing import Any
 
 import duckdb
 
-from .db import run, transaction
+from .db import path_of, run, transaction, translating
 from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     BreakingChangeError,
     DefinitionError,
     FeaturizerError,
     NotFoundError,
+    StoreError,
     StoreFormatError,
     UnknownEntityError,
     UnknownFeatureViewError,
@@ -39,6 +40,10 @@ FORMAT_NAME = "featurelite"
 QUICK_VERIFY_EXAMPLES = 300
 #: Bump when the file layout changes; a file with a higher number is refused.
 FORMAT_VERSION = 1
+
+#: What Python raises on rows featurelite did not write (a damaged file, or an edit made
+#: with DuckDB directly): a value that does not parse, a missing row or field.
+_ROW_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fl_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -89,7 +94,7 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
                 "open a featurelite store or pass a new path",
                 path=path,
             )
-        with transaction(con):
+        with translating(f"creating the store tables in {path!r} (nothing was written)", path=path), transaction(con):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     run(con, statement)
@@ -99,7 +104,10 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
     meta = dict(run(con, "SELECT key, value FROM fl_meta"))
     if meta.get("format") != FORMAT_NAME:
         raise StoreFormatError(f"file {path!r} is not a featurelite store", path=path)
-    found = int(meta.get("format_version", "0"))
+    try:
+        found = int(meta.get("format_version", "0"))
+    except ValueError as exc:
+        raise _damaged_row(con, "fl_meta", f"format_version {meta.get('format_version')!r}") from exc
     if found > FORMAT_VERSION:
         raise StoreFormatError(
             f"store file {path!r} has format version {found}, newer than this featurelite "
@@ -112,7 +120,11 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
 def next_seq(con: duckdb.DuckDBPyConnection) -> int:
     """The ingest sequence counter kept in ``fl_meta`` (a lower bound of the next free
     number: stores no longer advance it per ingest)."""
-    return int(run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")[0][0])
+    rows = run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")
+    try:
+        return int(rows[0][0])
+    except _ROW_ERRORS as exc:
+        raise _damaged_row(con, "fl_meta", f"next_seq {rows[0][0] if rows else 'missing'!r}") from exc
 
 
 #: fl_meta key prefix marking a view whose online table lags its history: the value is the
@@ -123,7 +135,20 @@ _PENDING = "online_pending:"
 def pending_online(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Views whose online tables lag their history, with the first sequence not applied."""
     rows = run(con, "SELECT key, value FROM fl_meta WHERE starts_with(key, ?)", [_PENDING])
-    return {key[len(_PENDING):]: int(value) for key, value in rows}
+    try:
+        return {key[len(_PENDING):]: int(value) for key, value in rows}
+    except ValueError as exc:
+        raise _damaged_row(con, "fl_meta", "an online_pending value") from exc
+
+
+def _damaged_row(con: duckdb.DuckDBPyConnection, table: str, what: str) -> StoreFormatError:
+    """The error for a registry row featurelite cannot have written."""
+    path = path_of(con)
+    return StoreFormatError(
+        f"store file {path!r} is damaged: table {table} has an unreadable row ({what}); "
+        "restore the file from a copy or a backup",
+        path=path,
+    )
 
 
 def set_pending(con: duckdb.DuckDBPyConnection, view: str, seq: int | None) -> None:
@@ -147,27 +172,45 @@ class Registry:
         self.bindings: dict[str, dict[str, dict[str, tuple[str, str, str]]]] = {}
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Read the definitions in force from the file. Rows that do not parse, or that
+        do not fit together (a view whose entity is missing), raise StoreFormatError."""
         rows = run(con, 
-            "SELECT c.kind, v.spec FROM fl_current c JOIN fl_versions v USING (kind, name, version)"
+            "SELECT c.kind, c.name, v.spec FROM fl_current c JOIN fl_versions v USING (kind, name, version)"
         )
         self.entities = {}
         self.views = {}
         self.odfvs = {}
         self.broken = {}
-        for kind, spec in rows:
-            data = json.loads(spec)
-            if kind == "entity":
-                self.entities[data["name"]] = Entity.from_spec(data)
-            elif kind == "feature_view":
-                self.views[data["name"]] = FeatureView.from_spec(data)
-            else:
-                try:
-                    self.odfvs[data["name"]] = OnDemandFeatureView.from_spec(data)
-                except FeaturizerError as exc:
-                    # One unusable featurizer must not lock the whole store: its view's
-                    # features raise this error when asked for, everything else works.
-                    self.broken[data["name"]] = exc
-        self.bindings = {name: odfv.bindings(self.views) for name, odfv in self.odfvs.items()}
+        for kind, name, spec in rows:
+            try:
+                data = json.loads(spec)
+                if kind == "entity":
+                    self.entities[data["name"]] = Entity.from_spec(data)
+                elif kind == "feature_view":
+                    self.views[data["name"]] = FeatureView.from_spec(data)
+                elif kind == "on_demand_feature_view":
+                    try:
+                        self.odfvs[data["name"]] = OnDemandFeatureView.from_spec(data)
+                    except FeaturizerError as exc:
+                        # One unusable featurizer must not lock the whole store: its view's
+                        # features raise this error when asked for, everything else works.
+                        self.broken[data["name"]] = exc
+                else:
+                    raise ValueError(f"unknown kind {kind!r}")
+            except FeaturizerError:
+                raise  # a featurizer this process cannot compile: not damage, and it says why
+            except _ROW_ERRORS as exc:  # includes json.JSONDecodeError and DefinitionError
+                raise _damaged_row(con, "fl_versions", f"the {kind} {name!r}: {type(exc).__name__}: {exc}") from exc
+        for view in self.views.values():
+            missing = [e for e in view.entities if e not in self.entities]
+            if missing:
+                raise _damaged_row(con, "fl_current", f"feature view {view.name!r} uses entity {missing[0]!r}, which is not there")
+        try:
+            self.bindings = {name: odfv.bindings(self.views) for name, odfv in self.odfvs.items()}
+        except (FeaturizerError, StoreError):
+            raise
+        except _ROW_ERRORS as exc:
+            raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
 
     def entity(self, name: str) -> Entity:
         try:
@@ -313,13 +356,16 @@ class Registry:
         rows = run(con, query + " ORDER BY v.first_applied_at, v.version", params)
         if not rows:
             raise NotFoundError(f"no definition named {name!r} was ever applied", name=name)
-        return [
-            {
-                "kind": k, "name": n, "version": v, "applied_at": at.replace(tzinfo=timezone.utc),
-                "current": bool(current), "spec": json.loads(s),
-            }
-            for k, n, v, at, s, current in rows
-        ]
+        try:
+            return [
+                {
+                    "kind": k, "name": n, "version": v, "applied_at": at.replace(tzinfo=timezone.utc),
+                    "current": bool(current), "spec": json.loads(s),
+                }
+                for k, n, v, at, s, current in rows
+            ]
+        except ValueError as exc:  # json.JSONDecodeError
+            raise _damaged_row(con, "fl_versions", f"a version of {name!r}: {exc}") from exc
 
 
 def _check_rebuildable(owner_text: str, fz: Any) -> None:

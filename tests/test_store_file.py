@@ -129,7 +129,10 @@ def test_missing_folder_and_damaged_file(tmp_path):
     path = tmp_path / "shop.duckdb"
     fill(path)
     damaged = tmp_path / "damaged.duckdb"
-    damaged.write_bytes(path.read_bytes()[:20])
+    damaged.write_bytes(path.read_bytes()[:20])  # DuckDB's magic survives; the headers do not
+    with pytest.raises(fl.StoreFormatError, match="is damaged: it is cut short"):
+        fl.open(damaged)
+    damaged.write_bytes(path.read_bytes()[:7])  # not even the magic
     with pytest.raises(fl.StoreFormatError, match="not a DuckDB database"):
         fl.open(damaged)
 
@@ -158,7 +161,7 @@ def test_public_surface_is_pinned():
     assert sorted(fl.__all__) == sorted([
         "DTYPES", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureView",
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "MaterializeResult",
-        "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError",
+        "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError", "ServerError",
         "SourceError", "Status", "Store", "StoreClosedError", "StoreError", "StoreFormatError", "StoreLockedError",
         "Timestamp", "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "VerifyResult", "__version__", "featurizer",
         "open",
