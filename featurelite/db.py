@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "checkpoint", "claim_path", "connect", "damaged", "fetch_arrow", "invalidated", "path_of", "quote", "release_path", "run",
-    "transaction", "translating",
+    "transaction", "translating", "untold",
 ]
 
 #: DuckDB writes this at byte 8 of every database file.
@@ -176,19 +176,66 @@ def _fatal(con: duckdb.DuckDBPyConnection, exc: duckdb.FatalException, what: str
     )
 
 
+#: Attribute set on the StoreError :func:`run` / :func:`fetch_arrow` raise for a DuckDB
+#: error, so that :func:`translating` around them can say what was being done instead.
+_UNTOLD = "_featurelite_untold"
+#: Attribute :func:`transaction` sets on an error that made it roll back, so that
+#: :func:`translating` can say ``committed=False`` without every caller passing it.
+_ROLLED_BACK = "_featurelite_rolled_back"
+
+
+def _describe(exc: duckdb.Error, what: str, details: dict[str, Any]) -> StoreError:
+    """The StoreError for DuckDB error ``exc`` raised while doing ``what``.
+
+    Inside a transaction DuckDB 2 re-raises a failed statement as "transaction is
+    aborted"; the message names the first error in the chain that is not that.
+    """
+    cause: BaseException = exc
+    while isinstance(cause, duckdb.TransactionException) and (cause.__cause__ or cause.__context__):
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    if isinstance(exc, duckdb.IOException):
+        return StoreError(
+            f"{what} failed: the store file could not be read or written ({cause}); the disk may be "
+            "full or the file damaged",
+            **details,
+        )
+    return StoreError(f"{what} failed: {cause}", **details)
+
+
+def _statement_error(con: duckdb.DuckDBPyConnection, exc: duckdb.Error, what: str) -> StoreError:
+    """A failed statement's error: fatal ones invalidate ``con``; others are marked so
+    that :func:`translating` (when the caller used it) can say what was being done."""
+    if isinstance(exc, duckdb.FatalException):
+        return _fatal(con, exc, what, committed=None)
+    error = _describe(exc, what, {"path": path_of(con)})
+    setattr(error, _UNTOLD, True)
+    return error
+
+
+def untold(exc: BaseException) -> duckdb.Error | None:
+    """The DuckDB error behind ``exc`` when ``exc`` is a DuckDB error, or the StoreError
+    :func:`run` / :func:`fetch_arrow` made of one (that no caller has described yet)."""
+    if isinstance(exc, duckdb.Error):
+        return exc
+    if getattr(exc, _UNTOLD, False) and isinstance(exc.__cause__, duckdb.Error):
+        return exc.__cause__
+    return None
+
+
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
     """Run one statement to completion and return its rows.
 
     DuckDB refuses new work on a connection while a result is partly read, so every
-    statement is drained here rather than left open. A fatal DuckDB error becomes a
-    StoreError here (the connection is dead; nothing above can recover it); other DuckDB
-    errors are left to :func:`translating`, which knows what was being done.
+    statement is drained here rather than left open. A DuckDB error becomes a StoreError
+    here, so none escapes raw even where no caller translates it; :func:`translating`
+    around the call replaces it by one that says what was being done. A fatal error
+    also marks the connection invalidated (see :func:`invalidated`).
     """
     try:
         cursor = con.execute(sql) if params is None else con.execute(sql, params)
         return cursor.fetchall()
-    except duckdb.FatalException as exc:
-        raise _fatal(con, exc, "a statement", committed=None) from exc
+    except duckdb.Error as exc:
+        raise _statement_error(con, exc, "a statement on the store file") from exc
 
 
 def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, *, over: pa.Table | None = None, name: str = "") -> pa.Table:
@@ -200,8 +247,8 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, *, over: pa.Table | No
         if relation is None:
             raise AssertionError(f"statement returned no relation: {sql[:80]}")
         return relation.to_arrow_table()
-    except duckdb.FatalException as exc:
-        raise _fatal(con, exc, "a query", committed=None) from exc
+    except duckdb.Error as exc:
+        raise _statement_error(con, exc, "a query of the store file") from exc
 
 
 def checkpoint(con: duckdb.DuckDBPyConnection, what: str, *, committed: bool | None) -> None:
@@ -231,29 +278,19 @@ def translating(what: str, **details: Any) -> Iterator[None]:
 
     Inside a transaction DuckDB 2 re-raises a failed statement as "transaction is
     aborted"; the message names the first error in the chain that is not that.
-    featurelite errors raised inside (including those :func:`run` and
-    :func:`transaction` raise) pass through unchanged.
+    Errors :func:`run` and :func:`fetch_arrow` made of a DuckDB error are described
+    again with ``what``; other featurelite errors (including fatal ones, and those
+    :func:`transaction` raises at COMMIT) pass through unchanged.
     """
     try:
         yield
-    except duckdb.Error as exc:
-        cause: BaseException = exc
-        while isinstance(cause, duckdb.TransactionException) and (cause.__cause__ or cause.__context__):
-            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    except (duckdb.Error, StoreError) as exc:
+        cause = untold(exc)
+        if cause is None:
+            raise
         if getattr(exc, _ROLLED_BACK, False):
             details.setdefault("committed", False)
-        if isinstance(exc, duckdb.IOException):
-            raise StoreError(
-                f"{what} failed: the store file could not be read or written ({cause}); the disk may be "
-                "full or the file damaged",
-                **details,
-            ) from exc
-        raise StoreError(f"{what} failed: {cause}", **details) from exc
-
-
-#: Attribute :func:`transaction` sets on a DuckDB error that made it roll back, so that
-#: :func:`translating` can say ``committed=False`` without every caller passing it.
-_ROLLED_BACK = "_featurelite_rolled_back"
+        raise _describe(cause, what, details) from cause
 
 
 class Outcome:
@@ -277,7 +314,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[Outcome]:
         yield outcome
     except BaseException as exc:
         outcome.committed = False
-        if isinstance(exc, duckdb.Error):
+        if untold(exc) is not None:
             # Tell translating() (around this) that the change was not committed.
             setattr(exc, _ROLLED_BACK, True)
         try:

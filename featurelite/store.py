@@ -35,6 +35,7 @@ from .db import (
     run,
     transaction,
     translating,
+    untold,
 )
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
 from .errors import (
@@ -178,14 +179,14 @@ class Store:
             self._refresh_layouts()
             #: Views with history rows that lost a tie on key and event time.
             self._ties: set[str] = {name for name, layout in self._layouts.items() if offline.has_tie_losers(self._con, layout)}
-        except duckdb.Error as exc:
-            # The file opened, but its tables cannot be read as a store's: the header was
-            # fine and the blocks behind it are truncated, fail their checksums, or are
-            # missing (a table dropped outside featurelite).
+        except BaseException as exc:
             self._shut(None)
-            raise damaged(self.path, exc) from exc
-        except BaseException:
-            self._shut(None)
+            cause = untold(exc)
+            if cause is not None:
+                # The file opened, but its tables cannot be read as a store's: the header
+                # was fine and the blocks behind it are truncated, fail their checksums, or
+                # are missing (a table dropped outside featurelite).
+                raise damaged(self.path, cause) from cause
             raise
 
     # -- lifecycle ------------------------------------------------------------------

@@ -226,3 +226,28 @@ def test_several_processes_may_read_at_once(tmp_path):
         for r in readers:
             r.kill()
     assert outputs == ["[2.0]", "[2.0]"]
+
+
+def test_materialize_binds_end_date_instead_of_pasting_it(tmp_path, monkeypatch):
+    from datetime import timedelta, timezone
+
+    import featurelite.store as store_module
+
+    path = tmp_path / "shop.duckdb"
+    fill(path)
+    seen: list[tuple[str, object]] = []
+    real_run = store_module.run
+
+    def spy(con, sql, params=None):
+        seen.append((sql, params))
+        return real_run(con, sql, params)
+
+    monkeypatch.setattr(store_module, "run", spy)
+    with fl.open(path) as store:
+        # 2024-05-01 23:00 at +02:00 is 21:00 UTC: before user 1's second event (2024-05-02).
+        end = datetime(2024, 5, 1, 23, tzinfo=timezone(timedelta(hours=2)))
+        assert [r.online_rows for r in store.materialize(end_date=end)] == [2]
+        assert store.get_online_features({"user_id": [1, 2]}, ["stats:spend"], now=T0).to_dict()["spend"] == [1.0, 2.0]
+    assert not [sql for sql, _ in seen if "2024" in sql], "a value was pasted into SQL text"
+    bound = [params for sql, params in seen if params and "INSERT INTO" in sql]
+    assert bound == [{"end": datetime(2024, 5, 1, 21)}]
