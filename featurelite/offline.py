@@ -133,17 +133,26 @@ def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_se
     ts = quote(layout.ts)
     group = f"{keys}, {ts}"
     table = layout.history_table
-    new = f"{SEQ} >= {int(first_seq)}"
-    run(con, f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1")
+    # The sequence number is bound, not pasted (DuckDB still prunes row groups by it: a
+    # bound value is a constant to its planner).
+    new = f"{SEQ} >= $first_seq"
+    params = {"first_seq": int(first_seq)}
+    run(
+        con,
+        f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1",
+        params,
+    )
     try:
         reaches_back = run(
-            con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}) <= (SELECT max({ts}) FROM {table} WHERE NOT ({new}))"
+            con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}) <= (SELECT max({ts}) FROM {table} WHERE NOT ({new}))",
+            params,
         )[0][0]
         if reaches_back:
             run(
                 con,
                 f"INSERT INTO {_TIED} SELECT DISTINCT {group} FROM (SELECT {group} FROM {table} WHERE {new}) n "
                 f"SEMI JOIN (SELECT {group} FROM {table} WHERE NOT ({new})) o USING ({group})",
+                params,
             )
         if not run(con, f"SELECT EXISTS (SELECT 1 FROM {_TIED})")[0][0]:
             return 0
