@@ -392,7 +392,14 @@ def _collect(
     kinds: list[tuple[type, dict[str, Any], str]] = [
         (Entity, entities, "entities"), (FeatureView, views, "feature views"), (OnDemandFeatureView, odfvs, "on-demand feature views")
     ]
-    for obj in list(objects):
+    try:
+        given = list(objects)
+    except TypeError:  # not iterable
+        raise DefinitionError(
+            "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, "
+            f"got {type(objects).__name__}: {objects!r}"
+        ) from None
+    for obj in given:
         for cls, bucket, label in kinds:
             if isinstance(obj, cls):
                 if obj.name in bucket and bucket[obj.name] != obj:

@@ -173,3 +173,15 @@ def test_delete_feature_view_drops_its_data(store):
         store.describe("stats")
     store.apply([view(schema={"spend": "int64"})])
     assert store.describe("stats")["history_rows"] == 0
+
+
+def test_plan_refuses_what_is_not_a_list_of_definitions():
+    # The registry's own check, whatever the Store checked before calling it.
+    from featurelite.registry import Registry
+
+    registry = Registry()
+    for given in (1, None, 2.5):
+        with pytest.raises(fl.DefinitionError, match="apply takes an Entity"):
+            registry.plan(given, lambda name: 0)  # type: ignore[arg-type]
+    with pytest.raises(fl.DefinitionError, match="got int"):
+        registry.plan([user, 1], lambda name: 0)  # type: ignore[list-item]
