@@ -393,13 +393,13 @@ def _collect(
         (Entity, entities, "entities"), (FeatureView, views, "feature views"), (OnDemandFeatureView, odfvs, "on-demand feature views")
     ]
     try:
-        given = list(objects)
+        items = list(objects)
     except TypeError:  # not iterable
         raise DefinitionError(
             "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, "
             f"got {type(objects).__name__}: {objects!r}"
         ) from None
-    for obj in given:
+    for obj in items:
         for cls, bucket, label in kinds:
             if isinstance(obj, cls):
                 if obj.name in bucket and bucket[obj.name] != obj:
