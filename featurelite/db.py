@@ -86,11 +86,14 @@ def _held_by_another_process(path: str, *, read_only: bool) -> bool | None:
         os.close(fd)
 
 
-def damaged(path: str, exc: BaseException) -> StoreFormatError:
+def damaged(path: str, exc: BaseException, *, opening: bool = False) -> StoreFormatError:
     """The error for a store file that exists but cannot be read as one (truncated, bit
-    rot, rows featurelite did not write)."""
+    rot, rows featurelite did not write). ``opening``: DuckDB itself refused the file,
+    which a file from a newer DuckDB storage format also makes it do (DuckDB's own text,
+    quoted in the message, tells the two apart for the reader)."""
+    newer = " (or was written by a newer DuckDB than this one)" if opening else ""
     return StoreFormatError(
-        f"store file {path!r} is damaged and cannot be used ({type(exc).__name__}: {exc}); "
+        f"store file {path!r} is damaged{newer} and cannot be used ({type(exc).__name__}: {exc}); "
         "restore it from a copy or a backup",
         path=path,
     )
@@ -148,7 +151,7 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
                 "at a time); close that process and try again",
                 path=path,
             ) from exc
-        raise damaged(path, exc) from exc
+        raise damaged(path, exc, opening=True) from exc
     _PATHS[con] = path
     return con
 
