@@ -17,37 +17,52 @@ import pyarrow as pa
 
 import featurelite as fl
 
-__all__ = ["definitions", "example_events", "example_spine", "main"]
+__all__ = ["DAYS", "definitions", "example_events", "example_spine", "main"]
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: The example events span the DAYS days up to the time they are generated (by default
+#: now): the view's ttl is 30 days, so with data fixed in the past every online read would
+#: come back empty once a month had passed. The values are the same on every run (seeded);
+#: only their timestamps follow the clock.
+DAYS = 60
 
 
-def _timestamps(offsets_s: np.ndarray) -> pa.Array:
-    start_us = int(START.timestamp()) * 1_000_000
+def _end(end: datetime | None) -> datetime:
+    """``end`` (default: now, to the second) as an aware UTC time."""
+    moment = datetime.now(timezone.utc).replace(microsecond=0) if end is None else end
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _timestamps(offsets_s: np.ndarray, end: datetime) -> pa.Array:
+    """Times ``offsets_s`` seconds after the start of the window that ends at ``end``."""
+    start_us = int((end - timedelta(days=DAYS)).timestamp()) * 1_000_000
     return pa.array(start_us + offsets_s.astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))
 
 
-def example_events(users: int = 1_000, events: int = 20_000, seed: int = 7) -> pa.Table:
-    """Seeded purchase-summary events for ``users`` users over 60 days."""
+def example_events(users: int = 1_000, events: int = 20_000, seed: int = 7, *, end: datetime | None = None) -> pa.Table:
+    """Seeded purchase-summary events for ``users`` users over the :data:`DAYS` days up
+    to ``end`` (default: now)."""
+    end = _end(end)
     rng = np.random.default_rng(seed)
-    offsets = rng.integers(0, 60 * 24 * 3600, events)
+    offsets = rng.integers(0, DAYS * 24 * 3600, events)
     return pa.table({
         "user_id": rng.integers(0, users, events),
         "spend_7d": np.round(rng.gamma(2.0, 40.0, events), 2),
         "orders_7d": rng.integers(0, 12, events),
         "country": pa.array(rng.choice(["de", "fr", "us", "jp"], events)),
-        "ts": _timestamps(offsets),
+        "ts": _timestamps(offsets, end),
     })
 
 
-def example_spine(users: int = 1_000, rows: int = 5, seed: int = 11) -> pa.Table:
-    """An entity dataframe: which users to label, when, and the basket each checkout had
-    (request data, for the on-demand feature)."""
+def example_spine(users: int = 1_000, rows: int = 5, seed: int = 11, *, end: datetime | None = None) -> pa.Table:
+    """An entity dataframe: which users to label, when (within the :data:`DAYS` days up to
+    ``end``, default now), and the basket each checkout had (request data, for the
+    on-demand feature)."""
+    end = _end(end)
     rng = np.random.default_rng(seed)
-    offsets = rng.integers(0, 70 * 24 * 3600, rows)
+    offsets = rng.integers(0, DAYS * 24 * 3600, rows)
     return pa.table({
         "user_id": rng.integers(0, users, rows),
-        "event_timestamp": _timestamps(offsets),
+        "event_timestamp": _timestamps(offsets, end),
         "basket": np.round(rng.gamma(2.0, 15.0, rows), 2),
         "label": rng.integers(0, 2, rows),
     })
@@ -85,12 +100,13 @@ def definitions() -> list[fl.Entity | fl.FeatureView | fl.OnDemandFeatureView]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else ":memory:"
+    end = _end(None)  # one clock reading for the events, the spine and the online read
     with fl.open(path) as store:
         plan = store.apply(definitions())
         print(f"apply: added {[c.name for c in plan.added]}, unchanged {[c.name for c in plan.unchanged]}")
-        result = store.ingest("user_stats", example_events())
+        result = store.ingest("user_stats", example_events(end=end))
         print(f"ingest: {result.rows} history rows into {result.view!r} (spend_per_order computed on the way in)")
-        spine = example_spine()
+        spine = example_spine(end=end)
         train = store.get_historical_features(
             spine, ["user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:country", "shares:basket_share"]
         )
@@ -100,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         online = store.get_online_features(
             [{"user_id": u} for u in users],
             ["user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:country", "shares:basket_share"],
-            request_data={"basket": [25.0] * len(users)}, now=START + timedelta(days=61),
+            request_data={"basket": [25.0] * len(users)}, now=end,
         )
-        print("online values at 2026-03-03:", online.to_dict())
+        print(f"online values now ({end.isoformat()}):", online.to_dict())
         print("statuses:", online.statuses)
         for check in store.verify(examples=500):
             verdict = "same bits in both paths" if check.ok else f"MISMATCH {check.mismatch}"
