@@ -106,17 +106,20 @@ def _first_bad_row(values: pa.Array | pa.ChunkedArray, dtype: str) -> int:
 
 
 def _value(value: pa.Scalar) -> object:
-    """A scalar as a Python value; a timestamp Python's datetime cannot hold stays an int."""
+    """A scalar as a Python value; a date or timestamp Python's datetime cannot hold stays
+    the integer Arrow stores (days, or units since the epoch)."""
     try:
         return value.as_py()
-    except (ValueError, OverflowError, pa.ArrowInvalid):
-        return value.cast(pa.int64()).as_py()
+    except (ValueError, OverflowError, pa.ArrowException):
+        # The physical integer, by the width of the type (date32 is 32 bits, the rest 64).
+        return value.cast(pa.int32() if value.type.bit_width == 32 else pa.int64()).as_py()
 
 
 def _show(value: pa.Scalar) -> str:
     """A value for an error message."""
     shown = _value(value)
-    return f"{shown!r} ({value.type})" if isinstance(shown, int) and pa.types.is_timestamp(value.type) else repr(shown)
+    temporal = pa.types.is_timestamp(value.type) or pa.types.is_date(value.type)
+    return f"{shown!r} ({value.type})" if isinstance(shown, int) and temporal else repr(shown)
 
 
 def check_columns(view: str, schema: pa.Schema, expected: list[ColumnSpec]) -> None:

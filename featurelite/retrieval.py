@@ -23,6 +23,8 @@ def resolve_features(
     """Group ``view:feature`` references by view: ([(view, features, output names)], all
     output names in request order). ``schema_of(view)`` gives a view's features (and
     raises for an unknown view)."""
+    if not isinstance(full_feature_names, (bool, np.bool_)):
+        raise InputError(f"full_feature_names must be True or False, not {type(full_feature_names).__name__}")
     if isinstance(features, str):
         features = [features]
     elif isinstance(features, (bytes, Mapping)) or not isinstance(features, (Sequence, set, frozenset)):

@@ -77,10 +77,15 @@ def to_reader(data: DataSource, *, text_columns: Sequence[str] = ()) -> pa.Recor
     if isinstance(data, (str, os.PathLike)):
         return _file_reader(Path(data), text_columns)
     if type(data).__module__.startswith("pandas"):
+        if type(data).__name__ != "DataFrame":  # a Series, an Index: no named columns to ingest
+            raise SourceError(
+                f"cannot read a pandas {type(data).__name__}; pass a DataFrame with one column per "
+                "join key, feature and timestamp (for a Series: series.to_frame())"
+            )
         # pandas' own Arrow stream carries a non-default index as an extra column.
         try:
             table = pa.Table.from_pandas(data, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
             raise SourceError(f"could not convert the pandas DataFrame to Arrow: {exc}") from exc
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
     if hasattr(data, "__arrow_c_stream__"):

@@ -37,6 +37,7 @@ from .db import (
     translating,
     untold,
 )
+from . import arguments
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     DefinitionError,
@@ -61,6 +62,8 @@ from .types import MAX_US, MIN_US, arrow_type, as_utc, micros, utc_naive
 __all__ = ["Store", "open"]
 
 Definition = Entity | FeatureView | OnDemandFeatureView
+#: The kinds of definition the registry keeps versions of.
+_KINDS = ("entity", "feature_view", "on_demand_feature_view")
 #: A stored view's part of an online request: (view, fields read, output names of the
 #: first fields; the rest are read for featurizers only).
 _ViewRead = tuple[str, tuple[str, ...], list[str]]
@@ -281,8 +284,12 @@ class Store:
         return self._con
 
     def _check_open(self) -> None:
+        con = self._con
+        if con is not None and invalidated(con) is not None:  # a fatal DuckDB error in another call
+            self._shut_if_invalidated()
         if self._con is None:
-            raise StoreClosedError(f"store {self.path!r} is closed; open it again with featurelite.open")
+            why = f" after a fatal DuckDB error ({self._closed_reason})" if self._closed_reason else ""
+            raise StoreClosedError(f"store {self.path!r} was closed{why}; open it again with featurelite.open", path=self.path)
 
     def _writable(self) -> duckdb.DuckDBPyConnection:
         con = self.con
@@ -335,6 +342,12 @@ class Store:
         data (a dtype change, a removed feature or key) raises BreakingChangeError and
         changes nothing. With ``dry_run=True`` nothing is written.
         """
+        dry_run = arguments.flag(dry_run, "dry_run")
+        if isinstance(objects, (str, bytes, Mapping)) or not isinstance(objects, (Iterable, Entity, FeatureView, OnDemandFeatureView)):
+            raise DefinitionError(
+                "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, "
+                f"not {type(objects).__name__}: {objects!r}"[:200]
+            )
         with self._lock:
             con = self.con if dry_run else self._writable()
             if isinstance(objects, (Entity, FeatureView, OnDemandFeatureView)):
@@ -402,6 +415,7 @@ class Store:
     def delete_feature_view(self, name: str) -> None:
         """Remove a feature view and all its stored data (history and online), or an
         on-demand feature view. A view that an on-demand view reads cannot be removed first."""
+        arguments.name(name, "the view to delete")
         with self._lock, self._closing_if_fatal():
             con = self._writable()
             now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -450,22 +464,26 @@ class Store:
     def get_entity(self, name: str) -> Entity:
         """The registered entity ``name``."""
         self._check_open()
-        return self._registry.entity(name)
+        return self._registry.entity(arguments.name(name, "the entity"))
 
     def get_feature_view(self, name: str) -> FeatureView:
         """The registered feature view ``name``."""
         self._check_open()
-        return self._registry.view(name)
+        return self._registry.view(arguments.name(name, "the feature view"))
 
     def list_versions(self, name: str, *, kind: str | None = None) -> list[dict[str, Any]]:
         """Every version of definition ``name`` ever applied (oldest first), with its spec
         and when it was first applied."""
+        arguments.name(name, "the definition")
+        if kind is not None and kind not in _KINDS:
+            raise InputError(f"kind must be one of {', '.join(_KINDS)} or None, not {kind!r}")
         with self._lock, translating("reading the registry"):
             return Registry.versions(self.con, name, kind)
 
     def describe(self, name: str) -> dict[str, Any]:
         """A feature view's definition, version and data statistics, or an on-demand
         feature view's definition and version (``kind`` tells which)."""
+        arguments.name(name, "the view to describe")
         with self._lock, translating(f"describing view {name!r}", view=name):
             self._check_open()
             odfv = self._registry.odfvs.get(name)
@@ -507,6 +525,8 @@ class Store:
         The input streams through in batches of ``batch_rows``; either all of it lands
         (history and online together) or, on any error, none of it does.
         """
+        arguments.name(view, "the view to ingest into")
+        batch_rows = arguments.whole_number(batch_rows, "batch_rows")
         with self._lock:
             con = self._writable()
             layout = self._layout(view)
@@ -588,9 +608,12 @@ class Store:
                     # Something failed after the write may have committed: never serve from an
                     # index that may have missed it. It is rebuilt on the next read.
                     self._indexes.pop(view, None)
-                    self._pending = pending_online(con)
-                    self._next_seq = self._first_free_seq()
                     self._last_event.pop(view, None)
+                    if invalidated(con) is not None:
+                        self._shut_if_invalidated()  # nothing more can be read: the error below says why
+                    else:
+                        self._pending = pending_online(con)
+                        self._next_seq = self._first_free_seq()
             return IngestResult(view, rows)
 
     def _first_free_seq(self) -> int:
@@ -873,10 +896,15 @@ class Store:
         timestamp, then to the row ingested last. No match gives null; no row is dropped.
         Other columns of ``entity_df`` are carried through unchanged.
         """
+        if timestamp_field is not None:
+            arguments.name(timestamp_field, "timestamp_field")
         with self._lock:
             self._check_open()
             groups, order = resolve_features(features, full_feature_names, self._schema_of)
             entity = to_table(entity_df)
+            repeated = sorted({c for c in entity.column_names if entity.column_names.count(c) > 1})
+            if repeated:
+                raise SchemaError(f"entity_df has column {repeated[0]!r} more than once; keep one", column=repeated[0])
             ts_name = pick_timestamp(entity, timestamp_field)
             for name in entity.column_names:
                 if name.lower().startswith(RESERVED_PREFIX):
@@ -975,6 +1003,10 @@ class Store:
         each type's range, nulls), plus a sample of the stored history of the columns
         they are bound to, and then searched and shrunk with Hypothesis. A mismatch is
         reported with the simplest input row that shows it."""
+        examples = arguments.whole_number(examples, "examples")
+        seed = arguments.whole_number(seed, "seed", minimum=0)
+        if name is not None:
+            arguments.name(name, "the view to verify")
         with self._lock:
             self._check_open()
             if name is None:
@@ -1035,7 +1067,7 @@ class Store:
         """
         with self._lock, self._closing_if_fatal():
             con = self._writable()
-            names = sorted(self._layouts) if views is None else ([views] if isinstance(views, str) else list(views))
+            names = sorted(self._layouts) if views is None else arguments.names(views, "views")
             layouts = [self._layout(name) for name in names]
             # end_date is bound as a parameter, never pasted into the SQL text.
             params: dict[str, Any] | None = None

@@ -123,3 +123,41 @@ def test_describe_covers_on_demand_views(ready):
     assert ready.describe("stats")["kind"] == "feature_view"
     with pytest.raises(fl.UnknownFeatureViewError):
         ready.describe("nope")
+
+
+# -- issue 10's raw exceptions from the Python API, each now a featurelite error -------------
+
+ROW = {"user_id": [1], "spend": [1.0], "seen": pa.array([T0], pa.timestamp("us")), "ts": pa.array([T0], pa.timestamp("us"))}
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda s: s.ingest("stats", pa.table({**ROW, "ts": pa.array([2**31 - 1], pa.int32()).view(pa.date32())})),
+     fl.SchemaError, r"column 'ts' row 0 has value 2147483647 \(date32\[day\]\), which does not fit dtype 'timestamp'"),
+    (lambda s: s.ingest("stats", __import__("pandas").Series([1])), fl.SourceError, r"cannot read a pandas Series; .*to_frame"),
+    (lambda s: s.ingest("stats", pa.table(ROW), batch_rows=None), fl.InputError, "batch_rows must be a whole number of at least 1, not None"),
+    (lambda s: s.ingest("stats", pa.table(ROW), batch_rows=0), fl.InputError, "batch_rows must be a whole number of at least 1"),
+    (lambda s: s.ingest(1, pa.table(ROW)), fl.InputError, "the view to ingest into must be a name"),
+    (lambda s: s.apply(1), fl.DefinitionError, "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, not int"),
+    (lambda s: s.apply(None), fl.DefinitionError, "apply takes"),
+    (lambda s: s.apply([user], dry_run="yes"), fl.InputError, "dry_run must be True or False"),
+    (lambda s: s.materialize(1), fl.InputError, "views must be a name or a list of names, not int"),
+    (lambda s: s.materialize([{}]), fl.InputError, "each of views must be a name"),
+    (lambda s: s.verify(examples=-5), fl.InputError, "examples must be a whole number of at least 1, not -5"),
+    (lambda s: s.verify(seed=[]), fl.InputError, "seed must be a whole number of at least 0"),
+    (lambda s: s.list_versions(1), fl.InputError, "the definition must be a name"),
+    (lambda s: s.list_versions("stats", kind="views"), fl.InputError, "kind must be one of entity, feature_view, on_demand_feature_view"),
+    (lambda s: s.describe({}), fl.InputError, "the view to describe must be a name"),
+    (lambda s: s.delete_feature_view([]), fl.InputError, "the view to delete must be a name"),
+    (lambda s: s.get_entity([]), fl.InputError, "the entity must be a name"),
+    (lambda s: s.get_historical_features(pa.table({"user_id": [1], "event_timestamp": [T0]}), ["stats:spend"], timestamp_field=1),
+     fl.InputError, "timestamp_field must be a name"),
+    (lambda s: s.get_historical_features(pa.table([pa.array([1]), pa.array([T0]), pa.array([2])], names=["user_id", "event_timestamp", "user_id"]), ["stats:spend"]),
+     fl.SchemaError, "entity_df has column 'user_id' more than once"),
+    (lambda s: s.get_online_features({"user_id": [1]}, ["stats:spend"], full_feature_names="no"), fl.InputError, "full_feature_names must be True or False"),
+])
+def test_api_misuse_is_a_featurelite_error_that_changes_nothing(ready, call, error, message):
+    before = ready.describe("stats"), ready.list_versions("stats"), ready.get_online_features({"user_id": [1]}, ["stats:spend"], now=T0).to_dict()
+    with pytest.raises(error, match=message):
+        call(ready)
+    after = ready.describe("stats"), ready.list_versions("stats"), ready.get_online_features({"user_id": [1]}, ["stats:spend"], now=T0).to_dict()
+    assert after == before

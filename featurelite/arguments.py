@@ -1,0 +1,47 @@
+"""Checks of the plain arguments of Store methods (names, counts, flags), so that a wrong
+type is an InputError naming the argument, not a TypeError from deep inside. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["flag", "name", "names", "whole_number"]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def name(value: Any, what: str) -> str:
+    """``value`` if it is a string (a definition's name), else an InputError."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a name (a string), not {type(value).__name__}: {_shown(value)}")
+    return value
+
+
+def names(value: Any, what: str) -> list[str]:
+    """One name or a list of names, as a list."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [name(v, f"each of {what}") for v in value]
+    raise InputError(f"{what} must be a name or a list of names, not {type(value).__name__}: {_shown(value)}")
+
+
+def whole_number(value: Any, what: str, *, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{what} must be a whole number of at least {minimum}, not {_shown(value)}")
+    return int(value)
+
+
+def flag(value: Any, what: str) -> bool:
+    """A True/False option."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{what} must be True or False, not {type(value).__name__}: {_shown(value)}")
+    return bool(value)
