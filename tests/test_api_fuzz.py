@@ -19,7 +19,7 @@ import json
 import os
 import traceback
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +275,7 @@ def test_every_call_succeeds_or_raises_a_featurelite_error_and_a_rejected_call_c
                 getattr(store, method)(*args, **kwargs)
             except fl.FeatureliteError as exc:
                 STATS["rejected"] += 1
+                STATS[f"rejected:{method}"] += 1
                 STATS[f"rejected:{type(exc).__name__}"] += 1
                 assert type(exc) is not fl.FeatureliteError, f"{method} raised the bare root class: {exc}"
                 assert str(exc) and "\n" not in str(exc).strip(), f"{method}: not a one-line message: {exc!r}"
@@ -290,6 +291,7 @@ def test_every_call_succeeds_or_raises_a_featurelite_error_and_a_rejected_call_c
                 pytest.fail(f"{method}(*{args!r}, **{kwargs!r}) raised {type(exc).__name__}: {exc}\n{trace}")
             else:
                 STATS["succeeded"] += 1
+                STATS[f"succeeded:{method}"] += 1
                 if method in MUTATING:
                     before = fingerprint(store)
     _report()
