@@ -103,6 +103,13 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open ``path`` with DuckDB, or raise a featurelite error saying why not."""
     exists = False
     if path != ":memory:":
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # DuckDB would fail with a raw C++ std::bad_cast
+            raise StoreError(
+                f"store path {path!r} is not valid UTF-8, which DuckDB cannot open; rename the file or folder",
+                path=path,
+            ) from None
         if os.path.isdir(path):
             raise StoreError(f"store path {path!r} is a folder; pass a file path", path=path)
         exists = os.path.exists(path)
