@@ -161,3 +161,11 @@ def test_api_misuse_is_a_featurelite_error_that_changes_nothing(ready, call, err
         call(ready)
     after = ready.describe("stats"), ready.list_versions("stats"), ready.get_online_features({"user_id": [1]}, ["stats:spend"], now=T0).to_dict()
     assert after == before
+
+
+def test_a_store_path_that_is_not_utf8_is_a_store_error(tmp_path):
+    """A file name with a byte that is not UTF-8 reaches Python as a lone surrogate;
+    DuckDB cannot open it and raised a raw C++ std::bad_cast."""
+    with pytest.raises(fl.StoreError, match="is not valid UTF-8"):
+        fl.open(str(tmp_path / "\udcff.duckdb"))
+    assert list(tmp_path.iterdir()) == []
