@@ -500,7 +500,7 @@ def create_app(
             except FeatureliteError as exc:
                 status = _status_of(exc)
                 response = _error_response(status, type(exc).__name__, str(exc))
-                if status >= 500:
+                if status == 500:  # a store failure: the traceback is for the operator
                     log.error("%s %s -> %d %s: %s", request.method, name, status, type(exc).__name__,
                               _shorten(str(exc)), exc_info=exc)
                 else:
@@ -615,6 +615,11 @@ def create_app(
 
 # --- the connection layer ----------------------------------------------------------------
 
+_TIMEOUT_BODY = json_bytes({"error": {"type": "RequestTimeout", "message": "the request did not arrive in time"}})
+_TIMEOUT_ANSWER = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                   b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+
+
 class _GuardedHTTP(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits it lacks (uvicorn 0.54 times out only
     idle keep-alive connections; a client that sends half a request holds its connection,
@@ -651,9 +656,7 @@ class _GuardedHTTP(HttpToolsProtocol):
             return
         if self.cycle is None or self.cycle.response_complete:
             # Nothing is being answered on this connection: say why it is being closed.
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: 85\r\n\r\n"
-                                 b'{"error":{"type":"RequestTimeout","message":"the request did not arrive in time."}}')
+            self.transport.write(_TIMEOUT_ANSWER)
         self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -736,7 +739,6 @@ def _log_to_stderr(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s featurelite %(levelname)s: %(message)s"))
         handler._featurelite = True  # type: ignore[attr-defined]  # ours, not added twice
         log.addHandler(handler)
-        log.propagate = False
 
 
 def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | None = None,

@@ -277,6 +277,14 @@ def _half_requests(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
+def _read_to_end(sock: socket.socket) -> bytes:
+    sock.settimeout(2)
+    chunks = []
+    while chunk := sock.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
     sock.settimeout(0.5)
     try:
@@ -303,6 +311,10 @@ def test_health_answers_while_a_thousand_slow_clients_hang_and_they_are_cut_off(
                 assert server.health().status_code == 200
                 assert time.perf_counter() - started < 1.0
             time.sleep(5.5)  # past both timeouts
+            answer = _read_to_end(slow[1])  # a well-formed 408 with the error shape, then the close
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 ") and f"content-length: {len(body)}".encode() in head.lower()
+            assert json.loads(body)["error"]["type"] == "RequestTimeout"
             assert all(_closed_by_server(s) for s in slow[:50] + slow[-50:])
             assert _closed_by_server(body_hang)
             assert server.health().status_code == 200
