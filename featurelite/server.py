@@ -375,6 +375,17 @@ def _decoded_size(message: Any) -> tuple[int, int]:
     return max(rows, 0) * max(nodes, 1), total
 
 
+def _check_names(fields: Iterable[pa.Field]) -> None:
+    """Decode every field name, nested ones too (UnicodeDecodeError, a ValueError, if one
+    is not UTF-8)."""
+    for field in fields:
+        field.name  # noqa: B018 - decoding is the check
+        kind = field.type
+        if isinstance(kind, pa.DictionaryType):
+            kind = kind.value_type
+        _check_names(kind.field(i) for i in range(kind.num_fields))
+
+
 def _read_arrow(body: bytes, limits: _Limits) -> pa.Table:
     """The Arrow IPC stream in ``body`` as a table, or 413 if it would decode to more than
     the limits allow (measured from the messages' headers before decoding any of them),
@@ -396,7 +407,13 @@ def _read_arrow(body: bytes, limits: _Limits) -> pa.Table:
                     raise HTTPError(413, "PayloadTooLarge",
                                     f"the Arrow stream decodes to more than {limits.max_bytes} bytes or "
                                     f"{limits.max_cells} values (rows x columns); send it in smaller pushes")
-        return pa.ipc.open_stream(body).read_all()
+        table = pa.ipc.open_stream(body).read_all()
+        # A damaged stream can decode to a table with offsets out of bounds, text that is
+        # not UTF-8 or field names that are not: refuse it here, the boundary, rather than
+        # let it fail (or read out of bounds) somewhere inside ingest.
+        table.validate(full=True)
+        _check_names(table.schema)
+        return table
     except (pa.ArrowException, OSError, ValueError, OverflowError, IndexError) as exc:
         # pyarrow raises ArrowInvalid, ArrowNotImplementedError, ArrowIndexError,
         # ArrowTypeError... for a damaged or unsupported stream: all the client's doing.

@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -88,6 +90,10 @@ def fuzzed(tmp_path_factory):
         peak = live.peak_rss()
         text = live.stderr()
         COUNTS["server tracebacks"] += text.count("Traceback")
+        for kind in re.findall(r"-> 500 unexpected (\w+)", text):
+            COUNTS[f"raw {kind}"] += 1
+        if os.environ.get("FL_HTTP_FUZZ_LOG"):  # keep the server's log of a soak
+            shutil.copy(live.log, os.environ["FL_HTTP_FUZZ_LOG"])
         print("\nHTTP fuzz:", json.dumps({**dict(sorted(COUNTS.items())), "peak_rss_mb": peak // 2**20}))
         assert peak < RSS_LIMIT, peak
     assert COUNTS["server tracebacks"] == 0 and COUNTS["5xx"] == 0
