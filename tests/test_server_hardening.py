@@ -252,6 +252,9 @@ def test_client_errors_are_4xx_never_500(tmp_path):
         future = bytearray(stream)
         future[future.index(b"\x04\x00", 8)] = 0x7F  # MetadataVersion V5 (4) -> an unknown one
         assert_error(post("/push?view=stats", bytes(future), **ARROW), (413, 422))
+        # a field name that is not UTF-8 (found by the fuzz: a raw UnicodeDecodeError inside ingest)
+        named = ipc(pa.table({"user_id": [1], "version": [1], "batch": [0], "ts": pa.array([T0]), "zzz": [1]}))
+        assert_error(post("/push?view=stats", named.replace(b"zzz", b"\xcc\xcc\xcc"), **ARROW), 422)
         assert server.health().status_code == 200
         assert history_rows(server) == 0  # nothing of any of them was written
     assert " 500 " not in server.stderr()
