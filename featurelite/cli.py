@@ -505,7 +505,12 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
     results = []
     with opened(store, read_only=False) as s, _errors(), _progress(f"ingest {view}", quiet)(paths) as bar:
         for path in bar:
-            result = s.ingest(view, path)
+            try:
+                result = s.ingest(view, path)
+            except FeatureliteError as exc:
+                # Each file is its own atomic ingest: say which files landed before this one.
+                landed = ", ".join(f"{r['file']} ({r['rows']} rows)" for r in results)
+                raise _Failure(f"{path}: {exc}" + (f" (already ingested, each whole: {landed})" if landed else "")) from None
             results.append({"file": path, "view": result.view, "rows": result.rows})
     emit({"view": view, "rows": sum(r["rows"] for r in results), "files": results}, "json")
 
@@ -516,16 +521,16 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
 @click.option("--end-date", type=MOMENT, help="Count only events at or before this ISO-8601 time.")
 @_quiet
 def materialize(store: str, views: tuple[str, ...], end_date: datetime | None, quiet: bool) -> None:
-    """Rebuild the online values of VIEWS (default: all) from their history.
+    """Rebuild the online values of VIEWS (default: all) from their history, all of them
+    or none (an unknown view changes nothing).
 
     In Python: store.materialize(VIEWS, end_date=...)."""
-    end = end_date
-    with opened(store, read_only=False) as s, _errors():
-        names = list(views) or [v.name for v in s.list_feature_views()]
-        results = []
-        with _progress("materialize", quiet)(names) as bar:
-            for name in bar:
-                results += s.materialize(name, end_date=end)
+    # One call for all views: the store rebuilds them in one transaction. A loop of one
+    # call per view (as this command once did) left the first views rebuilt when a later
+    # name was unknown, with exit code 1.
+    with opened(store, read_only=False) as s, _errors(), _progress("materialize", quiet)(length=1) as bar:
+        results = s.materialize(list(views) or None, end_date=end_date)
+        bar.update(1)
     emit([{"view": r.view, "online_rows": r.online_rows} for r in results], "json")
 
 

@@ -432,3 +432,25 @@ def test_the_readme_shell_commands_run_and_show_values(tmp_path: Path, monkeypat
 
 def test_docs_cli_page_shows_the_table_statuses() -> None:
     assert "[NOT_FOUND]" in (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+
+
+# -- found by the fuzz suite -------------------------------------------------------------------
+
+
+def test_materialize_with_an_unknown_view_changes_nothing(shop: Path) -> None:
+    """`materialize STORE user_stats ghost --end-date T` rebuilt user_stats (one call per
+    view), then failed on ghost with exit 1: a refused command had changed the store."""
+    before = fingerprint(shop)
+    result = invoke("materialize", "shop.duckdb", "user_stats", "ghost", "--end-date", "2026-05-01")
+    assert "'ghost' is not registered" in assert_one_error_line(result, 1)
+    assert fingerprint(shop) == before
+
+
+def test_ingest_of_several_files_says_which_landed(shop: Path, tmp_path: Path) -> None:
+    """Each file is its own atomic ingest (documented); when a later one is refused, the
+    one Error line says which files landed before it."""
+    events = demo.example_events(users=50, events=10, seed=5, end=NOW)
+    pq.write_table(events, tmp_path / "a.parquet")
+    pq.write_table(events.drop(["country"]), tmp_path / "b.parquet")
+    line = assert_one_error_line(invoke("ingest", "shop.duckdb", "user_stats", "a.parquet", "b.parquet"), 1)
+    assert line.startswith("Error: b.parquet: ") and "(already ingested, each whole: a.parquet (10 rows))" in line
