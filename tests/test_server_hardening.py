@@ -35,12 +35,14 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_server import DEFINITIONS, T0, free_port
 
 import featurelite as fl
 from featurelite.cli import load_definitions
 from featurelite.errors import ServerError, StoreClosedError, StoreError, StoreLockedError
-from featurelite.server import create_app, run
+from featurelite.server import _json_bytes_stepwise, _loads_stepwise, create_app, json_bytes, run
 
 ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
 
@@ -504,3 +506,49 @@ def test_errors_map_to_fitting_statuses_and_unexpected_ones_to_a_generic_500(err
         assert "a bug" not in response.text and "deep" not in response.text
     assert any(f"-> {status}" in r.getMessage() for r in caplog.records)
     assert any(r.exc_info for r in caplog.records) == (status == 500)
+
+
+# --- the stepwise JSON parser and encoder agree with the json module ---------------------------
+
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=5),
+              st.sampled_from(["\ud800", "é", "\x00"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=3), inner, max_size=4)),
+    max_leaves=30,
+)
+
+
+@given(value=_JSON_VALUES, indent=st.sampled_from([None, 0, 2]), cut=st.integers(0, 10**6),
+       flip=st.integers(0, 10**6), mutate=st.sampled_from(["none", "cut", "flip", "extra"]))
+def test_the_stepwise_parser_gives_what_json_loads_gives(value, indent, cut, flip, mutate):
+    text = json.dumps(value, indent=indent, separators=None if indent is not None else (", ", " : "))
+    if mutate == "cut":
+        text = text[: cut % (len(text) + 1)]
+    elif mutate == "flip" and text:
+        i = flip % len(text)
+        text = text[:i] + chr(ord(text[i]) ^ 1) + text[i + 1:]
+    elif mutate == "extra":
+        text += " ]"
+    try:
+        expected = ("ok", json.dumps(json.loads(text)))
+    except ValueError:
+        expected = ("error", None)
+    try:
+        got = ("ok", json.dumps(_loads_stepwise(text)))
+    except ValueError:
+        got = ("error", None)
+    assert got == expected, text[:200]
+
+
+@given(columns=st.dictionaries(st.text(max_size=4), st.lists(_JSON_VALUES, max_size=30), max_size=3))
+def test_the_stepwise_encoder_gives_what_json_bytes_gives(columns):
+    from featurelite import server
+
+    payload = {"values": columns, "statuses": {k: ["PRESENT"] * len(v) for k, v in columns.items()}}
+    original = server._ENCODE_SLICE
+    server._ENCODE_SLICE = 3  # slice even short lists
+    try:
+        stepwise = _json_bytes_stepwise(payload)
+    finally:
+        server._ENCODE_SLICE = original
+    assert json.loads(stepwise) == json.loads(json_bytes(payload))
