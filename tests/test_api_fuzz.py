@@ -198,7 +198,51 @@ def ingest_columns(view: str) -> dict[str, str | None]:
     return {"user_id": "int64", "y": "float64", "ts": "timestamp"}
 
 
+NEAR_US = st.integers(1_767_225_600_000_000, 1_767_225_600_000_000 + 5 * 86_400_000_000).map(lambda us: us - us % 3_600_000_000)
+
+
+@st.composite
+def good_tables(draw: st.DrawFn, view: str) -> pa.Table:
+    """A table the view accepts: every column of the right type, values in range, keys
+    and (hourly) event times drawn from small sets so that ties and older events occur."""
+    n = draw(st.integers(1, 6))
+    col = lambda s: draw(st.lists(s, min_size=n, max_size=n))  # noqa: E731
+    floats = st.floats() | st.none()
+    columns: dict[str, pa.Array] = {"user_id": pa.array(col(st.integers(0, 3)), pa.int64())}
+    if view == "b":
+        columns["shop"] = pa.array(col(st.sampled_from(["p", "q"])), pa.string())
+    if view == "a":
+        columns.update({
+            "x": pa.array(col(floats), pa.float64()), "n": pa.array(col(st.integers(-(2**63), 2**63 - 1) | st.none()), pa.int64()),
+            "s": pa.array(col(st.text(max_size=4) | st.none()), pa.string()),
+            "f": pa.array(col(st.floats(width=32, allow_subnormal=False) | st.none()), pa.float32()),
+            "b": pa.array(col(st.booleans() | st.none()), pa.bool_()),
+            "t": pa.array(col(NEAR_US | st.none()), pa.int64()).view(pa.timestamp("us")),
+            "i": pa.array(col(st.integers(-(2**31), 2**31 - 1) | st.none()), pa.int32()),
+        })
+    else:
+        columns["y"] = pa.array(col(floats), pa.float64())
+    columns["ts"] = pa.array(col(NEAR_US), pa.int64()).view(pa.timestamp("us"))
+    if view == "a":
+        columns["created"] = pa.array(col(NEAR_US | st.none()), pa.int64()).view(pa.timestamp("us"))
+    return pa.table(columns)
+
+
+@st.composite
+def poisoned_tables(draw: st.DrawFn, view: str) -> pa.Table:
+    """A good table with one bad value in one row (a null event time or join key): with a
+    small batch_rows, the rows before it are appended before it is found, and must not stay."""
+    table = draw(good_tables(view))
+    row = draw(st.integers(0, table.num_rows - 1))
+    name = draw(st.sampled_from(["ts", "user_id"]))
+    values = table.column(name).to_pylist()
+    values[row] = None
+    return table.set_column(table.schema.get_field_index(name), name, pa.array(values, table.schema.field(name).type))
+
+
 DATA_SOURCES = st.one_of(
+    st.sampled_from(VIEWS).flatmap(good_tables),
+    st.sampled_from(VIEWS).flatmap(poisoned_tables),
     st.sampled_from(VIEWS).flatmap(lambda v: tables(ingest_columns(v))),
     st.sampled_from(VIEWS).flatmap(lambda v: tables(ingest_columns(v))).map(lambda t: t.to_batches()[0] if t.num_rows else t),
     st.sampled_from(VIEWS).flatmap(lambda v: tables(ingest_columns(v))).map(lambda t: pa.RecordBatchReader.from_batches(t.schema, t.to_batches())),
@@ -233,6 +277,9 @@ def calls() -> st.SearchStrategy[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     k = st.fixed_dictionaries
     return st.one_of(
         st.tuples(st.just("apply"), st.tuples(DEFINITIONS_ARG), k({}, optional={"dry_run": st.booleans() | JUNK})),
+        st.tuples(st.just("ingest"), st.sampled_from(VIEWS).flatmap(
+            lambda v: st.tuples(st.just(v), good_tables(v) | good_tables(v) | poisoned_tables(v))),
+            k({}, optional={"batch_rows": st.sampled_from([1, 2, 1 << 20])})),
         st.tuples(st.just("ingest"), st.tuples(st.sampled_from(VIEWS) | NAMES, DATA_SOURCES),
                   k({}, optional={"batch_rows": st.sampled_from([1, 2, 1 << 20]) | JUNK})),
         st.tuples(st.just("get_online_features"), st.tuples(ENTITY_ROWS, REF_LISTS),
