@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -802,6 +803,12 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | No
         for name in views:
             store._index(name)  # load the online index now, not on the first request
         app = create_app(store, token=token, max_body=max_body)
+        # Everything loaded so far (modules, Numba, the online indexes) lives as long as the
+        # server: move it out of the garbage collector's sight. A full collection otherwise
+        # walks all of it, ~100 ms with the GIL held, whenever a large request allocates
+        # enough to trigger one, and every client waits (issue 10 #8).
+        gc.collect()
+        gc.freeze()
         config = uvicorn.Config(
             app, log_level=log_level, access_log=False, lifespan="off", http=protocol,
             timeout_graceful_shutdown=30, timeout_keep_alive=5,

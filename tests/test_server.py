@@ -68,7 +68,9 @@ def serving(tmp_path: Path, *extra: str, token: str | None = None) -> Iterator[S
         with fl.open(path) as store:
             store.apply(load_definitions(str(tmp_path / "defs.py")))
     port = free_port()
-    env = {**os.environ, "FEATURELITE_TOKEN": token or ""}
+    env = {k: v for k, v in os.environ.items() if k != "FEATURELITE_TOKEN"}  # an empty one is refused
+    if token:
+        env["FEATURELITE_TOKEN"] = token
     proc = subprocess.Popen(
         [sys.executable, "-m", "featurelite", "serve", str(path), "--port", str(port), *extra],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

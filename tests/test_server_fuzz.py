@@ -94,6 +94,8 @@ def fuzzed(tmp_path_factory):
             COUNTS[f"raw {kind}"] += 1
         if os.environ.get("FL_HTTP_FUZZ_LOG"):  # keep the server's log of a soak
             shutil.copy(live.log, os.environ["FL_HTTP_FUZZ_LOG"])
+        for key in ("5xx", "server tracebacks", "data changed by a rejected push"):
+            COUNTS.setdefault(key, 0)  # printed even when zero
         print("\nHTTP fuzz:", json.dumps({**dict(sorted(COUNTS.items())), "peak_rss_mb": peak // 2**20}))
         assert peak < RSS_LIMIT, peak
     assert COUNTS["server tracebacks"] == 0 and COUNTS["5xx"] == 0
