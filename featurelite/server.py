@@ -775,7 +775,6 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | No
     _check_token(token)
     if max_body < 1:
         raise ServerError(f"max_body must be a positive number of bytes, got {max_body}")
-    _log_to_stderr(log_level)
     files = _raise_fd_limit()
     protocol = type("GuardedHTTP", (_GuardedHTTP,), {
         "header_timeout": header_timeout, "body_timeout": body_timeout,
@@ -783,6 +782,7 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | No
         "max_connections": max_connections if max_connections is not None else max(16, min(4096, files - 64)),
     })
     sock = _listen(host, port)
+    _log_to_stderr(log_level)  # only now: a refused start leaves the caller's logging alone
     bound_port = sock.getsockname()[1]
     address = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
     # Pushes run in a worker thread while the event loop answers reads. Each DuckDB call
