@@ -472,6 +472,8 @@ def load_definitions(path: str) -> list[Entity | FeatureView | OnDemandFeatureVi
         namespace = runpy.run_path(path, run_name="featurelite_definitions")
     except FeatureliteError as exc:
         raise _Failure(f"{path}: {exc}") from None
+    except SystemExit as exc:  # the file called sys.exit(): its code is not ours to exit with
+        raise _Failure(f"{path} exited (sys.exit({exc.code!r})) instead of defining its objects") from None
     except Exception as exc:  # noqa: BLE001 - the user's file failed to run: say where
         raise _Failure(f"{path} failed to run: {type(exc).__name__}: {exc}") from None
     finally:
@@ -502,7 +504,7 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
     for path in paths:
         if not os.path.isfile(path):
             raise _Failure(f"no file {path!r}")
-    results = []
+    results: list[dict[str, Any]] = []
     with opened(store, read_only=False) as s, _errors(), _progress(f"ingest {view}", quiet)(paths) as bar:
         for path in bar:
             try:

@@ -60,17 +60,17 @@ WRITERS = {"init", "apply", "ingest", "materialize", "delete-feature-view", "che
 # that many command lines get past parsing into the store and its error paths.
 STORES = (["shop.duckdb", "./shop.duckdb", "sub/../shop.duckdb", "link.duckdb"],
           ["new.duckdb", "missing/dir/s.duckdb", "notes.txt", "empty.duckdb", "sub", ".", "", "shop.duckdb.wal",
-           "spine.parquet", "ünïcødé 店.duckdb", "hard.duckdb"])
+           "spine.parquet", "ünïcødé 店.duckdb", "hard.duckdb", "\udcff.duckdb"])
 OUTPUTS = (["out.parquet", "out.csv", "sub/out.json", "/dev/null", "ünïcødé 店.parquet", "events.parquet"],
            ["shop.duckdb", "./shop.duckdb", "sub/../shop.duckdb", "link.duckdb", "wal-link", "hard.duckdb",
             "shop.duckdb.wal", "link.duckdb.wal", "shop.duckdb.serve.json", "spine.parquet", "ents.json",
-            "missing/dir/x.parquet", "/missing/dir/x.parquet", "sub", ".", ""])
+            "missing/dir/x.parquet", "/missing/dir/x.parquet", "sub", ".", "", "\udcff.parquet"])
 FILES = (["events.parquet", "events.csv", "*.parquet"],
          ["spine.parquet", "bad_events.parquet", "notes.txt", "shop.duckdb", "defs.py", "missing.parquet",
           "*.nothing", "sub", "[", "empty.parquet"])
 ENTITY_FILES = (["spine.parquet", "spine.csv"],
                 ["events.parquet", "notes.txt", "shop.duckdb", "missing.parquet", "sub", "defs.py", "empty.parquet"])
-DEFINITIONS = (["defs.py"], ["changed.py", "bad.py", "exits.py", "events.parquet", "notes.txt", "missing.py", "sub"])
+DEFINITIONS = (["defs.py"], ["changed.py", "bad.py", "exits.py", "invalid.py", "events.parquet", "notes.txt", "missing.py", "sub"])
 NAMES = (["user_stats", "shares", "user"], ["ghost", "", "user_stats\n", "ünï", "user_stats; DROP TABLE x"])
 FEATURES = (["user_stats:spend_7d", "user_stats:country", "user_stats:spend_per_order", "shares:basket_share"],
             ["user_stats", "nope:x", ":", "", "user_stats:nope", "shares:", "user_stats:spend_7d:x"])
@@ -200,7 +200,8 @@ def _build(folder: Path, pristine: Path) -> None:
     (folder / "defs.py").write_text(DEFS)
     (folder / "changed.py").write_text(CHANGED)
     (folder / "bad.py").write_text("raise RuntimeError('a definitions file that fails')\n")
-    (folder / "exits.py").write_text("import featurelite as fl\nfl.Entity('')\n")
+    (folder / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    (folder / "invalid.py").write_text("import featurelite as fl\nfl.Entity('')\n")
     (folder / "notes.txt").write_text("not a store\n")
     (folder / "empty.duckdb").write_bytes(b"")
     (folder / "ents.json").write_text('{"user_id": [1, 2, 42]}')
@@ -379,6 +380,7 @@ PROCESS_CASES = [
     ["serve", "shop.duckdb", "--port", "99999"],
     ["serve", "shop.duckdb", "--token", ""],
     ["get-online-features", "shop.duckdb", "-f", "user_stats:spend_7d", "-e", "user_id=\udcff", "--format", "table"],
+    ["init", "\udcff.duckdb"],
 ]
 
 

@@ -425,9 +425,13 @@ def test_the_readme_shell_commands_run_and_show_values(tmp_path: Path, monkeypat
             continue
         result = invoke(*args)
         assert result.exit_code == 0, (line, result.stderr)
-        if args[0] == "get-online-features":
+        if args[0] == "get-online-features" and "--format" not in args:
             values = json.loads(result.stdout)
             assert all(v is not None for column in values.values() for v in column), (line, values)
+        elif args[0] == "get-online-features":  # the table: user 42 has values, an unknown user says so
+            rows = {row.split()[0]: row.split()[1:] for row in result.stdout.splitlines()[2:]}
+            assert rows["42"] and not any(cell.startswith("[") for cell in rows["42"]), result.stdout
+            assert set(rows["5000"]) == {"[NOT_FOUND]"}, result.stdout
 
 
 def test_docs_cli_page_shows_the_table_statuses() -> None:
@@ -454,3 +458,10 @@ def test_ingest_of_several_files_says_which_landed(shop: Path, tmp_path: Path) -
     pq.write_table(events.drop(["country"]), tmp_path / "b.parquet")
     line = assert_one_error_line(invoke("ingest", "shop.duckdb", "user_stats", "a.parquet", "b.parquet"), 1)
     assert line.startswith("Error: b.parquet: ") and "(already ingested, each whole: a.parquet (10 rows))" in line
+
+
+def test_a_definitions_file_that_exits_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A definitions file calling sys.exit(3) made `apply` exit 3 (only 0, 1, 2 are ours)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "defs.py").write_text("import sys\nsys.exit(3)\n")
+    assert "exited (sys.exit(3))" in assert_one_error_line(invoke("apply", "s.duckdb", "defs.py"), 1)
