@@ -773,12 +773,9 @@ def describe(store: str, name: str, fmt: str) -> None:
 
     In Python: store.describe(NAME)."""
     with opened(store, read_only=True) as s, _errors():
-        odfvs = {o.name: o for o in s.list_on_demand_feature_views()}
-        if name in odfvs:
-            odfv = odfvs[name]
-            info: dict[str, Any] = {"name": name, "kind": "on_demand_feature_view", "version": odfv.version, "spec": odfv.spec()}
-        else:
-            info = s.describe(name)
+        # The Python call, for feature views and on-demand views alike (issue 10 #19: the
+        # CLI once described on-demand views itself, and store.describe could not).
+        info: dict[str, Any] = s.describe(name)
     emit(info if fmt == "json" else [{"field": k, "value": v} for k, v in info.items()], fmt)
 
 
