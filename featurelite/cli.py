@@ -8,6 +8,7 @@ usage errors exit 2. This is the only module that prints.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import glob
@@ -20,7 +21,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,17 +48,25 @@ TOKEN_ENV = "FEATURELITE_TOKEN"
 
 
 def _plain(value: Any) -> Any:
-    """A value as JSON can carry it: datetimes as ISO-8601 text, non-finite floats as
-    the strings "NaN", "Infinity", "-Infinity" (strict JSON has no such numbers)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (datetime, date)):
+    """A value as JSON can carry it: datetimes, dates and times as ISO-8601 text, non-finite
+    floats as the strings "NaN", "Infinity", "-Infinity" (strict JSON has no such numbers),
+    bytes as base64 text, anything else JSON has no type for (a Decimal, a duration) as its
+    text. Columns of an entity file come back in a training set whatever their type."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return value
+    if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
 
 
 def to_json(value: Any) -> str:
@@ -128,10 +137,19 @@ def _emit_table(table: pa.Table, fmt: str, output: str | None) -> None:
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
-        if output is None:
-            pcsv.write_csv(table, sys.stdout.buffer)
-        else:
-            write_atomically(output, lambda file: pcsv.write_csv(table, file))
+        # CSV has no nested or binary types; an entity file's columns can be anything.
+        flat = [f"{field.name} ({field.type})" for field in table.schema
+                if pa.types.is_nested(field.type) or pa.types.is_binary(field.type)
+                or pa.types.is_large_binary(field.type) or pa.types.is_fixed_size_binary(field.type)]
+        if flat:
+            raise _Failure(f"CSV cannot hold the column(s) {', '.join(flat)}; use --format parquet or json")
+        try:
+            if output is None:
+                pcsv.write_csv(table, sys.stdout.buffer)
+            else:
+                write_atomically(output, lambda file: pcsv.write_csv(table, file))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise _Failure(f"the result cannot be written as CSV ({exc}); use --format parquet or json") from None
         return
     rows = table.to_pylist()
     _write_text(_table_text(rows) if fmt == "table" else to_json(rows), output)

@@ -43,7 +43,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli_hardening import NOW, fingerprint, make_store
+from test_cli_hardening import NOW, fingerprint, make_store, write_odd_spine
 
 from featurelite import demo
 from featurelite.cli import main
@@ -68,7 +68,7 @@ OUTPUTS = (["out.parquet", "out.csv", "sub/out.json", "/dev/null", "ünïcødé 
 FILES = (["events.parquet", "events.csv", "*.parquet"],
          ["spine.parquet", "bad_events.parquet", "notes.txt", "shop.duckdb", "defs.py", "missing.parquet",
           "*.nothing", "sub", "[", "empty.parquet"])
-ENTITY_FILES = (["spine.parquet", "spine.csv"],
+ENTITY_FILES = (["spine.parquet", "spine.csv", "odd_spine.parquet"],
                 ["events.parquet", "notes.txt", "shop.duckdb", "missing.parquet", "sub", "defs.py", "empty.parquet"])
 DEFINITIONS = (["defs.py"], ["changed.py", "bad.py", "exits.py", "invalid.py", "events.parquet", "notes.txt", "missing.py", "sub"])
 NAMES = (["user_stats", "shares", "user"], ["ghost", "", "user_stats\n", "ünï", "user_stats; DROP TABLE x"])
@@ -197,6 +197,7 @@ def _build(folder: Path, pristine: Path) -> None:
     pq.write_table(spine, folder / "spine.parquet")
     pcsv.write_csv(spine, folder / "spine.csv")
     pq.write_table(pa.table({"user_id": pa.array([], pa.int64())}), folder / "empty.parquet")
+    write_odd_spine(folder / "odd_spine.parquet")
     (folder / "defs.py").write_text(DEFS)
     (folder / "changed.py").write_text(CHANGED)
     (folder / "bad.py").write_text("raise RuntimeError('a definitions file that fails')\n")

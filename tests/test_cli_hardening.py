@@ -465,3 +465,35 @@ def test_a_definitions_file_that_exits_is_one_error_line(tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "defs.py").write_text("import sys\nsys.exit(3)\n")
     assert "exited (sys.exit(3))" in assert_one_error_line(invoke("apply", "s.duckdb", "defs.py"), 1)
+
+
+def write_odd_spine(path: Path) -> None:
+    """An entity file whose extra columns have types JSON and CSV have no words for."""
+    import decimal
+    from datetime import time
+
+    import pyarrow as pa
+
+    spine = demo.example_spine(users=50, rows=2, end=NOW)
+    pq.write_table(spine.append_column("tags", pa.array([[1, 2], [3]]))
+                   .append_column("blob", pa.array([b"\x00\xff", b"a"]))
+                   .append_column("price", pa.array([decimal.Decimal("1.50"), None], pa.decimal128(5, 2)))
+                   .append_column("at", pa.array([time(1, 2), None]))
+                   .append_column("wait", pa.array([timedelta(seconds=5), None])), path)
+
+
+@pytest.mark.parametrize("fmt", ["json", "table", "csv", "parquet"])
+def test_entity_file_columns_of_any_type_render_or_are_one_error_line(shop: Path, tmp_path: Path, fmt: str) -> None:
+    """A training set carries the entity file's columns: a list column in CSV was a raw
+    ArrowInvalid, a binary or decimal column in JSON a raw TypeError."""
+    write_odd_spine(tmp_path / "odd.parquet")
+    result = invoke("get-historical-features", "shop.duckdb", "odd.parquet", "-f", "user_stats:spend_7d",
+                    "--format", fmt, "-o", f"out.{fmt}")
+    if fmt == "csv":
+        line = assert_one_error_line(result, 1)
+        assert "tags (list<element: int64>), blob (binary)" in line and not (tmp_path / "out.csv").exists()
+        return
+    assert result.exit_code == 0, result.stderr
+    if fmt == "json":
+        rows = json.loads((tmp_path / "out.json").read_text())
+        assert (rows[0]["blob"], rows[0]["price"], rows[0]["at"], rows[0]["tags"]) == ("AP8=", "1.50", "01:02:00", [1, 2])
