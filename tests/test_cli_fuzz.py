@@ -64,12 +64,13 @@ STORES = (["shop.duckdb", "./shop.duckdb", "sub/../shop.duckdb", "link.duckdb"],
 OUTPUTS = (["out.parquet", "out.csv", "sub/out.json", "/dev/null", "ünïcødé 店.parquet", "events.parquet"],
            ["shop.duckdb", "./shop.duckdb", "sub/../shop.duckdb", "link.duckdb", "wal-link", "hard.duckdb",
             "shop.duckdb.wal", "link.duckdb.wal", "shop.duckdb.serve.json", "spine.parquet", "ents.json",
-            "missing/dir/x.parquet", "/missing/dir/x.parquet", "sub", ".", "", "\udcff.parquet"])
+            "missing/dir/x.parquet", "/missing/dir/x.parquet", "sub", ".", "", "\udcff.parquet", "notes.txt/x.csv",
+            "x" * 300 + ".parquet"])
 FILES = (["events.parquet", "events.csv", "*.parquet"],
-         ["spine.parquet", "bad_events.parquet", "notes.txt", "shop.duckdb", "defs.py", "missing.parquet",
+         ["spine.parquet", "bad_events.parquet", "garbage.csv", "header.csv", "notes.txt", "shop.duckdb", "defs.py", "missing.parquet",
           "*.nothing", "sub", "[", "empty.parquet"])
 ENTITY_FILES = (["spine.parquet", "spine.csv", "odd_spine.parquet"],
-                ["events.parquet", "notes.txt", "shop.duckdb", "missing.parquet", "sub", "defs.py", "empty.parquet"])
+                ["events.parquet", "garbage.csv", "header.csv", "notes.txt", "shop.duckdb", "missing.parquet", "sub", "defs.py", "empty.parquet"])
 DEFINITIONS = (["defs.py"], ["changed.py", "bad.py", "exits.py", "invalid.py", "events.parquet", "notes.txt", "missing.py", "sub"])
 NAMES = (["user_stats", "shares", "user"], ["ghost", "", "user_stats\n", "ünï", "user_stats; DROP TABLE x"])
 FEATURES = (["user_stats:spend_7d", "user_stats:country", "user_stats:spend_per_order", "shares:basket_share"],
@@ -204,6 +205,8 @@ def _build(folder: Path, pristine: Path) -> None:
     (folder / "exits.py").write_text("import sys\nsys.exit(3)\n")
     (folder / "invalid.py").write_text("import featurelite as fl\nfl.Entity('')\n")
     (folder / "notes.txt").write_text("not a store\n")
+    (folder / "garbage.csv").write_bytes(bytes(range(256)) * 4)
+    (folder / "header.csv").write_text("user_id,event_timestamp,ts,spend_7d,orders_7d,country\n")
     (folder / "empty.duckdb").write_bytes(b"")
     (folder / "ents.json").write_text('{"user_id": [1, 2, 42]}')
     (folder / "deep.json").write_text(DEEP)
