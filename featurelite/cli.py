@@ -130,7 +130,7 @@ def _emit_table(table: pa.Table, fmt: str, output: str | None) -> None:
         if output is None:
             if sys.stdout.isatty():
                 raise click.UsageError("--format parquet writes binary; give --output FILE or redirect stdout")
-            pq.write_table(table, sys.stdout.buffer)
+            _to_stdout(lambda stream: pq.write_table(table, stream))
         else:
             write_atomically(output, lambda file: pq.write_table(table, file))
         return
@@ -145,7 +145,7 @@ def _emit_table(table: pa.Table, fmt: str, output: str | None) -> None:
             raise _Failure(f"CSV cannot hold the column(s) {', '.join(flat)}; use --format parquet or json")
         try:
             if output is None:
-                pcsv.write_csv(table, sys.stdout.buffer)
+                _to_stdout(lambda stream: pcsv.write_csv(table, stream))
             else:
                 write_atomically(output, lambda file: pcsv.write_csv(table, file))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -168,9 +168,23 @@ def _encoded(text: str) -> bytes:
 def _write_text(text: str, output: str | None) -> None:
     data = _encoded(text + "\n")
     if output is None:
-        click.echo(data, nl=False)
+        _to_stdout(lambda stream: stream.write(data))
     else:
         write_atomically(output, lambda file: file.write(data))
+
+
+def _to_stdout(write: Callable[[BinaryIO], object]) -> None:
+    """Write to standard output; a full disk or a closed terminal is one Error line. A
+    reader that stopped reading (`| head`) is click's to handle: a quiet exit 1, as Unix
+    tools do for a broken pipe."""
+    stream: BinaryIO = sys.stdout.buffer
+    try:
+        write(stream)
+        stream.flush()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise _Failure(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 # -- output files ----------------------------------------------------------------------

@@ -497,3 +497,17 @@ def test_entity_file_columns_of_any_type_render_or_are_one_error_line(shop: Path
     if fmt == "json":
         rows = json.loads((tmp_path / "out.json").read_text())
         assert (rows[0]["blob"], rows[0]["price"], rows[0]["at"], rows[0]["tags"]) == ("AP8=", "1.50", "01:02:00", [1, 2])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_standard_output_is_one_error_line(shop: Path) -> None:
+    """`... > /dev/full` (a full disk behind a redirect) was an OSError traceback."""
+    with open("/dev/full", "wb") as full:
+        for args in (["list", "shop.duckdb"],
+                     ["get-historical-features", "shop.duckdb", "spine.parquet", "-f", "user_stats:spend_7d",
+                      "--format", "csv"],
+                     ["get-historical-features", "shop.duckdb", "spine.parquet", "-f", "user_stats:spend_7d"]):
+            done = subprocess.run([sys.executable, "-m", "featurelite", *args], stdout=full, stderr=subprocess.PIPE,
+                                  text=True, timeout=120, check=False)
+            assert done.returncode == 1 and done.stderr == "Error: cannot write to standard output: No space left on device\n", (
+                args, done.stderr)
