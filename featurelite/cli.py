@@ -583,8 +583,13 @@ def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, list[Any]]:
         key, text = pair.split("=", 1)
         try:
             value = json.loads(text)
-        except (ValueError, RecursionError):  # not JSON (or JSON nested too deep): the text itself
+        except json.JSONDecodeError:  # not JSON: the text itself
             value = text
+        except RecursionError:  # JSON nested too deep: not a single value either way
+            raise click.BadParameter(f"{key}=...: VALUE is nested too deeply", param_hint=what) from None
+        except ValueError:  # a JSON integer with more digits than Python converts (4,300)
+            raise click.BadParameter(f"{key}=...: VALUE is a number of {len(text)} characters, too long for any "
+                                     "key or field", param_hint=what) from None
         if not isinstance(value, _SCALARS):
             raise click.BadParameter(
                 f"{pair!r}: VALUE must be one number, text, true/false or null, not a JSON {type(value).__name__}; "

@@ -235,6 +235,8 @@ def test_an_output_through_a_link_replaces_the_linked_file(shop: Path, tmp_path:
     (["--entities", "@missing.json"], "--entities"),
     (["--entities", "@spine.parquet"], "--entities"),  # not UTF-8 text
     (["-e", "user_id=[1, 2]"], "--entity"),
+    (["-e", "user_id=" + "9" * 5000], "--entity"),  # more digits than Python's int() takes
+    (["-e", "user_id=" + "[" * 5000], "--entity"),
     (["-e", "user_id"], "--entity"),
     (["-e", "user_id=1", "--request-data", '{"basket": 5}'], "--request-data"),
     (["-e", "user_id=1", "--request-data", '[{"basket": 5}]'], "--request-data"),
