@@ -81,6 +81,10 @@ def _cast(values: pa.Array | pa.ChunkedArray, dtype: str) -> pa.Array | pa.Chunk
         return _in_datetime_range(_cast_timestamps(values))
     target = storage_arrow_type(dtype)
     if values.type == target:
+        if dtype == "string":
+            # Arrow built elsewhere (an IPC stream, a C stream) may hold bytes that are not
+            # UTF-8; DuckDB would refuse them deep inside the write. One SIMD pass.
+            values.validate(full=True)
         return values
     result = values.cast(target)
     if dtype == "float32" and pa.types.is_floating(values.type):
@@ -111,6 +115,8 @@ def _value(value: pa.Scalar) -> object:
     try:
         return value.as_py()
     except (ValueError, OverflowError, pa.ArrowException):
+        if pa.types.is_string(value.type) or pa.types.is_large_string(value.type):
+            return value.cast(pa.binary()).as_py()  # bytes that are not UTF-8: shown as bytes
         # The physical integer, by the width of the type (date32 is 32 bits, the rest 64).
         return value.cast(pa.int32() if value.type.bit_width == 32 else pa.int64()).as_py()
 

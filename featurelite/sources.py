@@ -60,7 +60,23 @@ def _file_reader(path: Path, text_columns: Sequence[str]) -> pa.RecordBatchReade
     )
 
 
+def _checked(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``reader``, once its column names are known to be text (an Arrow IPC stream can
+    carry names that are not valid UTF-8, which Python cannot even show)."""
+    try:
+        reader.schema.names
+    except UnicodeDecodeError:
+        raise SourceError("a column name of the input is not valid UTF-8; rename the column") from None
+    return reader
+
+
 def to_reader(data: DataSource, *, text_columns: Sequence[str] = ()) -> pa.RecordBatchReader:
+    """A RecordBatchReader over ``data``, whose column names are valid text (see
+    :func:`_read`)."""
+    return _checked(_read(data, text_columns))
+
+
+def _read(data: DataSource, text_columns: Sequence[str]) -> pa.RecordBatchReader:
     """A RecordBatchReader over ``data``.
 
     Accepts a pyarrow Table, RecordBatch or RecordBatchReader; anything with the Arrow C
@@ -102,6 +118,7 @@ def to_reader(data: DataSource, *, text_columns: Sequence[str] = ()) -> pa.Recor
 def to_table(data: DataSource) -> pa.Table:
     """Read all of ``data`` into one Arrow table."""
     if isinstance(data, pa.Table):
+        _checked(pa.RecordBatchReader.from_batches(data.schema, []))
         return data
     return to_reader(data).read_all()
 

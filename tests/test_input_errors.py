@@ -169,3 +169,30 @@ def test_a_store_path_that_is_not_utf8_is_a_store_error(tmp_path):
     with pytest.raises(fl.StoreError, match="is not valid UTF-8"):
         fl.open(str(tmp_path / "\udcff.duckdb"))
     assert list(tmp_path.iterdir()) == []
+
+
+def _stream_with_bad_name() -> pa.Table:
+    """An Arrow table whose column name 'tX' became bytes that are not UTF-8 (as a bit flip
+    in an IPC stream pushed over HTTP makes it)."""
+    table = pa.table({"user_id": [1], "spend": [1.0], "seen": pa.array([T0], pa.timestamp("us")), "tX": pa.array([T0], pa.timestamp("us"))})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    body = bytearray(sink.getvalue().to_pybytes())
+    body[body.find(b"tX") + 1] = 0xFF
+    return pa.ipc.open_stream(bytes(body)).read_all()
+
+
+def test_arrow_input_that_is_not_utf8_is_a_clear_error_and_writes_nothing(ready):
+    before = ready.describe("stats")
+    with pytest.raises(fl.SourceError, match="column name of the input is not valid UTF-8"):
+        ready.ingest("stats", _stream_with_bad_name())
+    with pytest.raises(fl.SourceError, match="column name of the input is not valid UTF-8"):
+        ready.get_historical_features(_stream_with_bad_name(), ["stats:spend"])
+    text = fl.FeatureView("texts", entities=[user], schema={"s": "string"}, timestamp_field="ts")
+    ready.apply(text)
+    offsets = pa.py_buffer(pa.array([0, 1, 3], pa.int32()).buffers()[1])
+    values = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"a\xff\xfe")])
+    with pytest.raises(fl.SchemaError, match=r"column 's' row 1 has value b'\\xff\\xfe', which does not fit dtype 'string'"):
+        ready.ingest("texts", pa.table({"user_id": [1, 2], "s": values, "ts": pa.array([T0, T0], pa.timestamp("us"))}))
+    assert ready.describe("stats") == before and ready.describe("texts")["history_rows"] == 0
