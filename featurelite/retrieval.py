@@ -187,7 +187,9 @@ def _key_value(view: str, name: str, dtype: str, want: type, value: Any) -> Any:
             converted = int(value)
         elif isinstance(value, float) and value.is_integer():
             converted = int(value)
-        elif isinstance(value, str) and _DECIMAL_INT.fullmatch(value):
+        elif isinstance(value, str) and len(value) <= 24 and _DECIMAL_INT.fullmatch(value):
+            # (No int64 has more than 19 digits; a longer string is refused below rather than
+            # parsed: int() refuses 4,300 digits and more with a raw ValueError.)
             converted = int(value)
     elif want is str and isinstance(value, int) and not isinstance(value, bool):
         converted = str(value)

@@ -83,6 +83,7 @@ PLUS_ONE = timezone(timedelta(hours=1))
     (lambda s: s.get_online_features({"user_id": [1]}, ["stats:spend"], now=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2)))), "outside years 1-9999"),
     (lambda s: s.materialize(end_date=datetime(1, 1, 1, tzinfo=PLUS_ONE)), "end_date .* outside years 1-9999"),
     (lambda s: s.get_online_features({"name": [4.2]}, ["by_name:x"]), "join key 'name' of view 'by_name' is string, but an entity gives float"),
+    (lambda s: s.get_online_features({"user_id": ["9" * 5000]}, ["stats:spend"]), "join key 'user_id' of view 'stats' is int64, but an entity gives str"),
 ])
 def test_bad_retrieval_arguments_name_the_argument(ready, call, message):
     with pytest.raises(fl.InputError, match=message):
