@@ -9,10 +9,11 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["flag", "name", "names", "whole_number"]
+__all__ = ["flag", "name", "names", "shown", "whole_number"]
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value for an error message, cut short."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -20,7 +21,7 @@ def _shown(value: Any) -> str:
 def name(value: Any, what: str) -> str:
     """``value`` if it is a string (a definition's name), else an InputError."""
     if not isinstance(value, str):
-        raise InputError(f"{what} must be a name (a string), not {type(value).__name__}: {_shown(value)}")
+        raise InputError(f"{what} must be a name (a string), not {type(value).__name__}: {shown(value)}")
     return value
 
 
@@ -30,18 +31,18 @@ def names(value: Any, what: str) -> list[str]:
         return [value]
     if isinstance(value, (list, tuple)):
         return [name(v, f"each of {what}") for v in value]
-    raise InputError(f"{what} must be a name or a list of names, not {type(value).__name__}: {_shown(value)}")
+    raise InputError(f"{what} must be a name or a list of names, not {type(value).__name__}: {shown(value)}")
 
 
 def whole_number(value: Any, what: str, *, minimum: int = 1) -> int:
     """A whole number of at least ``minimum`` (bools refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{what} must be a whole number of at least {minimum}, not {_shown(value)}")
+        raise InputError(f"{what} must be a whole number of at least {minimum}, not {shown(value)}")
     return int(value)
 
 
 def flag(value: Any, what: str) -> bool:
     """A True/False option."""
     if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{what} must be True or False, not {type(value).__name__}: {_shown(value)}")
+        raise InputError(f"{what} must be True or False, not {type(value).__name__}: {shown(value)}")
     return bool(value)

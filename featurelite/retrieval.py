@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .arguments import shown
 from .errors import InputError, SchemaError, UnknownFeatureError
 
 __all__ = ["entity_columns", "key_column", "key_values", "keys_for", "pick_timestamp", "resolve_features"]
@@ -199,7 +200,7 @@ def _key_value(view: str, name: str, dtype: str, want: type, value: Any) -> Any:
         converted = bool(value)
     if converted is None:
         raise InputError(
-            f"join key {name!r} of view {view!r} is {dtype}, but an entity gives {type(value).__name__} {value!r}; "
+            f"join key {name!r} of view {view!r} is {dtype}, but an entity gives {type(value).__name__} {shown(value)}; "
             f"pass {'an integer' if want is int else 'a string' if want is str else 'true or false'}",
             view=view, column=name,
         )
