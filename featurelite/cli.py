@@ -12,6 +12,7 @@ import base64
 import contextlib
 import errno
 import glob
+import importlib
 import json
 import math
 import os
@@ -942,7 +943,9 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
     # Port 0 ("any free port") is refused by the range above: the server would listen on a
     # port nobody is told about, while its note beside the store advertises port 0.
     try:
-        from . import server
+        # import_module, not `from . import server`: that form finds a server module that
+        # was imported before even when its imports fail now (or a test blocks it).
+        server = importlib.import_module(".server", __package__)
     except ImportError as exc:
         raise _Failure(f"`featurelite serve` needs the server extra ({exc.name} is missing); "
                        "pip install 'featurelite[server]'") from None
