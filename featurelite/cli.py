@@ -935,7 +935,14 @@ def _check_bind(host: str, port: int) -> None:
               help="Largest request body, in bytes.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(store: str, host: str, port: int, token: str | None, max_body: int, log_level: str) -> None:
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1, max=3600),
+              help="Seconds a request's headers may take to arrive (slow clients are cut off with 408).")
+@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1, max=3600),
+              help="Seconds a request's body may take to arrive after its headers.")
+@click.option("--max-connections", type=click.IntRange(min=1),
+              help="Open connections at most (default: what the open-file limit allows, up to 4096).")
+def serve(store: str, host: str, port: int, token: str | None, max_body: int, log_level: str,
+          header_timeout: float, body_timeout: float, max_connections: int | None) -> None:
     """Serve the store over HTTP: online features, pushes, health and metrics.
 
     The server holds the store file for writing while it runs. Needs the server extra:
@@ -952,7 +959,8 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
     _check_bind(host, port)
     with _errors():
         try:
-            server.run(store, host=host, port=port, token=token, max_body=max_body, log_level=log_level)
+            server.run(store, host=host, port=port, token=token, max_body=max_body, log_level=log_level,
+                       header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
         except SystemExit as exc:
             # uvicorn exits (code 3) when it cannot start, after logging why; the probe above
             # makes that rare (a race for the port). Say it in the CLI's one line.

@@ -24,6 +24,8 @@ user = fl.Entity("user", join_keys=["user_id"])
 shop = fl.Entity("shop", join_keys={"shop": "string"})
 
 FLOATS = st.sampled_from([None, 0.0, -0.0, 1.5, -2.25, float("nan"), float("inf"), float("-inf"), 1e-310])
+# Values a float32 holds exactly (the smallest subnormal float32 among them).
+FLOATS32 = st.sampled_from([None, 0.0, -0.0, 1.5, -2.25, float("nan"), float("inf"), float("-inf"), 2.0**-149])
 INTS = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.integers(-3, 3))
 TEXT = st.one_of(st.none(), st.sampled_from(["", "a", "ü", "日本", "a b"]))
 # Whole days make ties on (key, event time) common; arbitrary microseconds make them rare,
@@ -63,7 +65,7 @@ ROWS_B = st.fixed_dictionaries({
     "user_id": USERS,
     "shop": st.sampled_from(["x", "y"]),
     "y": FLOATS,
-    "z": FLOATS,  # float32: -0.0, NaN and inf must survive the point-in-time join too
+    "z": FLOATS32,  # float32: -0.0, NaN, inf and subnormals must survive the point-in-time join too
     "ts": EVENT_TS,
 })
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 from click.testing import CliRunner
+from live_server import wait_until_healthy
 
 import featurelite as fl
 from featurelite.cli import load_definitions, main
@@ -76,17 +77,7 @@ def serving(tmp_path: Path, *extra: str, token: str | None = None) -> Iterator[S
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"the server did not start: {proc.communicate()[1][-3000:]}")
-        time.sleep(0.1)
+    wait_until_healthy(url, proc, lambda: proc.communicate()[1])
     try:
         yield Server(url, path, proc, {"Authorization": f"Bearer {token}"} if token else {})
     finally:

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from live_server import wait_until_healthy
 from test_server import DEFINITIONS, T0, free_port
 
 import featurelite as fl
@@ -104,18 +105,7 @@ def launch(tmp_path: Path, *cli: str, token: str | None = None, run_kwargs: dict
     with log.open("wb") as err:
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"the server did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
+    wait_until_healthy(url, proc, log.read_text)
     live = Live(url, path, proc, log, {"Authorization": f"Bearer {token}"} if token else {})
     try:
         yield live
@@ -329,7 +319,8 @@ def test_health_answers_while_a_thousand_slow_clients_hang_and_they_are_cut_off(
 
 
 def test_connections_beyond_the_cap_are_closed_at_once(tmp_path):
-    with launch(tmp_path, run_kwargs={"max_connections": 40, "header_timeout": 30.0}) as server:
+    # Through the CLI's flags, so they are shown to reach the server.
+    with launch(tmp_path, "--max-connections", "40", "--header-timeout", "30") as server:
         port = int(server.url.rsplit(":", 1)[1])
         held = _half_requests(port, 40)
         extra = _half_requests(port, 5)
