@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from .arguments import shown
 from .db import path_of, run, transaction, translating
 from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .errors import (
@@ -397,7 +398,7 @@ def _collect(
     except TypeError:  # not iterable
         raise DefinitionError(
             "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, "
-            f"got {type(objects).__name__}: {objects!r}"
+            f"not {type(objects).__name__}: {shown(objects)}"
         ) from None
     for obj in items:
         for cls, bucket, label in kinds:

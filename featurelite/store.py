@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import offline, online
+from . import arguments, offline, online
 from ._version import __version__
 from .arrays import int64_array
 from .conform import check_columns, conform_table, normalize_timestamps
@@ -37,7 +37,6 @@ from .db import (
     translating,
     untold,
 )
-from . import arguments
 from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     DefinitionError,
@@ -342,12 +341,7 @@ class Store:
         data (a dtype change, a removed feature or key) raises BreakingChangeError and
         changes nothing. With ``dry_run=True`` nothing is written.
         """
-        dry_run = arguments.flag(dry_run, "dry_run")
-        if isinstance(objects, (str, bytes, Mapping)) or not isinstance(objects, (Iterable, Entity, FeatureView, OnDemandFeatureView)):
-            raise DefinitionError(
-                "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, "
-                f"not {type(objects).__name__}: {objects!r}"[:200]
-            )
+        dry_run = arguments.flag(dry_run, "dry_run")  # (what objects may be: registry.plan checks)
         with self._lock:
             con = self.con if dry_run else self._writable()
             if isinstance(objects, (Entity, FeatureView, OnDemandFeatureView)):
