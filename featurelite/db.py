@@ -14,7 +14,7 @@ import errno
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -232,7 +232,7 @@ def untold(exc: BaseException) -> duckdb.Error | None:
     return None
 
 
-def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
     """Run one statement to completion and return its rows.
 
     DuckDB refuses new work on a connection while a result is partly read, so every
@@ -248,12 +248,20 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[s
         raise _statement_error(con, exc, "a statement on the store file") from exc
 
 
-def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, *, over: pa.Table | None = None, name: str = "") -> pa.Table:
-    """Run a query to an Arrow table; with ``over``, the query sees that Arrow table as
-    ``name`` (a relation, not con.register(), which pins the table until the
-    transaction ends)."""
+def fetch_arrow(
+    con: duckdb.DuckDBPyConnection, sql: str, *, over: pa.Table | None = None, name: str = "",
+    params: Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """Run a query to an Arrow table, with ``params`` bound; or, with ``over``, a query
+    that sees that Arrow table as ``name`` (a relation, not con.register(), which pins the
+    table until the transaction ends; DuckDB's relation API binds no parameters)."""
     try:
-        relation = con.sql(sql) if over is None else con.from_arrow(over).query(name, sql)
+        if over is None:
+            relation = con.sql(sql) if params is None else con.sql(sql, params=dict(params))
+        elif params is None:
+            relation = con.from_arrow(over).query(name, sql)
+        else:
+            raise AssertionError("fetch_arrow binds parameters only without `over`")
         if relation is None:
             raise AssertionError(f"statement returned no relation: {sql[:80]}")
         return relation.to_arrow_table()

@@ -87,20 +87,21 @@ def stats(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> tuple[int, date
     return int(row[0]), row[1], row[2]
 
 
-#: Name of the bound parameter :func:`latest_per_key_sql` compares event times with.
+#: Names of the parameters :func:`latest_per_key_sql` compares event times and ingest
+#: sequence numbers with.
 END_PARAM = "end"
+MIN_SEQ_PARAM = "min_seq"
 
 
-def latest_per_key_sql(layout: ViewLayout, *, min_seq: int | None = None, end: bool = False) -> str:
-    """The winning history row per entity key (the online rule), optionally only among
-    rows ingested from sequence ``min_seq`` on, or (``end=True``) with event time at or
-    before the timestamp bound as the named parameter ``$end`` (:data:`END_PARAM`; the
-    caller binds it, so no value is pasted into the SQL text)."""
+def latest_per_key_sql(layout: ViewLayout, *, min_seq: bool = False, end: bool = False) -> str:
+    """The winning history row per entity key (the online rule), optionally
+    (``min_seq=True``) only among rows ingested from the sequence number bound as
+    ``$min_seq`` (:data:`MIN_SEQ_PARAM`) on, or (``end=True``) with event time at or before
+    the timestamp bound as ``$end`` (:data:`END_PARAM`). The caller binds them: no value
+    is pasted into the SQL text (DuckDB still plans a bound value as a constant)."""
     where = []
-    if min_seq is not None:
-        # An int() rendered as an integer literal (never text from a caller): the
-        # statement is composed into others that run without parameters.
-        where.append(f"{SEQ} >= {int(min_seq)}")
+    if min_seq:
+        where.append(f"{SEQ} >= ${MIN_SEQ_PARAM}")
     if end:
         where.append(f"{quote(layout.ts)} <= ${END_PARAM}")
     where_sql = f"WHERE {' AND '.join(where)}" if where else ""
@@ -192,7 +193,10 @@ def point_in_time_sql(
     if ttl is None:
         selected = ", ".join(f"h.{quote(f)}" for f in features)
     else:
-        ttl_us = ttl // ttl.resolution
+        # The one number compiled into this SQL: a constant of the view's definition (an
+        # int, bounded by MAX_TTL when the view was built), like its column names; the
+        # join runs through DuckDB's relation API, which binds no parameters.
+        ttl_us = int(ttl // ttl.resolution)
         fresh = f"h.{ts} >= p.{PROBE_TS} - to_microseconds({ttl_us})"
         selected = ", ".join(f"CASE WHEN {fresh} THEN h.{quote(f)} END AS {quote(f)}" for f in features)
     if event_time:

@@ -11,7 +11,7 @@ store applies every committed write to it, so it never goes stale.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -74,11 +74,13 @@ _WON = "_fl_won"
 
 
 def upsert(
-    con: duckdb.DuckDBPyConnection, layout: ViewLayout, winners_sql: str, *, returning: bool
+    con: duckdb.DuckDBPyConnection, layout: ViewLayout, winners_sql: str, *, returning: bool,
+    params: Mapping[str, Any] | None = None,
 ) -> pa.Table | None:
-    """Bring the online table up to date with ``winners_sql`` (one row per key), keeping an
-    existing row where it wins the tie-break (inside the caller's transaction). With
-    ``returning``, returns the rows that changed (what the in-memory index needs).
+    """Bring the online table up to date with ``winners_sql`` (one row per key, with
+    ``params`` bound), keeping an existing row where it wins the tie-break (inside the
+    caller's transaction). With ``returning``, returns the rows that changed (what the
+    in-memory index needs).
 
     Delete-and-insert rather than INSERT ... ON CONFLICT DO UPDATE: DuckDB's UPDATE skips
     a value equal to the old one, so 0.0 could never become -0.0.
@@ -90,6 +92,7 @@ def upsert(
         f"CREATE OR REPLACE TEMP TABLE {_WON} AS SELECT w.* FROM ({winners_sql}) w "
         f"LEFT JOIN {table} o ON {layout.key_match('w', 'o')} "
         f"WHERE o.{SEQ} IS NULL OR {layout.order_key('w')} > {layout.order_key('o')}",
+        params,
     )
     try:
         run(con, f"DELETE FROM {table} o USING {_WON} w WHERE {layout.key_match('o', 'w')}")

@@ -489,8 +489,8 @@ class Store:
                 keys = ", ".join(quote(k) for k in layout.key_names)
                 online_rows = run(self.con, (
                     f"SELECT count(*) FROM (SELECT {keys} FROM {layout.online_table} UNION "
-                    f"SELECT {keys} FROM {layout.history_table} WHERE {SEQ} >= {int(self._pending[name])})"
-                ))[0][0]
+                    f"SELECT {keys} FROM {layout.history_table} WHERE {SEQ} >= ?)"
+                ), [self._pending[name]])[0][0]
             else:
                 online_rows = run(self.con, f"SELECT count(*) FROM {layout.online_table}")[0][0]
             return {
@@ -574,14 +574,20 @@ class Store:
                                     fresh = batches[0].select(wanted)  # one row per key: each is its key's winner
                                 else:
                                     columns = ", ".join(quote(c) for c in wanted)
-                                    fresh = fetch_arrow(con, f"SELECT {columns} FROM ({offline.latest_per_key_sql(layout, min_seq=first_seq)})")
+                                    fresh = fetch_arrow(
+                                        con, f"SELECT {columns} FROM ({offline.latest_per_key_sql(layout, min_seq=True)})",
+                                        params={offline.MIN_SEQ_PARAM: first_seq},
+                                    )
                                 pending = first_seq if pending is None else pending
                                 if first_seq + rows - pending > CATCH_UP_ROWS:
-                                    online.upsert(con, layout, offline.latest_per_key_sql(layout, min_seq=pending), returning=False)
+                                    online.upsert(con, layout, offline.latest_per_key_sql(layout, min_seq=True), returning=False,
+                                                  params={offline.MIN_SEQ_PARAM: pending})
                                     pending = None
                             else:
-                                winners = offline.latest_per_key_sql(layout, min_seq=first_seq if pending is None else pending)
-                                changed = online.upsert(con, layout, winners, returning=index is not None)
+                                changed = online.upsert(
+                                    con, layout, offline.latest_per_key_sql(layout, min_seq=True), returning=index is not None,
+                                    params={offline.MIN_SEQ_PARAM: first_seq if pending is None else pending},
+                                )
                                 pending = None
                             if pending != self._pending.get(view):
                                 set_pending(con, view, pending)
@@ -647,7 +653,8 @@ class Store:
         with translating("bringing the online tables up to date (nothing was changed)"), transaction(con):
             for view, seq in lagging.items():
                 layout = self._layout(view)
-                online.upsert(con, layout, offline.latest_per_key_sql(layout, min_seq=seq), returning=False)
+                online.upsert(con, layout, offline.latest_per_key_sql(layout, min_seq=True), returning=False,
+                              params={offline.MIN_SEQ_PARAM: seq})
                 set_pending(con, view, None)
         for view in lagging:
             self._pending.pop(view, None)
@@ -669,8 +676,9 @@ class Store:
                         batches = relation.to_arrow_reader(batch_size=_INDEX_BUILD_BATCH)
                         index = online.OnlineIndex.build(layout, rows, batches)
                         if view in self._pending:  # history the online table has not caught up with
-                            tail = offline.latest_per_key_sql(layout, min_seq=self._pending[view])
-                            index.merge(fetch_arrow(self.con, f"SELECT {columns} FROM ({tail})"))
+                            tail = offline.latest_per_key_sql(layout, min_seq=True)
+                            index.merge(fetch_arrow(self.con, f"SELECT {columns} FROM ({tail})",
+                                                    params={offline.MIN_SEQ_PARAM: self._pending[view]}))
                     self._indexes[view] = index
         return index
 
@@ -1041,7 +1049,7 @@ class Store:
             table = fetch_arrow(
                 self.con,
                 f"SELECT {quote(field)} FROM {layout.history_table} WHERE {quote(field)} IS NOT NULL "
-                f"USING SAMPLE {int(rows)} ROWS",
+                f"USING SAMPLE {int(rows)} ROWS",  # DuckDB's grammar takes no parameter here; an int
             )
         column = table.column(0)
         if pa.types.is_timestamp(column.type):

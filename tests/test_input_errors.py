@@ -197,3 +197,39 @@ def test_arrow_input_that_is_not_utf8_is_a_clear_error_and_writes_nothing(ready)
     with pytest.raises(fl.SchemaError, match=r"column 's' row 1 has value b'\\xff\\xfe', which does not fit dtype 'string'"):
         ready.ingest("texts", pa.table({"user_id": [1, 2], "s": values, "ts": pa.array([T0, T0], pa.timestamp("us"))}))
     assert ready.describe("stats") == before and ready.describe("texts")["history_rows"] == 0
+
+
+def test_runtime_values_are_bound_never_pasted_into_sql(tmp_path, monkeypatch):
+    """Ingest sequence numbers (deferred online catch-up, fresh winners, describe's lag)
+    and materialize's end_date reach DuckDB as parameters, never as text in the SQL."""
+    import re
+
+    import featurelite.db as db
+    from featurelite import offline, online, store as store_module
+    from featurelite.layout import SEQ
+
+    seen: list[str] = []
+    real_run, real_fetch = db.run, db.fetch_arrow
+
+    def run(con, sql, params=None):
+        seen.append(sql)
+        return real_run(con, sql, params)
+
+    def fetch_arrow(con, sql, **kwargs):
+        seen.append(sql)
+        return real_fetch(con, sql, **kwargs)
+
+    for module in (store_module, online, offline):
+        monkeypatch.setattr(module, "run", run, raising=False)
+        monkeypatch.setattr(module, "fetch_arrow", fetch_arrow, raising=False)
+    view = fl.FeatureView("v", entities=[user], schema={"x": "float64"}, timestamp_field="ts")
+    with fl.open(tmp_path / "s.duckdb") as store:
+        store.apply([user, view])
+        for day in range(1, 4):  # the first ingest upserts; with the index loaded, the rest defer
+            store.ingest("v", pa.table({"user_id": [1, 1, 2], "x": [1.0, 2.0, 3.0], "ts": pa.array([T0 + timedelta(days=day)] * 3, pa.timestamp("us"))}))
+            assert store.get_online_features({"user_id": [1, 2]}, ["v:x"], now=T0 + timedelta(days=9)).to_dict()["x"] == [2.0, 3.0]
+        assert store.describe("v")["online_rows"] == 2
+        store.checkpoint()  # the online table catches up
+        store.materialize(end_date=T0 + timedelta(days=2))
+    pasted = [sql for sql in seen if re.search(rf'{SEQ}"? >= \d|\'20\d\d-', sql)]
+    assert any(SEQ in sql and "$min_seq" in sql for sql in seen) and not pasted, pasted
