@@ -256,6 +256,7 @@ def fetch_arrow(
     that sees that Arrow table as ``name`` (a relation, not con.register(), which pins the
     table until the transaction ends; DuckDB's relation API binds no parameters)."""
     try:
+        relation: duckdb.DuckDBPyRelation | None
         if over is None:
             relation = con.sql(sql) if params is None else con.sql(sql, params=dict(params))
         elif params is None:

@@ -5,8 +5,8 @@ Checks the shape of what a caller asked for and names what is wrong; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ def resolve_features(
         features = [features]
     elif isinstance(features, (bytes, Mapping)) or not isinstance(features, (Sequence, set, frozenset)):
         raise InputError(
-            f"features must be a list of 'view:feature' references, not {type(features).__name__}: {features!r}"
+            f"features must be a list of 'view:feature' references, not {type(features).__name__}: {shown(features)}"
         )
     groups: dict[str, tuple[list[str], list[str]]] = {}
     seen: dict[str, str] = {}
@@ -38,7 +38,7 @@ def resolve_features(
         raise InputError("no features requested; pass references like 'view:feature'")
     for ref in features:
         if not isinstance(ref, str):
-            raise InputError(f"feature reference {ref!r} is {type(ref).__name__}; pass 'view:feature' strings")
+            raise InputError(f"feature reference {shown(ref)} is {type(ref).__name__}; pass 'view:feature' strings")
         if ref.count(":") != 1:
             raise UnknownFeatureError(
                 f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
@@ -107,12 +107,12 @@ def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Seque
             f"entity_rows must be a list of {{join key: value}} dicts or a dict of lists, not {type(entity_rows).__name__}"
         )
     if isinstance(entity_rows, Mapping):
-        columns = {}
+        columns: dict[str, list[Any]] = {}
         for k, v in entity_rows.items():
             if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Sequence):
                 raise InputError(
-                    f"entity_rows[{k!r}] is {type(v).__name__} {v!r}; a dict of entity rows maps each join key "
-                    f"to a list of values, one per entity (e.g. {{{k!r}: [{v!r}]}})",
+                    f"entity_rows[{shown(k)}] is {type(v).__name__} {shown(v)}; a dict of entity rows maps each join "
+                    f"key to a list of values, one per entity (e.g. {{{shown(k)}: [{shown(v)}]}})",
                     column=str(k),
                 )
             columns[k] = list(v)
@@ -184,17 +184,12 @@ def _key_value(view: str, name: str, dtype: str, want: type, value: Any) -> Any:
         if type(value) is want:
             return value
     if want is int and not isinstance(value, bool):
-        if isinstance(value, int):
+        # A digit string longer than any int64 is refused below rather than parsed (int()
+        # raises a raw ValueError past 4,300 digits).
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if whole or (isinstance(value, str) and len(value) <= 24 and _DECIMAL_INT.fullmatch(value)):
             converted = int(value)
-        elif isinstance(value, float) and value.is_integer():
-            converted = int(value)
-        elif isinstance(value, str) and len(value) <= 24 and _DECIMAL_INT.fullmatch(value):
-            # (No int64 has more than 19 digits; a longer string is refused below rather than
-            # parsed: int() refuses 4,300 digits and more with a raw ValueError.)
-            converted = int(value)
-    elif want is str and isinstance(value, int) and not isinstance(value, bool):
-        converted = str(value)
-    elif want is str and isinstance(value, str):
+    elif want is str and isinstance(value, (int, str)) and not isinstance(value, bool):
         converted = str(value)
     elif want is bool and isinstance(value, bool):
         converted = bool(value)

@@ -688,11 +688,13 @@ class Store:
         if isinstance(features, str):
             features = [features]
         plans = self._online_plans
+        key: tuple[tuple[str, ...], bool] | None = None
+        plan: _OnlinePlan | None = None
         try:
-            key: tuple[Any, ...] | None = (tuple(features), full_feature_names)
+            key = (tuple(features), full_feature_names)
             plan = plans.get(key)
         except TypeError:  # not a list of strings: resolve_features says what is wrong
-            key, plan = None, None
+            key = None
         if plan is None:
             generation = self._generation
             groups, order = resolve_features(features, full_feature_names, self._schema_of)
