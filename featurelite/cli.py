@@ -22,7 +22,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,6 +34,7 @@ from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .errors import FeatureliteError, StoreLockedError
 from .serving_lock import server_holding
 from .store import Store
+from .types import storable_micros
 
 __all__ = ["main"]
 
@@ -395,11 +396,8 @@ class _Moment(click.ParamType):
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 time like 2026-01-31T12:00:00 or 2026-01-31T12:00:00+00:00",
                       param, ctx)
-        if moment.tzinfo is not None:
-            try:
-                moment.astimezone(timezone.utc)
-            except OverflowError:
-                self.fail(f"{value!r} is out of range: in UTC it falls outside the years 1 to 9999", param, ctx)
+        if storable_micros(moment) is None:  # the store's own bound, checked here to name the option
+            self.fail(f"{value!r} is out of range: in UTC it falls outside the years 1 to 9999", param, ctx)
         return moment
 
 

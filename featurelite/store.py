@@ -56,7 +56,7 @@ from .registry import ApplyResult, Registry, init_or_check, next_seq, pending_on
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
-from .types import MAX_US, MIN_US, arrow_type, as_utc, micros, utc_naive
+from .types import arrow_type, as_utc, storable_micros, utc_naive
 
 __all__ = ["Store", "open"]
 
@@ -121,10 +121,10 @@ def _reaches_back(layout: ViewLayout, batch: pa.Table, last_event_us: int | None
 def _moment_us(moment: datetime, name: str) -> int:
     """A caller's point in time (``now=``, ``end_date=``) in microseconds, checked."""
     try:
-        us = micros(moment)
+        us = storable_micros(moment)
     except TypeError:
         raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}", name=name) from None
-    if not MIN_US <= us <= MAX_US:
+    if us is None:
         raise InputError(f"{name} {moment!r} lies outside years 1-9999 in UTC; pass a time within them", name=name)
     return us
 

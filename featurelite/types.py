@@ -13,7 +13,7 @@ import pyarrow as pa
 
 __all__ = [
     "DTYPES", "EPOCH", "KEY_DTYPES", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "from_micros", "micros",
-    "utc_naive",
+    "storable_micros", "utc_naive",
 ]
 
 #: Every dtype a feature may have.
@@ -110,6 +110,14 @@ def micros(moment: datetime) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return (moment - EPOCH) // _MICROSECOND
+
+
+def storable_micros(moment: datetime) -> int | None:
+    """:func:`micros` of a time a store can hold, or None for one outside years 1-9999 in
+    UTC (``datetime(1, 1, 1, tzinfo=+01:00)`` is in year 0 in UTC). The one home of that
+    bound for points in time callers pass (``now=``, ``end_date=``, ``--now``)."""
+    us = micros(moment)
+    return us if MIN_US <= us <= MAX_US else None
 
 
 def from_micros(us: int) -> datetime:
