@@ -7,74 +7,121 @@ time, and returned to users as Arrow ``timestamp[us, tz=UTC]``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 __all__ = [
-    "DTYPES", "EPOCH", "KEY_DTYPES", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "from_micros", "micros",
+    "DTYPES", "DTYPE_OF", "EPOCH", "FEATURIZER_DTYPES", "KEY_DTYPES", "DType", "dtype", "storage_arrow_type", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "from_micros", "micros",
     "storable_micros", "utc_naive",
 ]
 
+@dataclass(frozen=True)
+class DType:
+    """One featurelite dtype and everything the engine needs to know about it: the one
+    home of the Arrow, storage, DuckDB, NumPy and Numba types, the online index's storage
+    family and the value a null is filled with. Look one up with :func:`dtype`."""
+
+    name: str
+    #: The Arrow type values are returned to users as.
+    arrow: pa.DataType
+    #: The Arrow type handed to DuckDB (timestamps: UTC wall time without a zone).
+    storage: pa.DataType
+    #: The DuckDB column type.
+    duckdb: str
+    #: The online index's storage family (one NumPy matrix per family): ``float``, ``int``,
+    #: ``bool``, ``timestamp`` (int64 microseconds) or ``object`` (strings).
+    family: str
+    #: The NumPy type of the online index's matrix for this dtype (``object`` for strings).
+    numpy: Any
+    #: What a null becomes where an array cannot hold one (the online index's matrices,
+    #: a featurizer kernel's inputs); the validity mask says which values are real.
+    filler: Any
+    #: The featurizer dtype a stored column of this dtype feeds, widened exactly
+    #: (``float32`` feeds a ``float64`` input), or None if no featurizer input takes it.
+    feeds: str | None
+    #: Whether a featurizer may declare an input or output of this dtype.
+    featurizer: bool
+    #: The Python type a join key of this dtype is looked up as, or None if a join key may
+    #: not have it (floats and timestamps make poor identities).
+    key: type | None
+    #: The Arrow type a featurizer's compiled batch loop reads (timestamps as int64
+    #: microseconds, strings as large_string).
+    kernel_arrow: pa.DataType
+    #: Name of the attribute of ``numba`` (``numba.types`` for ``unicode_type``) that types
+    #: a kernel value of this dtype; see :meth:`numba_type`.
+    numba_name: str
+
+    def numba_type(self) -> Any:
+        """The Numba type of this dtype inside a featurizer kernel (imports Numba)."""
+        import numba
+
+        return getattr(numba.types, self.numba_name)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_US = pa.timestamp("us")
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+_ALL: tuple[DType, ...] = (
+    DType("bool", pa.bool_(), pa.bool_(), "BOOLEAN", "bool", np.bool_, False, "bool", True, bool, pa.bool_(), "boolean"),
+    DType("int32", pa.int32(), pa.int32(), "INTEGER", "int", np.int64, 0, "int64", False, int, pa.int64(), "int64"),
+    DType("int64", pa.int64(), pa.int64(), "BIGINT", "int", np.int64, 0, "int64", True, int, pa.int64(), "int64"),
+    DType("float32", pa.float32(), pa.float32(), "FLOAT", "float", np.float64, 0.0, "float64", False, None, pa.float64(),
+          "float64"),
+    DType("float64", pa.float64(), pa.float64(), "DOUBLE", "float", np.float64, 0.0, "float64", True, None, pa.float64(),
+          "float64"),
+    DType("string", pa.string(), pa.string(), "VARCHAR", "object", object, "", "string", True, str, pa.large_string(),
+          "unicode_type"),
+    # Microseconds since EPOCH (UTC) inside the engine: stored as TIMESTAMP (UTC wall
+    # time), an int64 in the online index and in featurizer kernels.
+    DType("timestamp", _UTC_US, _US, "TIMESTAMP", "timestamp", np.int64, 0, "timestamp", True, None, pa.int64(), "int64"),
+)
+
+#: Every dtype by name.
+DTYPE_OF: dict[str, DType] = {d.name: d for d in _ALL}
+
 #: Every dtype a feature may have.
-DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "float32", "float64", "string", "timestamp")
+DTYPES: tuple[str, ...] = tuple(DTYPE_OF)
 
 #: Dtypes a join key may have (floats and timestamps make poor identities).
-KEY_DTYPES: tuple[str, ...] = ("bool", "int32", "int64", "string")
+KEY_DTYPES: tuple[str, ...] = tuple(d.name for d in _ALL if d.key is not None)
 
-_ARROW: dict[str, pa.DataType] = {
-    "bool": pa.bool_(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
-
-_DUCKDB: dict[str, str] = {
-    "bool": "BOOLEAN",
-    "int32": "INTEGER",
-    "int64": "BIGINT",
-    "float32": "FLOAT",
-    "float64": "DOUBLE",
-    "string": "VARCHAR",
-    "timestamp": "TIMESTAMP",
-}
-
-#: Storage family of each dtype, used by the online index to pack values in matrices.
-_FAMILY: dict[str, str] = {
-    "bool": "bool",
-    "int32": "int",
-    "int64": "int",
-    "float32": "float",
-    "float64": "float",
-    "string": "object",
-    "timestamp": "timestamp",
-}
+#: Dtypes a featurizer input or output may have.
+FEATURIZER_DTYPES: tuple[str, ...] = tuple(d.name for d in _ALL if d.featurizer)
 
 #: Arrow type used inside the engine for a timestamp (UTC wall time, no zone).
-STORAGE_TIMESTAMP = pa.timestamp("us")
+STORAGE_TIMESTAMP = _US
 
 
-def arrow_type(dtype: str) -> pa.DataType:
-    """The Arrow type a value of ``dtype`` is returned as."""
-    return _ARROW[dtype]
+def dtype(name: str) -> DType:
+    """The :class:`DType` called ``name`` (one of :data:`DTYPES`)."""
+    return DTYPE_OF[name]
 
 
-def storage_arrow_type(dtype: str) -> pa.DataType:
-    """The Arrow type handed to DuckDB for ``dtype`` (timestamps without zone)."""
-    return STORAGE_TIMESTAMP if dtype == "timestamp" else _ARROW[dtype]
+def arrow_type(name: str) -> pa.DataType:
+    """The Arrow type a value of dtype ``name`` is returned as."""
+    return DTYPE_OF[name].arrow
 
 
-def duckdb_type(dtype: str) -> str:
-    """The DuckDB column type for ``dtype``."""
-    return _DUCKDB[dtype]
+def storage_arrow_type(name: str) -> pa.DataType:
+    """The Arrow type handed to DuckDB for dtype ``name`` (timestamps without zone)."""
+    return DTYPE_OF[name].storage
 
 
-def family(dtype: str) -> str:
-    """The storage family (``float``, ``int``, ``bool``, ``timestamp``, ``object``)."""
-    return _FAMILY[dtype]
+def duckdb_type(name: str) -> str:
+    """The DuckDB column type for dtype ``name``."""
+    return DTYPE_OF[name].duckdb
+
+
+def family(name: str) -> str:
+    """The online index's storage family of dtype ``name``."""
+    return DTYPE_OF[name].family
 
 
 #: The Unix epoch in UTC: the one origin of every microsecond count featurelite converts
