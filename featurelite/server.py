@@ -56,7 +56,6 @@ from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._version import __version__
-from .db import run as run_sql
 from .errors import (
     DefinitionError,
     FeatureliteError,
@@ -793,13 +792,8 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 6566, token: str | No
         sock.close()
         raise
     try:
-        # Many small pushes: let the write-ahead log grow to 256 MB before DuckDB folds it
-        # into the file (16 MB by default), so a push rarely pays for a checkpoint. Closing
-        # the store at shutdown checkpoints anyway.
-        run_sql(store.con, "SET checkpoint_threshold = '256MB'")
+        store.prepare_to_serve()  # the online indexes load now, not on the first request
         views = [view.name for view in store.list_feature_views()]
-        for name in views:
-            store._index(name)  # load the online index now, not on the first request
         app = create_app(store, token=token, max_body=max_body)
         # Everything loaded so far (modules, Numba, the online indexes) lives as long as the
         # server: move it out of the garbage collector's sight. A full collection otherwise

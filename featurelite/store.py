@@ -682,6 +682,22 @@ class Store:
                     self._indexes[view] = index
         return index
 
+    def warm(self, views: str | Sequence[str] | None = None) -> None:
+        """Load the in-memory online index of each view (default: every feature view) now,
+        so the first read of a view does not pay for loading it."""
+        names = sorted(self._layouts) if views is None else arguments.names(views, "views")
+        for name in names:
+            self._index(name)
+
+    def prepare_to_serve(self) -> None:
+        """Get ready to serve a long run of reads and small pushes: load every online index
+        (:meth:`warm`) and let DuckDB's write-ahead log grow to 256 MB before it is folded
+        into the file (16 MB by default), so a push rarely pays for a checkpoint. Closing
+        the store checkpoints anyway."""
+        with self._lock, translating("preparing to serve"):
+            run(self.con, "SET checkpoint_threshold = '256MB'")
+        self.warm()
+
     def _online_plan(self, features: Sequence[str], full_feature_names: bool) -> _OnlinePlan:
         """How to serve a feature list online (cached per list): one index read per stored
         view, which also fetches what on-demand views need from it, then the featurizers."""
