@@ -28,7 +28,7 @@ from .errors import (
     UnknownFeatureViewError,
 )
 from .featurizer import Featurizer, Timestamp, featurizer
-from .online import Status
+from .rules import Status
 from .registry import ApplyResult, Change
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .store import Store, open

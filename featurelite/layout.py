@@ -14,16 +14,11 @@ from .conform import ColumnSpec
 from .db import quote
 from .definitions import Entity, FeatureView
 from .featurizer import Featurizer
-from .types import arrow_type, duckdb_type, storage_arrow_type
+from .rules import SEQ, WinnerOrder
+from .types import arrow_type, dtype, duckdb_type
 
 __all__ = ["LOST", "SEQ", "ViewLayout"]
 
-#: 2**64 as a SQL literal (a multiplication, not a shift: DuckDB refuses to shift the
-#: negative microsecond counts of pre-1970 times).
-_TWO_64 = "18446744073709551616::HUGEINT"
-
-#: Hidden column: a store-wide ingest sequence number, the last tie-break ("ingested last").
-SEQ = "_fl_seq"
 #: Hidden history column: true for a row that lost a tie on key and event time.
 LOST = "_fl_lost"
 
@@ -52,22 +47,13 @@ class ViewLayout:
                 derived.append((fz, names, {param: b[2] for param, b in bindings[names[0]].items()}))
         return cls(view, tuple(keys), tuple(derived))
 
-    def with_derived(self, arrays: list[pa.Array]) -> list[pa.Array]:
-        """Conformed input columns (:meth:`input_columns` order) -> stored columns
-        (:meth:`stored_columns` order, without the sequence), write-time features computed
-        by their featurizers' batch kernels."""
-        if not self.derived:
-            return arrays
-        by_name = dict(zip((name for name, _, _ in self.input_columns()), arrays))
-        for fz, names, inputs in self.derived:
-            outputs = fz.run_batch({param: by_name[column] for param, column in inputs.items()})
-            for name, values in zip(names, outputs):
-                by_name[name] = values.cast(storage_arrow_type(self.view.schema[name]))
-        return [by_name[name] for name in self.stored_columns()[:-1]]
-
     @property
     def name(self) -> str:
         return self.view.name
+
+    def storage_type(self, feature: str) -> pa.DataType:
+        """The Arrow type a feature's values are handed to DuckDB as."""
+        return dtype(self.view.schema[feature]).storage
 
     def keys_arrow_types(self) -> dict[str, pa.DataType]:
         """Join key name to the Arrow type it is returned as."""
@@ -119,20 +105,14 @@ class ViewLayout:
         parts.append(f"{SEQ} BIGINT NOT NULL")
         return ", ".join(parts)
 
-    def order_key(self, alias: str = "") -> str:
-        """SQL expression ordering rows as the tie-break rules say: event time, then
-        created time (null sorts first), then ingest order. The greatest key wins.
+    @property
+    def order(self) -> WinnerOrder:
+        """Which of two rows of one entity wins (see :class:`featurelite.rules.WinnerOrder`)."""
+        return WinnerOrder(self.ts, self.created)
 
-        Without a created time the key is one HUGEINT, ``event_us * 2**64 + seq``: exact
-        (seq < 2**63) and cheaper to sort and compare than a struct. With one it is a
-        struct of the three.
-        """
-        prefix = f"{alias}." if alias else ""
-        ts = f"{prefix}{quote(self.ts)}"
-        if not self.created:
-            return f"(epoch_us({ts})::HUGEINT * {_TWO_64} + {prefix}{SEQ})"
-        created = f"coalesce({prefix}{quote(self.created)}, '-infinity'::TIMESTAMP)"
-        return f"{{'t': {ts}, 'c': {created}, 's': {prefix}{SEQ}}}"
+    def order_key(self, alias: str = "") -> str:
+        """The winner order's SQL key (greatest wins) over table ``alias``."""
+        return self.order.sql_key(alias)
 
     def key_match(self, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{quote(k)} = {right}.{quote(k)}" for k in self.key_names)

@@ -6,13 +6,15 @@ Never writes online state; ``store.py`` composes this with ``online.py``.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from .arrays import false_array
-from .db import quote, run
-from .layout import LOST, SEQ, ViewLayout
+from .db import fetch_arrow, quote, run, translating
+from .layout import LOST, ViewLayout
+from .rules import SEQ, Ttl
 from .types import duckdb_type
 
 __all__ = ["append", "create_history", "point_in_time_sql"]
@@ -87,67 +89,39 @@ def stats(con: duckdb.DuckDBPyConnection, layout: ViewLayout) -> tuple[int, date
     return int(row[0]), row[1], row[2]
 
 
-#: Names of the parameters :func:`latest_per_key_sql` compares event times and ingest
-#: sequence numbers with.
-END_PARAM = "end"
-MIN_SEQ_PARAM = "min_seq"
-
-
-def latest_per_key_sql(layout: ViewLayout, *, min_seq: bool = False, end: bool = False) -> str:
-    """The winning history row per entity key (the online rule), optionally
-    (``min_seq=True``) only among rows ingested from the sequence number bound as
-    ``$min_seq`` (:data:`MIN_SEQ_PARAM`) on, or (``end=True``) with event time at or before
-    the timestamp bound as ``$end`` (:data:`END_PARAM`). The caller binds them: no value
-    is pasted into the SQL text (DuckDB still plans a bound value as a constant)."""
-    where = []
-    if min_seq:
-        where.append(f"{SEQ} >= ${MIN_SEQ_PARAM}")
-    if end:
-        where.append(f"{quote(layout.ts)} <= ${END_PARAM}")
-    where_sql = f"WHERE {' AND '.join(where)}" if where else ""
-    keys = ", ".join(quote(k) for k in layout.key_names)
-    columns = ", ".join(quote(c) for c in layout.stored_columns())
-    # One struct sort key (not three ORDER BY terms) lets DuckDB plan this as a hash
-    # aggregate (arg_max) instead of a full window sort: about a third faster.
-    return (
-        f"SELECT {columns} FROM {layout.history_table} {where_sql} "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {layout.order_key()} DESC) = 1"
-    )
-
-
 #: Temporary table of (key, event time) groups with more than one row, during an ingest.
 _TIED = "_fl_tied"
 
 
-def mark_tie_losers(con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_seq: int) -> int:
+def mark_tie_losers(
+    con: duckdb.DuckDBPyConnection, layout: ViewLayout, first_seq: int, *, within: bool, reaches_back: bool
+) -> int:
     """Mark (column ``_fl_lost``), inside the ingest's transaction, the history rows that
     lose a tie on key and event time now that rows from sequence ``first_seq`` on have
     arrived. Returns how many rows were newly marked.
 
-    With the losers set aside, every remaining (key, event time) is unique, so the
-    point-in-time join can compare event times alone. A row that loses stays lost
-    (history only grows), so only groups the new rows touch are looked at. Costs one hash
-    aggregate over the new rows; the comparison with older rows runs only when the new
-    event times reach back into them (a backfill), not for the usual ingest of newer data.
+    Where to look is the caller's decision (:meth:`featurelite.online.OnlineState.tie_check`):
+    ``within`` among the new rows (a hash aggregate over them), ``reaches_back`` between
+    them and older rows (only when the new event times reach back into the stored ones,
+    a backfill, not the usual ingest of newer data). With the losers set aside, every
+    remaining (key, event time) is unique, so the point-in-time join can compare event
+    times alone. A row that loses stays lost (history only grows), so only groups the new
+    rows touch are looked at.
     """
+    if not (within or reaches_back):
+        return 0
     keys = ", ".join(quote(k) for k in layout.key_names)
-    ts = quote(layout.ts)
-    group = f"{keys}, {ts}"
+    group = f"{keys}, {quote(layout.ts)}"
     table = layout.history_table
     # The sequence number is bound, not pasted (DuckDB still prunes row groups by it: a
     # bound value is a constant to its planner).
     new = f"{SEQ} >= $first_seq"
     params = {"first_seq": int(first_seq)}
-    run(
-        con,
-        f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1",
-        params,
-    )
+    run(con, f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} LIMIT 0")
     try:
-        reaches_back = run(
-            con, f"SELECT (SELECT min({ts}) FROM {table} WHERE {new}) <= (SELECT max({ts}) FROM {table} WHERE NOT ({new}))",
-            params,
-        )[0][0]
+        if within:
+            run(con, f"INSERT INTO {_TIED} SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1",
+                params)
         if reaches_back:
             run(
                 con,
@@ -189,15 +163,13 @@ def point_in_time_sql(
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     ts = quote(layout.ts)
-    ttl = layout.view.ttl
-    if ttl is None:
+    # The ttl is the one number compiled into this SQL: a constant of the view's definition
+    # (an int, bounded by MAX_TTL when the view was built), like its column names; the
+    # join runs through DuckDB's relation API, which binds no parameters.
+    fresh = Ttl.of(layout.view.ttl).sql_fresh(f"h.{ts}", f"p.{PROBE_TS}")
+    if fresh is None:
         selected = ", ".join(f"h.{quote(f)}" for f in features)
     else:
-        # The one number compiled into this SQL: a constant of the view's definition (an
-        # int, bounded by MAX_TTL when the view was built), like its column names; the
-        # join runs through DuckDB's relation API, which binds no parameters.
-        ttl_us = int(ttl // ttl.resolution)
-        fresh = f"h.{ts} >= p.{PROBE_TS} - to_microseconds({ttl_us})"
         selected = ", ".join(f"CASE WHEN {fresh} THEN h.{quote(f)} END AS {quote(f)}" for f in features)
     if event_time:
         selected += f", h.{ts} AS {EVENT_TS}"
@@ -219,3 +191,18 @@ def point_in_time_sql(
         f"SELECT p.{PROBE_ROW}, {selected} FROM {PROBE} p "
         f"ASOF LEFT JOIN ({history}) h ON {layout.key_match('p', 'h')} AND p.{PROBE_TS} >= h.{ts}"
     )
+
+
+def sample(con: duckdb.DuckDBPyConnection, layout: ViewLayout, column: str, rows: int) -> list[Any]:
+    """Up to ``rows`` non-null values of a history column, sampled (timestamps as UTC
+    datetimes), for ``verify`` to feed featurizers values the store really holds."""
+    with translating(f"sampling the history of view {layout.name!r}", view=layout.name):
+        table = fetch_arrow(
+            con,
+            f"SELECT {quote(column)} FROM {layout.history_table} WHERE {quote(column)} IS NOT NULL "
+            f"USING SAMPLE {int(rows)} ROWS",  # DuckDB's grammar takes no parameter here; an int
+        )
+    values = table.column(0)
+    if pa.types.is_timestamp(values.type):
+        values = values.cast(pa.timestamp("us", tz="UTC"))
+    return values.to_pylist()

@@ -213,6 +213,19 @@ class Registry:
         except _ROW_ERRORS as exc:
             raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
 
+    def adopt(self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]) -> None:
+        """Install a newly applied state (and its on-demand bindings)."""
+        self.entities, self.views, self.odfvs = entities, views, odfvs
+        self.bindings = {name: odfv.bindings(views) for name, odfv in odfvs.items()}
+
+    def remove(self, kind: str, name: str) -> None:
+        """Forget a deleted view or on-demand view (and its bindings)."""
+        if kind == "on_demand_feature_view":
+            self.odfvs = {n: o for n, o in self.odfvs.items() if n != name}
+            self.bindings = {n: b for n, b in self.bindings.items() if n != name}
+        else:
+            self.views = {n: v for n, v in self.views.items() if n != name}
+
     def entity(self, name: str) -> Entity:
         try:
             return self.entities[name]

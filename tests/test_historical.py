@@ -140,18 +140,18 @@ def test_ties_found_in_a_backfill_or_within_a_batch_are_broken_by_ingest_order(t
         store.apply([view])
         store.ingest("v", batch([1.0, 2.0], [0, 1]))
         store.ingest("v", batch([3.0], [2]))  # newer data: no tie possible, no check against history
-        assert "v" not in store._ties
+        assert not store._states["v"].ties
         assert store.get_historical_features(probe, ["v:x"]).column("x").to_pylist() == [1.0, 3.0]
         store.ingest("v", batch([9.0], [0]))  # a backfill repeating (user 1, T0)
-        assert "v" in store._ties
+        assert store._states["v"].ties
         assert store.get_historical_features(probe, ["v:x"]).column("x").to_pylist() == [9.0, 3.0]
     with fl.open(path) as store:
-        assert "v" in store._ties
+        assert store._states["v"].ties
         assert store.get_historical_features(probe, ["v:x"]).column("x").to_pylist() == [9.0, 3.0]
         store.delete_feature_view("v")
         store.apply([view])
         store.ingest("v", batch([4.0, 5.0], [7, 7]))  # a tie inside one batch
-        assert "v" in store._ties
+        assert store._states["v"].ties
         later = probe.set_column(1, "event_timestamp", pa.array([T0 + timedelta(days=7)] * 2, pa.timestamp("us")))
         assert store.get_historical_features(later, ["v:x"]).column("x").to_pylist() == [5.0, 5.0]
 
@@ -161,7 +161,7 @@ def test_narrowing_the_history_to_the_probe_changes_nothing(data):
     """A probe much smaller than the history narrows the history to its keys and times
     first (a speed-up for small training sets); the answer must be the same either way,
     with ties, ttl and probes before, between and after the events."""
-    import featurelite.store as store_module
+    import featurelite.historical as historical
 
     rows = data.draw(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9), st.sampled_from([None, 1.0, -0.0, 2.5])),
                               min_size=1, max_size=40))
@@ -179,12 +179,12 @@ def test_narrowing_the_history_to_the_probe_changes_nothing(data):
         with fl.open() as store:
             store.apply([view])
             store.ingest("v", table)
-            original = store_module.NARROW_RATIO
-            store_module.NARROW_RATIO = ratio
+            original = historical.NARROW_RATIO
+            historical.NARROW_RATIO = ratio
             try:
                 answers.append(repr(store.get_historical_features(spine, ["v:x"]).to_pylist()))
             finally:
-                store_module.NARROW_RATIO = original
+                historical.NARROW_RATIO = original
     assert answers[0] == answers[1]
 
 

@@ -205,8 +205,8 @@ def test_runtime_values_are_bound_never_pasted_into_sql(tmp_path, monkeypatch):
     import re
 
     import featurelite.db as db
-    from featurelite import offline, online, store as store_module
-    from featurelite.layout import SEQ
+    from featurelite import historical, offline, online, store as store_module, writes
+    from featurelite.rules import SEQ
 
     seen: list[str] = []
     real_run, real_fetch = db.run, db.fetch_arrow
@@ -219,7 +219,7 @@ def test_runtime_values_are_bound_never_pasted_into_sql(tmp_path, monkeypatch):
         seen.append(sql)
         return real_fetch(con, sql, **kwargs)
 
-    for module in (store_module, online, offline):
+    for module in (store_module, online, offline, writes, historical):
         monkeypatch.setattr(module, "run", run, raising=False)
         monkeypatch.setattr(module, "fetch_arrow", fetch_arrow, raising=False)
     view = fl.FeatureView("v", entities=[user], schema={"x": "float64"}, timestamp_field="ts")

@@ -231,18 +231,18 @@ def test_several_processes_may_read_at_once(tmp_path):
 def test_materialize_binds_end_date_instead_of_pasting_it(tmp_path, monkeypatch):
     from datetime import timedelta, timezone
 
-    import featurelite.store as store_module
+    import featurelite.online as online_module
 
     path = tmp_path / "shop.duckdb"
     fill(path)
     seen: list[tuple[str, object]] = []
-    real_run = store_module.run
+    real_run = online_module.run
 
     def spy(con, sql, params=None):
         seen.append((sql, params))
         return real_run(con, sql, params)
 
-    monkeypatch.setattr(store_module, "run", spy)
+    monkeypatch.setattr(online_module, "run", spy)  # where the online table is rebuilt
     with fl.open(path) as store:
         # 2024-05-01 23:00 at +02:00 is 21:00 UTC: before user 1's second event (2024-05-02).
         end = datetime(2024, 5, 1, 23, tzinfo=timezone(timedelta(hours=2)))

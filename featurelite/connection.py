@@ -1,0 +1,102 @@
+"""The life of a store's DuckDB connection: opening the file (one Store per file per
+process), read-only checks, closing, and closing itself after a fatal DuckDB error."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+from .db import claim_path, connect, invalidated, release_path
+from .errors import ReadOnlyError, StoreClosedError, StoreError
+
+__all__ = ["StoreConnection"]
+
+
+class StoreConnection:
+    """One store file's connection, and why it closed if it did.
+
+    ``owner`` (the Store) is registered as the file's one user in this process; it must
+    have a ``closed`` property. ``on_shut`` runs when the connection goes (to drop what was
+    read from it).
+    """
+
+    def __init__(self, path: str, owner: object, *, read_only: bool, on_shut: Callable[[], None]) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self._owner = owner
+        self._on_shut = on_shut
+        #: Why the connection closed itself (a fatal DuckDB error), or None.
+        self._closed_reason: str | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._file_key = claim_path(path, owner)
+        try:
+            self._con = connect(path, read_only=read_only)
+        except BaseException:
+            release_path(self._file_key, owner)
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._con is None
+
+    @property
+    def raw(self) -> duckdb.DuckDBPyConnection | None:
+        """The connection, or None once closed (no checks: for closing paths)."""
+        return self._con
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        """The open connection; StoreClosedError once closed."""
+        con = self._con
+        if con is not None and invalidated(con) is not None:  # a fatal DuckDB error in another call
+            self.shut_if_invalidated()
+            con = self._con
+        if con is None:
+            why = f" after a fatal DuckDB error ({self._closed_reason})" if self._closed_reason else ""
+            raise StoreClosedError(f"store {self.path!r} was closed{why}; open it again with featurelite.open", path=self.path)
+        return con
+
+    def writable(self) -> duckdb.DuckDBPyConnection:
+        """The open connection, if the store may be written; ReadOnlyError if not."""
+        con = self.get()
+        if self.read_only:
+            raise ReadOnlyError(f"store {self.path!r} is open read-only; open it with read_only=False to write", path=self.path)
+        return con
+
+    def shut(self, reason: str | None) -> None:
+        """Close the connection and release the file, whatever state DuckDB is in;
+        ``reason`` (a fatal DuckDB error) is kept to say why the store is closed."""
+        con, self._con = self._con, None
+        self._on_shut()
+        if reason is not None:
+            self._closed_reason = reason
+        try:
+            if con is not None:
+                con.close()
+        except duckdb.Error:
+            pass  # an invalidated database may fail to close; its handles are released all the same
+        finally:
+            release_path(self._file_key, self._owner)
+
+    def shut_if_invalidated(self) -> None:
+        """Close if a fatal DuckDB error invalidated the connection (after which every
+        statement fails): later calls then raise StoreClosedError, and the file is
+        released so it can be opened again."""
+        con = self._con
+        if con is not None:
+            reason = invalidated(con)
+            if reason is not None:
+                self.shut(reason)
+
+    @contextmanager
+    def closing_if_fatal(self) -> Iterator[None]:
+        """Around a write: if it failed because DuckDB invalidated the connection, close
+        (see :meth:`shut_if_invalidated`) before the error propagates."""
+        try:
+            yield
+        except StoreError:
+            self.shut_if_invalidated()
+            raise

@@ -1,0 +1,139 @@
+"""Training sets: a :class:`~featurelite.planning.HistoricalPlan` executed over an
+entity dataframe, by point-in-time joins and featurizers' batch kernels.
+
+Also the point-in-time lookup the online path uses for entities whose latest event lies
+after the read time (:func:`point_in_time`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from . import offline
+from .conform import normalize_timestamps
+from .db import fetch_arrow, translating
+from .definitions import RESERVED_PREFIX
+from .errors import FeaturizerError, SchemaError
+from .layout import ViewLayout
+from .planning import Catalog, HistoricalPlan, OnDemandPlan
+from .retrieval import key_column, pick_timestamp
+from .types import arrow_type
+
+__all__ = ["NARROW_RATIO", "point_in_time", "training_set"]
+
+#: A point-in-time join narrows the history to the probe's keys first when the history
+#: has this many times more rows than the probe.
+NARROW_RATIO = 20
+
+
+def point_in_time(
+    con: duckdb.DuckDBPyConnection, layout: ViewLayout, features: Sequence[str], probe: pa.Table, *, ties: bool,
+    event_time: bool = False,
+) -> pa.Table:
+    """The point-in-time join of ``probe`` against one view, rows in probe order.
+    ``ties``: whether the view's history holds rows that lost a tie (filtered out)."""
+    # A probe far smaller than the history (a small training set, a future-dated online
+    # read) narrows the history to its keys first: the join then sorts a sliver of it.
+    narrow = probe.num_rows * NARROW_RATIO < offline.row_count(con, layout)
+    query = offline.point_in_time_sql(layout, list(features), event_time=event_time, losers=ties, narrow=narrow)
+    result = fetch_arrow(con, query, over=probe, name=offline.PROBE)
+    order = np.empty(result.num_rows, dtype=np.int64)
+    order[result.column(offline.PROBE_ROW).to_numpy()] = np.arange(result.num_rows)
+    result = result.take(order)
+    for i, name in enumerate(result.column_names):
+        if layout.view.schema.get(name) == "float32":  # widened for the join (see point_in_time_sql)
+            result = result.set_column(i, name, result.column(i).cast(pa.float32()))
+    return result
+
+
+def check_entity_df(entity: pa.Table, order: Sequence[str], timestamp_field: str | None, full_feature_names: bool) -> str:
+    """Refuse an entity dataframe whose columns clash with the request; returns its
+    timestamp column."""
+    repeated = sorted({c for c in entity.column_names if entity.column_names.count(c) > 1})
+    if repeated:
+        raise SchemaError(f"entity_df has column {repeated[0]!r} more than once; keep one", column=repeated[0])
+    ts_name = pick_timestamp(entity, timestamp_field)
+    for name in entity.column_names:
+        if name.lower().startswith(RESERVED_PREFIX):
+            raise SchemaError(f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name)
+    for out in order:
+        if out in entity.column_names:
+            hint = "" if full_feature_names else " or pass full_feature_names=True"
+            raise SchemaError(
+                f"entity_df already has a column {out!r}, the name of a requested feature; rename it{hint}", column=out,
+            )
+    return ts_name
+
+
+def _probe(catalog: Catalog, plan: HistoricalPlan, entity: pa.Table, ts_name: str) -> pa.Table:
+    """The entity dataframe as the joins' probe: every view's join keys, the time, the
+    row number."""
+    columns: dict[str, pa.Array] = {}
+    for view in plan.joins:
+        for key, dtype in catalog.layout(view).keys:
+            if key not in entity.column_names:
+                raise SchemaError(f"entity_df has no column {key!r}, the join key of view {view!r}; add it", column=key, view=view)
+            columns[key] = key_column(entity.column(key), key, dtype)
+    columns[offline.PROBE_TS] = normalize_timestamps(entity.column(ts_name), f"entity_df column {ts_name!r}")
+    columns[offline.PROBE_ROW] = pa.array(np.arange(entity.num_rows, dtype=np.int64))
+    return pa.table(columns)
+
+
+def training_set(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, plan: HistoricalPlan, entity: pa.Table, ts_name: str,
+    has_ties: Callable[[str], bool],
+) -> pa.Table:
+    """``entity`` with the plan's features appended, in the order asked."""
+    probe = _probe(catalog, plan, entity, ts_name)
+    joined: dict[tuple[str, str], pa.ChunkedArray] = {}
+    for view, features in plan.joins.items():
+        layout = catalog.layout(view)
+        with translating(f"the point-in-time join with view {view!r}", view=view):
+            table = point_in_time(con, layout, features, probe, ties=has_ties(view))
+        for feature in features:
+            joined[(view, feature)] = table.column(feature).cast(arrow_type(layout.view.schema[feature]))
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for group in plan.groups:
+        if group.view in plan.on_demand:
+            columns.update(zip(group.outputs, compute_batch(plan.on_demand[group.view], len(group.features), joined, entity)))
+        else:
+            columns.update((out, joined[(group.view, f)]) for f, out in zip(group.features, group.outputs))
+    result = entity
+    for out in plan.order:  # features in the order asked, after the entity_df columns
+        result = result.append_column(out, columns[out])
+    return result
+
+
+def compute_batch(
+    plan: OnDemandPlan, count: int, joined: Mapping[tuple[str, str], pa.ChunkedArray], entity: pa.Table
+) -> list[pa.Array]:
+    """The batch path of an on-demand view: each featurizer's compiled loop over the
+    point-in-time joined inputs and the entity_df's request columns, once per featurizer
+    however many of its outputs are asked for. Returns the ``count`` features in order."""
+    result: list[pa.Array] = [pa.array([])] * count
+    for call in plan.calls:
+        inputs: dict[str, pa.ChunkedArray] = {}
+        for (param, _), (kind, source, field) in zip(call.featurizer.inputs, call.bindings):
+            if kind == "view":
+                inputs[param] = joined[(source, field)]
+            elif field in entity.column_names:
+                inputs[param] = entity.column(field)
+            else:
+                raise SchemaError(
+                    f"entity_df has no column {field!r}, a request field of on-demand view {plan.view!r}; add it",
+                    column=field, view=plan.view,
+                )
+        fz = call.featurizer
+        try:
+            outputs = fz.run_batch(inputs)
+        except FeaturizerError as exc:  # the same class the per-request path and ingest raise
+            raise FeaturizerError(f"on-demand view {plan.view!r}: {exc.message}", view=plan.view, featurizer=fz.name) from exc
+        except SchemaError as exc:  # a request column of the wrong type
+            raise SchemaError(f"on-demand view {plan.view!r}: {exc.message}", view=plan.view, column=exc.column) from exc
+        for position, output in call.places:
+            result[position] = outputs[output]
+    return result

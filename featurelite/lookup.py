@@ -1,0 +1,134 @@
+"""Online reads: an :class:`~featurelite.planning.OnlinePlan` executed for entity rows,
+by the in-memory indexes and featurizers' per-request kernels.
+
+The hot path of serving: one index read per stored view, then each featurizer entity by
+entity. Entities whose latest event lies after the read time are resolved from history
+(rare; one SQL query per call).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from . import offline
+from .errors import InputError
+from .historical import point_in_time
+from .layout import ViewLayout
+from .onlineindex import OnlineIndex, to_python
+from .planning import FeaturizerRun, OnlinePlan, StoredInput
+from .results import OnlineResponse
+from .retrieval import entity_columns, keys_for
+from .rules import Ttl, row_verdict, value_status
+from .types import arrow_type
+
+__all__ = ["FutureResolver", "read_online", "resolve_future"]
+
+#: Resolves entities whose latest event lies after ``now`` from history:
+#: (view, features, keys, indexes of those keys, now_us, values, statuses) -> None.
+FutureResolver = Callable[[str, list[str], list[Any], list[int], int, list[list[Any]], list[list[str]]], None]
+
+
+def read_online(
+    plan: OnlinePlan, index_of: Callable[[str], OnlineIndex], entity_rows: Any,
+    request_data: Mapping[str, Sequence[Any]] | None, now_us: int, resolve: FutureResolver,
+) -> OnlineResponse:
+    """Serve ``plan`` for ``entity_rows`` at ``now_us``."""
+    if request_data is not None and not isinstance(request_data, Mapping):
+        raise InputError(f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}")
+    columns = entity_columns(entity_rows)
+    if not columns:  # no entities: an empty response with the right columns
+        columns = {k: [] for k in plan.key_names}
+    key_out: dict[str, list[Any]] = {}
+    # Several groups: slots in the order asked, filled as the groups are served.
+    values: dict[str, Any] = {} if plan.order is None else dict.fromkeys(plan.order)
+    statuses: dict[str, Any] = {} if plan.order is None else dict.fromkeys(plan.order)
+    stored: list[list[list[Any]]] = []
+    for read in plan.reads:
+        index = index_of(read.view)
+        keys = keys_for(read.view, index.layout.keys, columns)
+        for k in index.key_names:
+            if k not in key_out:
+                key_out[k] = columns[k]
+        vals, stats, future = index.read(keys, read.features, now_us)
+        if future:
+            resolve(read.view, list(read.features), keys, future, now_us, vals, stats)
+        stored.append(vals)
+        if read.outputs:
+            values.update(zip(read.outputs, vals))
+            statuses.update(zip(read.outputs, stats))
+    if plan.runs:
+        count = len(next(iter(columns.values()))) if columns else 0
+        for run in plan.runs:
+            _run_featurizer(run, stored, request_data, count, values, statuses)
+    return OnlineResponse(key_out, values, statuses, plan.types)
+
+
+def _run_featurizer(
+    run: FeaturizerRun, stored: list[list[list[Any]]], request_data: Mapping[str, Sequence[Any]] | None, count: int,
+    values: dict[str, Any], statuses: dict[str, Any],
+) -> None:
+    """The per-request path of one featurizer: its compiled kernel, entity by entity."""
+    call = run.featurizer.run_args
+    try:
+        if count == 1:  # the common single-entity request: one row, no columns to zip
+            computed = [call([
+                stored[a.read][a.column][0] if type(a) is StoredInput else _request_column(run.view, a.field, request_data, 1)[0]
+                for a in run.inputs
+            ])]
+        else:
+            columns = [
+                stored[a.read][a.column] if type(a) is StoredInput else _request_column(run.view, a.field, request_data, count)
+                for a in run.inputs
+            ]
+            computed = [call(row) for row in zip(*columns)]
+    except TypeError as exc:
+        raise InputError(f"on-demand view {run.view!r}, featurizer {run.featurizer.name!r}: {exc}", view=run.view) from None
+    single = len(run.featurizer.outputs) == 1
+    for out, output in run.outputs:
+        column = computed if single else [row[output] for row in computed]
+        values[out] = column
+        statuses[out] = [value_status(v is not None) for v in column]
+
+
+def _request_column(view: str, field: str, request_data: Mapping[str, Sequence[Any]] | None, n: int | None) -> list[Any]:
+    if not request_data or field not in request_data:
+        raise InputError(
+            f"on-demand view {view!r} needs request field {field!r}; pass request_data={{{field!r}: [...]}}",
+            view=view, column=field,
+        )
+    column = request_data[field]
+    if isinstance(column, (str, bytes)) or not isinstance(column, Sequence):
+        raise InputError(f"request_data[{field!r}] must be a list with one value per entity", column=field)
+    if n is not None and len(column) != n:
+        raise InputError(f"request_data[{field!r}] has {len(column)} values for {n} entities", column=field)
+    return list(column)
+
+
+def resolve_future(
+    con: Any, layout: ViewLayout, features: list[str], keys: list[Any], future: list[int], now_us: int,
+    values: list[list[Any]], statuses: list[list[str]], *, ties: bool,
+) -> None:
+    """Entities whose latest event is dated after ``now``: fill in the point-in-time value
+    at ``now`` from history, with the status the same rules give."""
+    probe_columns: dict[str, list[Any]] = {}
+    single = len(layout.key_names) == 1
+    for j, k in enumerate(layout.key_names):
+        probe_columns[k] = [keys[i] if single else keys[i][j] for i in future]
+    probe = pa.table({
+        **{k: pa.array(v, type=arrow_type(d)) for (k, d), v in zip(layout.keys, probe_columns.values())},
+        offline.PROBE_TS: pa.array([now_us] * len(future), type=pa.int64()).cast(pa.timestamp("us")),
+        offline.PROBE_ROW: pa.array(range(len(future)), type=pa.int64()),
+    })
+    result = point_in_time(con, layout, features, probe, ties=ties, event_time=True)
+    matched = result.column(offline.EVENT_TS).cast(pa.int64()).to_pylist()
+    oldest = Ttl.of(layout.view.ttl).oldest_us(now_us)
+    verdicts = [row_verdict(t, now_us, oldest) for t in matched]
+    for f, feature in enumerate(features):
+        column = to_python(result.column(feature), layout.view.schema[feature])
+        for j, i in enumerate(future):
+            verdict = verdicts[j]
+            values[f][i] = column[j]
+            statuses[f][i] = verdict if verdict is not None else value_status(column[j] is not None)

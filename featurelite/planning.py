@@ -1,0 +1,292 @@
+"""Read planning: what a retrieval request needs, decided once, as named data.
+
+:class:`Catalog` is a snapshot of the registered views (replaced whole when definitions
+change, so readers never see half an update, and cached plans die with it). It turns a
+feature list into an :class:`OnlinePlan` (online reads) or a :class:`HistoricalPlan`
+(training sets). Both ask :func:`on_demand_plan` which stored inputs an on-demand view's
+featurizers need: the one home of that rule. No I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from .errors import InputError, UnknownFeatureViewError
+from .layout import ViewLayout
+from .retrieval import resolve_features
+from .types import arrow_type
+
+if TYPE_CHECKING:
+    from .definitions import Binding, OnDemandFeatureView
+    from .featurizer import Featurizer
+
+__all__ = [
+    "Catalog", "FeatureGroup", "FeaturizerCall", "HistoricalPlan", "OnDemandPlan", "OnlinePlan", "RequestInput",
+    "StoredInput", "ViewRead", "on_demand_plan",
+]
+
+#: Distinct feature lists whose online plan a catalog caches.
+PLAN_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """The features asked of one view, with the names they are returned under."""
+
+    view: str
+    features: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeaturizerCall:
+    """One featurizer of an on-demand view, run once however many of its outputs are
+    asked for: its input bindings in parameter order, and where each asked output goes
+    (position among the features asked of the view, index of the featurizer's output)."""
+
+    featurizer: Featurizer
+    bindings: tuple[Binding, ...]
+    places: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class OnDemandPlan:
+    """What an on-demand view needs to compute some of its features."""
+
+    view: str
+    #: Stored features to read per source view, in first-use order.
+    stored: dict[str, tuple[str, ...]]
+    calls: tuple[FeaturizerCall, ...]
+
+
+def on_demand_plan(odfv: OnDemandFeatureView, bindings: Mapping[str, Mapping[str, Binding]], features: Sequence[str]) -> OnDemandPlan:
+    """Which stored inputs (per source view) and which featurizer runs ``features`` of
+    on-demand view ``odfv`` need; ``bindings``: its resolved inputs per feature. The one
+    home of this rule: online reads and training sets both use it."""
+    outputs = odfv.outputs
+    stored: dict[str, list[str]] = {}
+    calls: dict[int, tuple[Featurizer, tuple[Binding, ...], list[tuple[int, int]]]] = {}
+    for position, feature in enumerate(features):
+        fz, output = outputs[feature]
+        if id(fz) in calls:  # another output of a featurizer already planned
+            calls[id(fz)][2].append((position, output))
+            continue
+        bound = tuple(bindings[feature][param] for param, _ in fz.inputs)
+        calls[id(fz)] = (fz, bound, [(position, output)])
+        for kind, source, field in bound:
+            if kind == "view" and field not in stored.setdefault(source, []):
+                stored[source].append(field)
+    return OnDemandPlan(
+        odfv.name,
+        {view: tuple(fields) for view, fields in stored.items()},
+        tuple(FeaturizerCall(fz, bound, tuple(places)) for fz, bound, places in calls.values()),
+    )
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """One online index read of a stored view: ``features`` are read; the first
+    ``len(outputs)`` are returned under ``outputs``, the rest feed featurizers only."""
+
+    view: str
+    features: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """A featurizer argument read online: feature ``column`` of read number ``read``."""
+
+    read: int
+    column: int
+
+
+@dataclass(frozen=True)
+class RequestInput:
+    """A featurizer argument taken from the request's ``request_data[field]``."""
+
+    field: str
+
+
+@dataclass(frozen=True)
+class FeaturizerRun:
+    """A featurizer run per entity of an online read."""
+
+    view: str
+    featurizer: Featurizer
+    inputs: tuple[StoredInput | RequestInput, ...]
+    #: (output name, index of the featurizer's output)
+    outputs: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class OnlinePlan:
+    """How to serve a feature list online: one index read per stored view (which also
+    fetches what on-demand views need from it), then the featurizers."""
+
+    reads: tuple[ViewRead, ...]
+    runs: tuple[FeaturizerRun, ...]
+    #: Output names in request order when filling read by read, then run by run, is not
+    #: already that order (else None).
+    order: tuple[str, ...] | None
+    #: Arrow type of every returned column (join keys and features).
+    types: dict[str, pa.DataType]
+    #: Join keys of the views read (the columns of a response to no entities).
+    key_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HistoricalPlan:
+    """How to build a training set: the point-in-time joins, then the featurizers."""
+
+    groups: tuple[FeatureGroup, ...]
+    #: Output names in request order.
+    order: tuple[str, ...]
+    #: Stored features to join per view: those asked for, plus on-demand inputs.
+    joins: dict[str, tuple[str, ...]]
+    on_demand: dict[str, OnDemandPlan]
+
+
+class Catalog:
+    """The registered views at one moment, and the plans made from them."""
+
+    def __init__(
+        self, layouts: Mapping[str, ViewLayout], odfvs: Mapping[str, OnDemandFeatureView],
+        bindings: Mapping[str, Mapping[str, Mapping[str, Binding]]], broken: Mapping[str, Exception],
+    ) -> None:
+        self.layouts = dict(layouts)
+        self.odfvs = dict(odfvs)
+        self.bindings = dict(bindings)
+        self.broken = dict(broken)
+        self._online_plans: dict[tuple[tuple[str, ...], bool], OnlinePlan] = {}
+
+    def layout(self, view: str) -> ViewLayout:
+        """A stored view's layout; UnknownFeatureViewError names the registered ones."""
+        layout = self.layouts.get(view)
+        if layout is None:
+            raise UnknownFeatureViewError(
+                f"feature view {view!r} is not registered (registered: {', '.join(sorted(self.layouts)) or 'none'}); "
+                "apply it first",
+                name=view,
+            )
+        return layout
+
+    def schema_of(self, name: str) -> Mapping[str, str]:
+        """Features and dtypes of a feature view or an on-demand feature view."""
+        layout = self.layouts.get(name)
+        if layout is not None:
+            return layout.view.schema
+        odfv = self.odfvs.get(name)
+        if odfv is not None:
+            return odfv.schema
+        if name in self.broken:
+            raise self.broken[name]
+        return self.layout(name).view.schema  # raises UnknownFeatureViewError
+
+    def featurizer_sources(self, view: str) -> list[tuple[Featurizer, tuple[str, ...], dict[str, tuple[str, str]]]]:
+        """Each featurizer of a view (on-demand or with write-time featurizers):
+        (featurizer, its features, {input: (stored view, column)} for the inputs read from
+        stored history). InputError for a view without featurizers."""
+        odfv = self.odfvs.get(view)
+        if odfv is not None:
+            bindings = self.bindings[view]
+            found = []
+            for key, fz in odfv.featurizers.items():
+                features = (key,) if isinstance(key, str) else key
+                sources = {p: (src, f) for p, (kind, src, f) in bindings[features[0]].items() if kind == "view"}
+                found.append((fz, features, sources))
+            return found
+        self.schema_of(view)  # raises for an unknown or broken view
+        layout = self.layouts[view]
+        if not layout.derived:
+            raise InputError(f"feature view {view!r} has no featurizers to verify")
+        return [(fz, names, {p: (view, column) for p, column in inputs.items()}) for fz, names, inputs in layout.derived]
+
+    def _groups(self, features: Sequence[str], full_feature_names: bool) -> tuple[list[FeatureGroup], list[str]]:
+        groups, order = resolve_features(features, full_feature_names, self.schema_of)
+        return [FeatureGroup(view, tuple(feats), tuple(outs)) for view, feats, outs in groups], order
+
+    def on_demand(self, group: FeatureGroup) -> OnDemandPlan:
+        return on_demand_plan(self.odfvs[group.view], self.bindings[group.view], group.features)
+
+    def historical_plan(self, features: Sequence[str], full_feature_names: bool) -> HistoricalPlan:
+        """What a training set of ``features`` joins and computes."""
+        groups, order = self._groups(features, full_feature_names)
+        joins: dict[str, list[str]] = {}
+        on_demand: dict[str, OnDemandPlan] = {}
+        for group in groups:
+            if group.view in self.odfvs:
+                on_demand[group.view] = plan = self.on_demand(group)
+                needed = list(plan.stored.items())
+            else:
+                needed = [(group.view, group.features)]
+            for view, fields in needed:
+                joined = joins.setdefault(view, [])
+                joined.extend(f for f in fields if f not in joined)
+        return HistoricalPlan(tuple(groups), tuple(order), {v: tuple(f) for v, f in joins.items()}, on_demand)
+
+    def online_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> OnlinePlan:
+        """How to serve ``features`` online, cached per distinct list."""
+        if isinstance(features, str):
+            features = [features]
+        key: tuple[tuple[str, ...], bool] | None
+        try:
+            key = (tuple(features), full_feature_names)
+            plan = self._online_plans.get(key)
+        except TypeError:  # not a list of strings: resolve_features says what is wrong
+            key, plan = None, None
+        if plan is None:
+            plan = self._plan_online(features, full_feature_names)
+            if key is not None:
+                if len(self._online_plans) >= PLAN_CACHE_SIZE:
+                    self._online_plans.clear()  # callers with endless distinct lists: start over
+                self._online_plans[key] = plan
+        return plan
+
+    def _plan_online(self, features: Sequence[str], full_feature_names: bool) -> OnlinePlan:
+        groups, order = self._groups(features, full_feature_names)
+        reads = [ViewRead(g.view, g.features, g.outputs) for g in groups if g.view not in self.odfvs]
+        runs: list[FeaturizerRun] = []
+        for group in groups:
+            if group.view in self.odfvs:
+                runs.extend(self._online_runs(group, reads))
+        types = {out: arrow_type(self.schema_of(g.view)[f]) for g in groups for f, out in zip(g.features, g.outputs)}
+        key_types: dict[str, pa.DataType] = {}
+        for read in reads:
+            key_types.update(self.layout(read.view).keys_arrow_types())
+        # Values are filled read by read, then run by run: only when that is not already
+        # the order asked does the response need slots laid out in advance.
+        natural = [o for read in reads for o in read.outputs] + [out for run in runs for out, _ in run.outputs]
+        return OnlinePlan(
+            tuple(reads), tuple(runs), tuple(order) if natural != order else None, {**key_types, **types},
+            tuple(key_types),
+        )
+
+    def _online_runs(self, group: FeatureGroup, reads: list[ViewRead]) -> list[FeaturizerRun]:
+        """The featurizer runs of an on-demand group, widening ``reads`` (in place) by the
+        stored inputs they need."""
+        plan = self.on_demand(group)
+        for view, fields in plan.stored.items():
+            at = next((i for i, read in enumerate(reads) if read.view == view), None)
+            if at is None:  # a view read only for the featurizers
+                reads.append(ViewRead(view, (), ()))
+                at = len(reads) - 1
+            read = reads[at]
+            reads[at] = ViewRead(view, read.features + tuple(f for f in fields if f not in read.features), read.outputs)
+        runs = []
+        for call in plan.calls:
+            inputs: list[StoredInput | RequestInput] = []
+            for kind, source, field in call.bindings:
+                if kind == "view":
+                    at = next(i for i, read in enumerate(reads) if read.view == source)
+                    inputs.append(StoredInput(at, reads[at].features.index(field)))
+                else:
+                    inputs.append(RequestInput(field))
+            outputs = tuple((group.outputs[position], output) for position, output in call.places)
+            runs.append(FeaturizerRun(group.view, call.featurizer, tuple(inputs), outputs))
+        return runs
+
