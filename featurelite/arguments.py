@@ -3,13 +3,15 @@ type is an InputError naming the argument, not a TypeError from deep inside. Pur
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+from .types import storable_micros
 
-__all__ = ["flag", "name", "names", "shown", "whole_number"]
+__all__ = ["flag", "moment_us", "name", "names", "shown", "whole_number"]
 
 
 def shown(value: Any) -> str:
@@ -46,3 +48,14 @@ def flag(value: Any, what: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise InputError(f"{what} must be True or False, not {type(value).__name__}: {shown(value)}")
     return bool(value)
+
+
+def moment_us(moment: datetime, name: str) -> int:
+    """A caller's point in time (``now=``, ``end_date=``) in microseconds, checked."""
+    try:
+        us = storable_micros(moment)
+    except TypeError:
+        raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}", name=name) from None
+    if us is None:
+        raise InputError(f"{name} {moment!r} lies outside years 1-9999 in UTC; pass a time within them", name=name)
+    return us

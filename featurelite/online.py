@@ -188,6 +188,19 @@ class OnlineState:
         self._last_event: int | None = None
         self._last_event_known = False
 
+    @classmethod
+    def follow(cls, states: dict[str, OnlineState], layouts: Mapping[str, ViewLayout]) -> None:
+        """Bring ``states`` (in place) in line with the views now registered: a state for
+        each new view, the new layout for a changed one, none for a deleted one."""
+        for name, layout in layouts.items():
+            state = states.get(name)
+            if state is None:
+                states[name] = cls(layout, pending=None, ties=False)
+            else:
+                state.relayout(layout)
+        for name in set(states) - set(layouts):
+            del states[name]
+
     def relayout(self, layout: ViewLayout) -> None:
         """The view's definition changed: the index is rebuilt on the next read."""
         if layout != self.layout:

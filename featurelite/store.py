@@ -32,7 +32,7 @@ from .planning import Catalog
 from .registry import ApplyResult, Registry, init_or_check, pending_online
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .sources import DataSource, to_table
-from .types import as_utc, storable_micros, utc_naive
+from .types import as_utc, utc_naive
 
 __all__ = ["Store", "open"]
 
@@ -51,18 +51,6 @@ def open(path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) 
     while another process has it open for writing.
     """
     return Store(path, read_only=read_only)
-
-
-def _moment_us(moment: datetime, name: str) -> int:
-    """A caller's point in time (``now=``, ``end_date=``) in microseconds, checked."""
-    try:
-        us = storable_micros(moment)
-    except TypeError:
-        raise InputError(f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}", name=name) from None
-    if us is None:
-        raise InputError(f"{name} {moment!r} lies outside years 1-9999 in UTC; pass a time within them", name=name)
-    return us
-
 
 
 class Store:
@@ -159,14 +147,7 @@ class Store:
         registry = self._registry
         layouts = {name: ViewLayout.resolve(view, registry.entities) for name, view in registry.views.items()}
         self._catalog = Catalog(layouts, registry.odfvs, registry.bindings, registry.broken)
-        for name, layout in layouts.items():
-            state = self._states.get(name)
-            if state is None:
-                self._states[name] = OnlineState(layout, pending=None, ties=False)
-            else:
-                state.relayout(layout)
-        for name in set(self._states) - set(layouts):
-            del self._states[name]
+        OnlineState.follow(self._states, layouts)
 
     def _state(self, view: str) -> OnlineState:
         state = self._states.get(view)
@@ -323,7 +304,7 @@ class Store:
             states = [self._state(name) for name in names]
             params: dict[str, Any] | None = None  # end_date is bound, never pasted into the SQL text
             if end_date is not None:
-                _moment_us(end_date, "end_date")
+                arguments.moment_us(end_date, "end_date")
                 params = {END_PARAM: utc_naive(end_date)}
             counts = writes.materialize(con, states, params)
             # The rebuilt online tables are committed by now; fold them into the file.
@@ -375,7 +356,7 @@ class Store:
         """
         self._conn.get()
         plan = self._catalog.online_plan(features, full_feature_names)
-        now_us = time.time_ns() // 1000 if now is None else _moment_us(now, "now")
+        now_us = time.time_ns() // 1000 if now is None else arguments.moment_us(now, "now")
         return read_online(plan, self._index, entity_rows, request_data, now_us, self._resolve_future)
 
     def _resolve_future(
