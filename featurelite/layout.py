@@ -14,6 +14,7 @@ from .conform import ColumnSpec
 from .db import quote
 from .definitions import Entity, FeatureView
 from .featurizer import Featurizer
+from .registry import derived_bindings
 from .types import arrow_type, duckdb_type, storage_arrow_type
 
 __all__ = ["LOST", "SEQ", "ViewLayout"]
@@ -46,7 +47,7 @@ class ViewLayout:
             keys.extend(entities[name].key_schema.items())
         derived = []
         if view.featurizers:
-            bindings = view.derived_bindings(dict(keys))
+            bindings = derived_bindings(view, dict(keys))
             for key, fz in view.featurizers.items():
                 names = (key,) if isinstance(key, str) else key
                 derived.append((fz, names, {param: b[2] for param, b in bindings[names[0]].items()}))

@@ -37,7 +37,7 @@ from .db import (
     translating,
     untold,
 )
-from .definitions import RESERVED_PREFIX, Binding, Entity, FeatureView, OnDemandFeatureView
+from .definitions import RESERVED_PREFIX, Entity, FeatureView, OnDemandFeatureView
 from .errors import (
     DefinitionError,
     FeatureliteError,
@@ -52,7 +52,7 @@ from .errors import (
 from .featurizer import Featurizer
 from .layout import SEQ, ViewLayout
 from .online import Status
-from .registry import ApplyResult, Registry, init_or_check, next_seq, pending_online, set_pending
+from .registry import ApplyResult, Binding, Registry, init_or_check, pending_online, set_pending
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .retrieval import entity_columns, key_column, keys_for, pick_timestamp, resolve_features
 from .sources import DataSource, read_batches, to_reader, to_table
@@ -368,8 +368,7 @@ class Store:
                 for name, layout in new_layouts.items():
                     if self._layouts.get(name) != layout:
                         self._indexes.pop(name, None)
-                self._registry.entities, self._registry.views, self._registry.odfvs = entities, views, odfvs
-                self._registry.bindings = {name: odfv.bindings(views) for name, odfv in odfvs.items()}
+                self._registry.adopt(entities, views, odfvs)
                 self._refresh_layouts()
                 # Definitions change rarely: fold them into the file at once. The change is
                 # committed by now, and the error (a full disk) says so.
@@ -416,8 +415,7 @@ class Store:
             if name in self._registry.odfvs:
                 with translating(f"deleting view {name!r} (nothing was changed)", view=name, committed=False), transaction(con):
                     self._registry.record_delete(con, "on_demand_feature_view", name, now)
-                del self._registry.odfvs[name]
-                self._registry.bindings.pop(name, None)
+                self._registry.remove("on_demand_feature_view", name)
                 self._refresh_layouts()
                 return
             layout = self._layout(name)
@@ -433,7 +431,7 @@ class Store:
                 online.drop_online(con, layout)
                 set_pending(con, name, None)
                 self._registry.record_delete(con, "feature_view", name, now)
-            del self._registry.views[name]
+            self._registry.remove("feature_view", name)
             self._pending.pop(name, None)
             self._last_event.pop(name, None)
             self._indexes.pop(name, None)
@@ -617,10 +615,9 @@ class Store:
             return IngestResult(view, rows)
 
     def _first_free_seq(self) -> int:
-        """One past the largest ingest sequence number stored (or recorded by an older
-        version of featurelite, which kept a counter in ``fl_meta``)."""
+        """One past the largest ingest sequence number stored (0 when nothing is)."""
         assert self._con is not None
-        found = next_seq(self._con)
+        found = 0
         for view in self._registry.views.values():
             table = quote(f"fl_history__{view.name}")
             top = run(self._con, f"SELECT max({SEQ}) FROM {table}")[0][0]
