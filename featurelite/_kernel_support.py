@@ -23,14 +23,11 @@ from typing import Any
 import numba
 import numpy as np
 from numba.core import types
-from numba.cpython.unicode import (
-    PY_UNICODE_1BYTE_KIND,
-    PY_UNICODE_2BYTE_KIND,
-    PY_UNICODE_4BYTE_KIND,
-    _empty_string,
-    _set_code_point,
-)
+from numba.core.pythonapi import PY_UNICODE_1BYTE_KIND, PY_UNICODE_2BYTE_KIND, PY_UNICODE_4BYTE_KIND
+from numba.cpython.unicode import _empty_string, _set_code_point
 from numba.extending import overload
+
+from .types import dtype
 
 __all__ = ["as_bool", "as_float64", "as_int64", "as_str", "decode_utf8", "put_utf8"]
 
@@ -63,39 +60,43 @@ def _passes(value: types.Type, declared: types.Type) -> bool:
 
 
 # The casts are chosen while Numba types the kernel, by the type of the value: a value of
-# the declared type (or None, or optionally it) passes unchanged; a plain number is
-# converted; anything else has no implementation, which the featurizer's own check
-# reports first, in plain words.
+# the declared type (or None, or optionally it) passes unchanged; a value of a type the
+# dtype says casts exactly (DType.casts_from, which the featurizer's own return-type check
+# reads too) is converted; anything else has no implementation, which that check reports
+# first, in plain words.
+_FLOAT64, _INT64, _BOOL, _STRING = (dtype(name) for name in ("float64", "int64", "bool", "string"))
+
+
 @overload(as_float64, jit_options={"nogil": True})
 def _as_float64(value):  # type: ignore[no-untyped-def]  # Numba wants the stub's exact parameters
-    if _passes(value, types.float64):
+    if _passes(value, _FLOAT64.numba_type()):
         return lambda value: value
-    if isinstance(value, (types.Integer, types.Float, types.Boolean)):
+    if isinstance(value, _FLOAT64.numba_castable()):
         return lambda value: np.float64(value)
     return None
 
 
 @overload(as_int64, jit_options={"nogil": True})
 def _as_int64(value):  # type: ignore[no-untyped-def]  # Numba wants the stub's exact parameters
-    if _passes(value, types.int64):
+    if _passes(value, _INT64.numba_type()):
         return lambda value: value
-    if isinstance(value, (types.Integer, types.Boolean)):
+    if isinstance(value, _INT64.numba_castable()):
         return lambda value: np.int64(value)
     return None
 
 
 @overload(as_bool, jit_options={"nogil": True})
 def _as_bool(value):  # type: ignore[no-untyped-def]  # Numba wants the stub's exact parameters
-    if _passes(value, types.boolean):
+    if _passes(value, _BOOL.numba_type()):
         return lambda value: value
-    if isinstance(value, types.Integer):
+    if isinstance(value, _BOOL.numba_castable()):
         return lambda value: value != 0
     return None
 
 
 @overload(as_str, jit_options={"nogil": True})
 def _as_str(value):  # type: ignore[no-untyped-def]  # Numba wants the stub's exact parameters
-    if _passes(value, types.unicode_type):
+    if _passes(value, _STRING.numba_type()):
         return lambda value: value
     return None
 
@@ -135,14 +136,14 @@ def decode_utf8(data: np.ndarray, start: int, end: int) -> str:
         kind = PY_UNICODE_2BYTE_KIND
     else:
         kind = PY_UNICODE_4BYTE_KIND
-    text = _empty_string(kind, count, 1 if widest < 128 else 0)
+    text = _empty_string(kind, count, 1 if widest < 128 else 0)  # type: ignore[no-untyped-call]  # numba internals are unannotated
     i = start
     k = 0
     while i < end:
         cp, i = _code_point(data, i)
-        _set_code_point(text, k, cp)
+        _set_code_point(text, k, cp)  # type: ignore[no-untyped-call]  # numba internals are unannotated
         k += 1
-    return text
+    return text  # type: ignore[no-any-return]  # _empty_string is unannotated; it builds a str
 
 
 @numba.njit(cache=True, nogil=True)

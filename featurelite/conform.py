@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SchemaError
-from .types import MAX_US, MIN_US, STORAGE_TIMESTAMP, storage_arrow_type
+from .types import DTYPE_OF, MAX_US, MIN_US, STORAGE_TIMESTAMP
 
 __all__ = ["ColumnSpec", "check_columns", "conform_column", "conform_table", "normalize_timestamps"]
 
@@ -30,14 +30,16 @@ def _accepts(dtype: str, source: pa.DataType) -> bool:
         source = source.value_type
     text = pa.types.is_string(source) or pa.types.is_large_string(source) or pa.types.is_string_view(source)
     numeric = pa.types.is_integer(source) or pa.types.is_floating(source)
-    if dtype in ("int32", "int64", "float32", "float64"):
-        return numeric or text
-    if dtype == "bool":
-        return pa.types.is_boolean(source) or text
-    if dtype == "string":
-        return text
-    if dtype == "timestamp":
-        return pa.types.is_timestamp(source) or pa.types.is_date(source) or text
+    kind = DTYPE_OF.get(dtype)
+    family = None if kind is None else kind.family
+    if family in ("int", "float"):
+        return bool(numeric or text)
+    if family == "bool":
+        return bool(pa.types.is_boolean(source) or text)
+    if family == "object":
+        return bool(text)
+    if family == "timestamp":
+        return bool(pa.types.is_timestamp(source) or pa.types.is_date(source) or text)
     return False
 
 
@@ -65,8 +67,6 @@ def _cast_timestamps(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     return pc.if_else(zoned, with_zone, without_zone)
 
 
-
-
 def _in_datetime_range(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Raise ArrowInvalid if a timestamp lies outside years 1-9999."""
     micros = values.cast(pa.int64())
@@ -77,17 +77,18 @@ def _in_datetime_range(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chun
 
 
 def _cast(values: pa.Array | pa.ChunkedArray, dtype: str) -> pa.Array | pa.ChunkedArray:
-    if dtype == "timestamp":
+    kind = DTYPE_OF[dtype]
+    if kind.family == "timestamp":
         return _in_datetime_range(_cast_timestamps(values))
-    target = storage_arrow_type(dtype)
+    target = kind.storage
     if values.type == target:
-        if dtype == "string":
+        if kind.family == "object":
             # Arrow built elsewhere (an IPC stream, a C stream) may hold bytes that are not
             # UTF-8; DuckDB would refuse them deep inside the write. One SIMD pass.
             values.validate(full=True)
         return values
     result = values.cast(target)
-    if dtype == "float32" and pa.types.is_floating(values.type):
+    if pa.types.is_float32(target) and pa.types.is_floating(values.type):
         # Arrow turns a finite float64 too large for float32 into inf without complaint.
         overflow = pc.and_(pc.is_inf(result), pc.invert(pc.is_inf(values)))
         if pc.any(overflow).as_py():

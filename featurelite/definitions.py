@@ -146,10 +146,7 @@ class Entity(_Versioned):
             join_keys = [name]
         if isinstance(join_keys, str):
             join_keys = [join_keys]
-        if isinstance(join_keys, Mapping):
-            pairs = list(join_keys.items())
-        else:
-            pairs = [(key, dtype) for key in join_keys]
+        pairs = list(join_keys.items()) if isinstance(join_keys, Mapping) else [(key, dtype) for key in join_keys]
         if not pairs:
             raise DefinitionError(f"{owner_text} needs at least one join key")
         keys = tuple(_check_name("join key", key, owner_text) for key, _ in pairs)
@@ -168,14 +165,14 @@ class Entity(_Versioned):
     @property
     def key_schema(self) -> dict[str, str]:
         """Join key name to dtype."""
-        return dict(zip(self.join_keys, self.dtypes))
+        return dict(zip(self.join_keys, self.dtypes, strict=True))
 
     def spec(self) -> dict[str, Any]:
         """A JSON-ready description; its hash is the version."""
         return {
             "kind": "entity",
             "name": self.name,
-            "join_keys": [[k, d] for k, d in zip(self.join_keys, self.dtypes)],
+            "join_keys": [[k, d] for k, d in zip(self.join_keys, self.dtypes, strict=True)],
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
@@ -195,16 +192,6 @@ class Entity(_Versioned):
 #: How definitions name featurizer outputs: ``{"feature": f}`` for a function returning
 #: one value, ``{("a", "b"): g}`` for one returning a tuple of two.
 FeaturizerMap = Mapping[str | tuple[str, ...], Featurizer]
-#: Where a featurizer input comes from: (source kind, source name, field). Kinds:
-#: "view" (a stored feature of a source view), "request" (request data), "column" (a raw
-#: column of the view being ingested).
-Binding = tuple[str, str, str]
-
-#: featurelite dtypes a featurizer input of each kind may be fed from (widening is exact).
-_FEEDS = {
-    "float64": ("float32", "float64"), "int64": ("int32", "int64"), "bool": ("bool",),
-    "string": ("string",), "timestamp": ("timestamp",),
-}
 
 
 def _featurizer_outputs(
@@ -249,50 +236,7 @@ def _featurizers_spec(featurizers: Mapping[str | tuple[str, ...], Featurizer]) -
 
 
 def _featurizers_from_spec(data: Any) -> dict[str | tuple[str, ...], Featurizer]:
-    if isinstance(data, Mapping):  # one output per featurizer, as first stored
-        return {out: Featurizer.from_spec(spec) for out, spec in data.items()}
     return {names[0] if len(names) == 1 else tuple(names): Featurizer.from_spec(spec) for names, spec in data}
-
-
-def _bind(
-    owner_text: str,
-    outputs: Mapping[str, tuple[Featurizer, int]],
-    provided: Mapping[str, list[tuple[str, str, str]]],
-    where: str = "feature of its sources",
-) -> dict[str, dict[str, Binding]]:
-    """For each output feature: {input: (source kind, source name, field)}.
-
-    ``provided``: field -> [(kind, source name, dtype)] from every source. Raises
-    DefinitionError for an input no source provides, one two sources provide, or one
-    whose type the source cannot feed."""
-    result: dict[str, dict[str, Binding]] = {}
-    for out, (fz, _) in outputs.items():
-        bound: dict[str, Binding] = {}
-        for param, dtype in fz.inputs:
-            options = provided.get(param, [])
-            if not options:
-                raise DefinitionError(
-                    f"{owner_text}: featurizer {fz.name!r} input {param!r} matches no {where} "
-                    f"(available: {', '.join(sorted(provided)) or 'none'}); rename the parameter",
-                    featurizer=fz.name,
-                )
-            if len(options) > 1:
-                raise DefinitionError(
-                    f"{owner_text}: featurizer {fz.name!r} input {param!r} is provided by several sources "
-                    f"({', '.join(o[1] for o in options)}); rename one of them",
-                    featurizer=fz.name,
-                )
-            kind, source_name, source_dtype = options[0]
-            if source_dtype not in _FEEDS[dtype]:
-                raise DefinitionError(
-                    f"{owner_text}: featurizer {fz.name!r} input {param!r} is declared {dtype} but "
-                    f"{source_name}:{param} is {source_dtype}; change the type hint",
-                    featurizer=fz.name,
-                )
-            bound[param] = (kind, source_name, param)
-        result[out] = bound
-    return result
-
 
 
 @dataclass(frozen=True, init=False)
@@ -317,8 +261,13 @@ class FeatureView(_Versioned):
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
     featurizers: Mapping[str | tuple[str, ...], Featurizer] = field(default_factory=dict, repr=False, compare=False, hash=False)
     #: (feature, featurizer version, output index) per derived feature: what equality sees.
-    _derived_versions: tuple[tuple[str, str, int], ...] = field(default=(), repr=False)
-    _entity_objects: tuple[Entity, ...] = field(default=(), repr=False, compare=False, hash=False)
+    _derived_versions: tuple[tuple[str, str, int], ...] = field(default=(), init=False, repr=False)
+    #: The Entity objects (not names) the view was built with: ``apply`` applies them with it.
+    entity_objects: tuple[Entity, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    #: ``{feature: (featurizer, output index)}`` per derived feature, in order; see :attr:`derived`.
+    _derived: Mapping[str, tuple[Featurizer, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __init__(
         self,
@@ -379,7 +328,7 @@ class FeatureView(_Versioned):
                     f"{owner_text} uses {timestamp_field!r} as both timestamp_field and "
                     "created_timestamp_field; give them different columns"
                 )
-        columns = list(checked_schema) + [timestamp_field]
+        columns = [*checked_schema, timestamp_field]
         if created_timestamp_field:
             columns.append(created_timestamp_field)
         for ent in objects:
@@ -406,7 +355,7 @@ class FeatureView(_Versioned):
         object.__setattr__(self, "featurizers", normalized)
         object.__setattr__(self, "_derived", derived)
         object.__setattr__(self, "_derived_versions", tuple((f, fz.version, i) for f, (fz, i) in derived.items()))
-        object.__setattr__(self, "_entity_objects", tuple(objects))
+        object.__setattr__(self, "entity_objects", tuple(objects))
 
     @property
     def features(self) -> list[str]:
@@ -416,24 +365,12 @@ class FeatureView(_Versioned):
     @property
     def raw_schema(self) -> dict[str, str]:
         """The features ingested data carries (the schema without derived features)."""
-        return {f: d for f, d in self.schema.items() if f not in self._derived}  # type: ignore[attr-defined]
+        return {f: d for f, d in self.schema.items() if f not in self._derived}
 
     @property
     def derived(self) -> dict[str, tuple[Featurizer, int]]:
         """Features computed at ingest time: ``{feature: (featurizer, output index)}``."""
-        return dict(self._derived)  # type: ignore[attr-defined]
-
-    def derived_bindings(self, key_schema: Mapping[str, str]) -> dict[str, dict[str, Binding]]:
-        """For each derived feature: {input: ("column", view, raw column)}. ``key_schema``:
-        the view's join keys and dtypes (from its entities). Raises DefinitionError for an
-        input that matches no raw column or has the wrong type."""
-        provided: dict[str, list[tuple[str, str, str]]] = {}
-        columns = {**key_schema, **self.raw_schema, self.timestamp_field: "timestamp"}
-        if self.created_timestamp_field:
-            columns[self.created_timestamp_field] = "timestamp"
-        for column, dtype in columns.items():
-            provided[column] = [("column", self.name, dtype)]
-        return _bind(f"feature view {self.name!r}", self._derived, provided, "raw column of the view")  # type: ignore[attr-defined]
+        return dict(self._derived)
 
     def spec(self) -> dict[str, Any]:
         """A JSON-ready description; its hash is the version."""
@@ -511,7 +448,12 @@ class OnDemandFeatureView(_Versioned):
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
-    _view_objects: tuple[FeatureView, ...] = field(default=(), repr=False, compare=False, hash=False)
+    #: The FeatureView objects (not names) among the sources: ``apply`` applies them with it.
+    view_objects: tuple[FeatureView, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    #: ``{feature: (featurizer, output index)}`` per output, in order; see :attr:`outputs`.
+    _outputs: Mapping[str, tuple[Featurizer, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __init__(
         self,
@@ -545,22 +487,22 @@ class OnDemandFeatureView(_Versioned):
         object.__setattr__(self, "description", str(description))
         object.__setattr__(self, "owner", str(owner))
         object.__setattr__(self, "tags", _check_tags(tags, owner_text))
-        object.__setattr__(self, "_view_objects", tuple(objects))
+        object.__setattr__(self, "view_objects", tuple(objects))
 
     @property
     def features(self) -> list[str]:
         """Output feature names, in order."""
-        return list(self._outputs)  # type: ignore[attr-defined]
+        return list(self._outputs)
 
     @property
     def outputs(self) -> dict[str, tuple[Featurizer, int]]:
         """``{feature: (featurizer, index of its output)}``."""
-        return dict(self._outputs)  # type: ignore[attr-defined]
+        return dict(self._outputs)
 
     @property
     def schema(self) -> dict[str, str]:
         """Output feature name to dtype."""
-        return {f: fz.outputs[i] for f, (fz, i) in self._outputs.items()}  # type: ignore[attr-defined]
+        return {f: fz.outputs[i] for f, (fz, i) in self._outputs.items()}
 
     @property
     def request_sources(self) -> list[RequestSource]:
@@ -596,18 +538,3 @@ class OnDemandFeatureView(_Versioned):
             owner=spec.get("owner", ""),
             tags=spec.get("tags"),
         )
-
-    def bindings(self, views: Mapping[str, FeatureView]) -> dict[str, dict[str, Binding]]:
-        """For each output feature: {input: (source kind "view"/"request", source name, field)}.
-
-        Raises DefinitionError for an input no source provides, one two sources provide,
-        or one whose type the source cannot feed."""
-        provided: dict[str, list[tuple[str, str, str]]] = {}
-        for source in self.sources:
-            if isinstance(source, RequestSource):
-                for f, d in source.schema.items():
-                    provided.setdefault(f, []).append(("request", source.name, d))
-            else:
-                for f, d in views[source].schema.items():
-                    provided.setdefault(f, []).append(("view", source, d))
-        return _bind(f"on-demand feature view {self.name!r}", self._outputs, provided)  # type: ignore[attr-defined]

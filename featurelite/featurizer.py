@@ -23,7 +23,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NewType
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,34 +31,10 @@ import pyarrow.compute as pc
 
 from .errors import FeaturizerError, SchemaError
 from .kernels import CompiledKernels, compile_kernels
-from .types import MAX_US, MIN_US, from_micros, micros
-
-if TYPE_CHECKING:
-    from .verification import Mismatch
+from .types import DTYPE_OF, FEATURIZER_DTYPES, MAX_US, MIN_US, Timestamp, dtype_of_hint, from_micros, micros
+from .verification import Mismatch, verify
 
 __all__ = ["FEATURIZER_DTYPES", "Featurizer", "FeaturizerError", "Timestamp", "featurizer"]
-
-#: Type hint of a timestamp input or output: microseconds since 1970-01-01 UTC, as an int.
-Timestamp = NewType("Timestamp", int)
-
-#: Python type hint -> featurelite dtype of a featurizer input or output.
-_HINTS: dict[Any, str] = {float: "float64", int: "int64", bool: "bool", str: "string", Timestamp: "timestamp"}
-#: The dtypes featurizer inputs and outputs may have.
-FEATURIZER_DTYPES: tuple[str, ...] = tuple(_HINTS.values())
-
-#: Arrow type a column is cast to before its values reach the batch loop.
-_KERNEL_ARROW = {
-    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "timestamp": pa.int64(), "string": pa.large_string(),
-}
-_NUMPY = {"float64": np.float64, "int64": np.int64, "bool": np.bool_, "timestamp": np.int64}
-#: Arrow type of each output dtype as returned to users.
-_OUTPUT_ARROW = {
-    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC"),
-    "string": pa.string(),
-}
-#: What a null input is replaced by before the loop when it has no default (its row's
-#: result is masked out anyway; every row runs, so the loop has no branch).
-_FILLER = {"float64": 0.0, "int64": 0, "bool": False, "timestamp": 0, "string": ""}
 
 #: Featurizers compiled from stored specs in this process, by content hash of the spec.
 _REBUILT: dict[str, Featurizer] = {}
@@ -98,7 +74,8 @@ def _as_timestamp(value: Any) -> int:
     raise TypeError(f"expected a datetime.datetime, got {type(value).__name__}: {value!r}")
 
 
-#: Per-request conversion of an input value to what the kernel takes.
+#: Per-request conversion of an input value to what the kernel takes (functions per
+#: featurizer dtype: what a Python value must be, not a fact about the dtype's types).
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "float64": _as_float, "int64": _as_int, "bool": _as_bool, "string": _as_str, "timestamp": _as_timestamp,
 }
@@ -138,25 +115,37 @@ class Featurizer:
     source: str = field(repr=False)
     globals_spec: Mapping[str, Any] = field(repr=False, default_factory=dict)
     _kernels: CompiledKernels | None = field(repr=False, default=None)
+    # The per-request path's parts, prepared once by __post_init__: it runs millions of times.
+    #: Input names in declaration order.
+    _names: tuple[str, ...] = field(init=False, repr=False)
+    #: Per input, the conversion of a Python value to what the kernel takes.
+    _converters: tuple[Callable[[Any], Any], ...] = field(init=False, repr=False)
+    #: The compiled kernel's entry point (None for a featurizer built without kernels).
+    _call: Callable[..., Any] | None = field(init=False, repr=False)
+    #: The result of a row with a null input and no default.
+    _null: tuple[None, ...] | None = field(init=False, repr=False)
+    #: What turns the kernel's result into the returned value, or None when it is returned as is.
+    _finish: Callable[[Any], Any] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # The per-request path's parts, prepared once: it runs millions of times.
         object.__setattr__(self, "_names", tuple(name for name, _ in self.inputs))
         object.__setattr__(self, "_converters", tuple(_CONVERT[d] for _, d in self.inputs))
         object.__setattr__(self, "_call", self._kernels.call if self._kernels is not None else None)
         object.__setattr__(self, "_null", None if len(self.outputs) == 1 else (None,) * len(self.outputs))
-        finish: Any = None
-        fixes: dict[str, Callable[[Any], Any]] = {"timestamp": _timestamp_out, "string": _string_out}
+        finish: Callable[[Any], Any] | None = None
+        fixes: dict[str, Callable[[Any], Any]] = {"timestamp": _timestamp_out, "string": _string_out}  # per dtype
         post = tuple(fixes.get(d) for d in self.outputs)
         if len(self.outputs) == 1:
             finish = post[0]
         else:
             nulls = (None,) * len(self.outputs)
 
-            def finish(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
+            def finish_all(result: tuple[Any, ...] | None) -> tuple[Any, ...]:
                 if result is None:  # a function returning None: every output is null
                     return nulls
-                return tuple(value if fix is None else fix(value) for fix, value in zip(post, result))
+                return tuple(value if fix is None else fix(value) for fix, value in zip(post, result, strict=True))
+
+            finish = finish_all
         object.__setattr__(self, "_finish", finish)
         fast = _fast_path(self)
         if fast is not None:
@@ -202,7 +191,7 @@ class Featurizer:
                     f"featurizer {name!r} has no source code (defined in a REPL or by exec?)", featurizer=name
                 )
             inputs = tuple((str(p), str(d)) for p, d in spec["inputs"])
-            outputs = tuple(spec["outputs"]) if "outputs" in spec else (spec["output"],)
+            outputs = tuple(spec["outputs"])
             cached = _REBUILT.setdefault(
                 key, _compile(name, inputs, outputs, dict(spec.get("defaults", {})), spec["source"], spec.get("globals", {}))
             )
@@ -213,7 +202,7 @@ class Featurizer:
     def run_one(self, values: Mapping[str, Any]) -> Any:
         """The per-request path: one row of inputs (None for a null) -> output (a tuple for
         several outputs), None for a null result."""
-        return self.run_args([values[name] for name in self._names])  # type: ignore[attr-defined]
+        return self.run_args([values[name] for name in self._names])
 
     def run_args(self, args: Sequence[Any]) -> Any:
         """:meth:`run_one` with the inputs given in declaration order.
@@ -221,10 +210,10 @@ class Featurizer:
         Values are converted to the declared types first (a timestamp from a datetime), so
         the compiled kernel is the very one the batch path runs. Raises TypeError for a
         value of the wrong kind."""
-        converted = []
+        converted: list[Any] = []
         defaults = self.defaults
         null = False
-        for name, convert, value in zip(self._names, self._converters, args):  # type: ignore[attr-defined]
+        for name, convert, value in zip(self._names, self._converters, args, strict=False):
             if value is None:
                 if name not in defaults:
                     null = True  # the result is null; the other values are still checked
@@ -232,9 +221,10 @@ class Featurizer:
                 value = defaults[name]
             converted.append(convert(value))
         if null:
-            return self._null  # type: ignore[attr-defined]
-        result = self._call(*converted)  # type: ignore[attr-defined]
-        finish = self._finish  # type: ignore[attr-defined]
+            return self._null
+        assert self._call is not None, "a featurizer built without kernels"
+        result = self._call(*converted)
+        finish = self._finish
         return result if finish is None else finish(result)
 
     def verify(
@@ -247,8 +237,6 @@ class Featurizer:
     ) -> Mismatch | None:
         """Check that the batch and per-request paths give the same bits (see
         :func:`featurelite.verification.verify`); the simplest mismatch found, or None."""
-        from .verification import verify
-
         return verify(self, examples=examples, seed=seed, samples=samples, search=search)
 
     # -- the batch path ----------------------------------------------------------------
@@ -273,14 +261,15 @@ class Featurizer:
                 if name not in self.defaults:
                     given = column.is_valid().to_numpy(zero_copy_only=False)
                     valid = given if valid is None else np.logical_and(valid, given, out=valid)
-                filler = self.defaults.get(name, _FILLER[dtype])
+                # Its row's result is masked out anyway; every row runs, so the loop has no branch.
+                filler = self.defaults.get(name, DTYPE_OF[dtype].filler)
                 column = pc.fill_null(column, pa.scalar(filler, type=column.type))
             if dtype == "string":
                 offsets = np.frombuffer(column.buffers()[1], dtype=np.int64)[column.offset : column.offset + n + 1]
                 data = column.buffers()[2]
                 args += [offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)]
             else:
-                args.append(np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=_NUMPY[dtype]))
+                args.append(np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=DTYPE_OF[dtype].numpy))
         rows = n or 0
         outs: list[np.ndarray] = []
         present: list[np.ndarray] = []
@@ -290,12 +279,12 @@ class Featurizer:
             if dtype == "string":
                 outs += [np.zeros(rows + 1, dtype=np.int64), np.empty(max(64, rows * 8), dtype=np.uint8)]
             else:
-                outs.append(np.empty(rows, dtype=_NUMPY[dtype]))
+                outs.append(np.empty(rows, dtype=DTYPE_OF[dtype].numpy))
         returned = self._kernels.loop(*args, *outs)
         strings = iter(returned if isinstance(returned, tuple) else ())
         result: list[pa.Array] = []
         position = 0
-        for dtype, ok in zip(self.outputs, present):
+        for dtype, ok in zip(self.outputs, present, strict=True):
             if valid is not None:
                 ok &= valid
             position += 1
@@ -308,7 +297,8 @@ class Featurizer:
             if dtype == "timestamp":
                 ok &= (values >= MIN_US) & (values <= MAX_US)  # null outside years 1-9999, as per request
             mask = None if ok.all() else ~ok
-            result.append(pa.array(values, mask=mask, type=_KERNEL_ARROW[dtype]).cast(_OUTPUT_ARROW[dtype]))
+            kind = DTYPE_OF[dtype]
+            result.append(pa.array(values, mask=mask, type=kind.kernel_arrow).cast(kind.arrow))
         return result
 
     def _strings(self, offsets: np.ndarray, data: np.ndarray, ok: np.ndarray) -> pa.Array:
@@ -336,7 +326,7 @@ def _fast_path(fz: Featurizer) -> Callable[[Sequence[Any]], Any] | None:
     if fz._kernels is None or any(d not in _EXACT for _, d in fz.inputs):
         return None
     names = [f"x{i}" for i in range(len(fz.inputs))]
-    checks = " and ".join(f"type({n}) is {_EXACT[d]}" for n, (_, d) in zip(names, fz.inputs))
+    checks = " and ".join(f"type({n}) is {_EXACT[d]}" for n, (_, d) in zip(names, fz.inputs, strict=True))
     call = f"_call({', '.join(names)})"
     code = (
         "def run_args(args):\n"
@@ -345,14 +335,14 @@ def _fast_path(fz: Featurizer) -> Callable[[Sequence[Any]], Any] | None:
         "    except (TypeError, ValueError):\n"
         "        return _checked(args)\n"
         f"    if {checks}:\n"
-        f"        return {call if fz._finish is None else '_finish(' + call + ')'}\n"  # type: ignore[attr-defined]
+        f"        return {call if fz._finish is None else '_finish(' + call + ')'}\n"
         "    return _checked(args)\n"
     )
     env: dict[str, Any] = {
-        "_call": fz._call, "_finish": fz._finish,  # type: ignore[attr-defined]
+        "_call": fz._call, "_finish": fz._finish,
         "_checked": Featurizer.run_args.__get__(fz),
     }
-    exec(compile(code, f"<featurizer {fz.name} per-request>", "exec"), env)  # noqa: S102 - generated above
+    exec(compile(code, f"<featurizer {fz.name} per-request>", "exec"), env)  # generated above
     run: Callable[[Sequence[Any]], Any] = env["run_args"]
     return run
 
@@ -374,7 +364,7 @@ def _arrow(column: Any, dtype: str, what: str) -> pa.Array:
             pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type)
         ):
             raise TypeError(f"a string column is needed, not {column.type}")
-        return column.cast(_KERNEL_ARROW[dtype])
+        return column.cast(DTYPE_OF[dtype].kernel_arrow)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError) as exc:
         # Input of the wrong kind is the caller's data, not the featurizer failing.
         raise SchemaError(f"{what} cannot be read as {dtype}: {exc}") from None
@@ -437,7 +427,7 @@ def _compile(
         raise FeaturizerError(
             f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}", featurizer=fname
         ) from None
-    except Exception as exc:  # noqa: BLE001 - the stored source does not even load
+    except Exception as exc:  # the stored source does not even load
         raise FeaturizerError(
             f"featurizer {fname!r} cannot be compiled from its source on its own: {type(exc).__name__}: {exc}; "
             "a featurizer may use its parameters, imported modules and plain constants only",
@@ -457,19 +447,16 @@ def _check_return_type(fname: str, returned: Any, outputs: tuple[str, ...]) -> N
             featurizer=fname,
         )
     found = list(typing.cast(Any, returned).types) if isinstance(returned, types.BaseTuple) and len(outputs) > 1 else [returned]
-    declared = {"float64": types.float64, "int64": types.int64, "bool": types.boolean,
-                "timestamp": types.int64, "string": types.unicode_type}
-    converts = {"float64": (types.Integer, types.Float, types.Boolean), "int64": (types.Integer, types.Boolean),
-                "bool": (types.Integer,), "timestamp": (types.Integer, types.Boolean), "string": ()}
 
-    def fits(found_type: Any, dtype: str) -> bool:
-        if found_type == declared[dtype] or isinstance(found_type, types.NoneType):
+    def fits(found_type: Any, name: str) -> bool:
+        declared = DTYPE_OF[name].numba_type()
+        if found_type == declared or isinstance(found_type, types.NoneType):
             return True
         if isinstance(found_type, types.Optional):  # None sometimes: the rest must be exact
-            return found_type.type == declared[dtype]
-        return isinstance(found_type, converts[dtype])
+            return bool(found_type.type == declared)
+        return isinstance(found_type, DTYPE_OF[name].numba_castable())
 
-    ok = len(found) == len(outputs) and all(fits(t, d) for t, d in zip(found, outputs))
+    ok = len(found) == len(outputs) and all(fits(t, d) for t, d in zip(found, outputs, strict=True))
     if not ok:
         raise FeaturizerError(
             f"featurizer {fname!r} is declared to return {', '.join(outputs)} but returns {returned} "
@@ -479,27 +466,28 @@ def _check_return_type(fname: str, returned: Any, outputs: tuple[str, ...]) -> N
 
 
 def _dtype_of(hint: Any, what: str, fname: str) -> str:
-    if hint not in _HINTS:
+    declared = dtype_of_hint(hint)
+    if declared is None:
         raise FeaturizerError(
             f"featurizer {fname!r}: {what} has type hint {hint!r}; use float, int, bool, str or "
             "featurelite.Timestamp (microseconds since the epoch, UTC)",
             featurizer=fname,
         )
-    return _HINTS[hint]
+    return declared.name
 
 
 def _signature(fn: Callable[..., Any], fname: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], dict[str, Any]]:
     """(inputs, outputs, defaults) from the function's type hints and default values."""
     try:
         hints = typing.get_type_hints(fn)
-    except Exception as exc:  # noqa: BLE001 - an unresolvable hint, reported as such
+    except Exception as exc:  # an unresolvable hint, reported as such
         raise FeaturizerError(f"featurizer {fname!r}: its type hints cannot be read: {exc}", featurizer=fname) from None
     if "return" not in hints:
         raise FeaturizerError(
             f"featurizer {fname!r} needs a return type hint (float, int, bool, str, Timestamp or a tuple of them)",
             featurizer=fname,
         )
-    inputs = []
+    inputs: list[tuple[str, str]] = []
     defaults: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
         if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):

@@ -35,7 +35,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["CompiledKernels", "cache_dir", "compile_kernels", "numba_type"]
+from .types import DTYPE_OF
+
+__all__ = ["CompiledKernels", "cache_dir", "compile_kernels"]
 
 #: Bump when the generated module text changes meaning, so old cache entries are unused.
 _KERNEL_FORMAT = 4
@@ -62,19 +64,6 @@ def _writable_dir() -> Path:
         except OSError:
             continue
     raise OSError("no writable folder for featurelite's kernel cache; set FEATURELITE_CACHE_DIR")
-
-
-def numba_type(dtype: str) -> Any:
-    """The Numba type a featurizer input or output of ``dtype`` has inside the kernel."""
-    import numba
-
-    return {
-        "float64": numba.float64,
-        "int64": numba.int64,
-        "bool": numba.boolean,
-        "timestamp": numba.int64,  # microseconds since the epoch, UTC
-        "string": numba.types.unicode_type,
-    }[dtype]
 
 
 def _constant(value: Any) -> str:
@@ -133,7 +122,12 @@ def _loop_source(inputs: Sequence[str], outputs: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_CAST = {"float64": "as_float64", "int64": "as_int64", "bool": "as_bool", "timestamp": "as_int64", "string": "as_str"}
+def _cast(output: str) -> str:
+    """The name of the helper casting a result to dtype ``output``."""
+    cast = DTYPE_OF[output].cast
+    if cast is None:
+        raise ValueError(f"a featurizer cannot return dtype {output!r}")
+    return cast
 
 
 def _typed_source(arity: int, outputs: Sequence[str]) -> str:
@@ -142,9 +136,9 @@ def _typed_source(arity: int, outputs: Sequence[str]) -> str:
     params = ", ".join(f"x{i}" for i in range(arity))
     lines = [f"def _fl_typed({params}):", f"    r = _fl_user({params})"]
     if len(outputs) == 1:
-        lines.append(f"    return _fl.{_CAST[outputs[0]]}(r)")
+        lines.append(f"    return _fl.{_cast(outputs[0])}(r)")
     else:
-        lines.append("    return (" + ", ".join(f"_fl.{_CAST[d]}(r[{j}])" for j, d in enumerate(outputs)) + ",)")
+        lines.append("    return (" + ", ".join(f"_fl.{_cast(d)}(r[{j}])" for j, d in enumerate(outputs)) + ",)")
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +175,7 @@ class CompiledKernels:
             return numba.njit(nogil=True, error_model="numpy", cache=cache)(func)
 
         self._jit = jit
-        signature = tuple(numba_type(d) for d in inputs)
+        signature = tuple(DTYPE_OF[d].numba_type() for d in inputs)
         # No fastmath, NumPy's error model (x / 0 gives inf or nan, not an exception): the
         # kernel's result then depends only on its arguments.
         user = jit(getattr(module, func_name))
@@ -190,14 +184,14 @@ class CompiledKernels:
         self.user_return_type = user.overloads[signature].signature.return_type
         if check is not None:
             check(self.user_return_type)
-        module._fl_user = user  # type: ignore[attr-defined]  # read by _fl_typed when it compiles
+        module.__dict__["_fl_user"] = user  # read by _fl_typed when it compiles
         self.kernel = jit(module._fl_typed)
         self.kernel.compile(signature)
         self.kernel.disable_compile()  # another argument type fails instead of compiling a second kernel
         #: The compiled function without Numba's type dispatch: the per-request fast path.
         self.call = self.kernel.overloads[signature].entry_point
         self.return_type = self.kernel.overloads[signature].signature.return_type
-        module._fl_kernel = self.kernel  # type: ignore[attr-defined]  # read by _fl_loop when it compiles
+        module.__dict__["_fl_kernel"] = self.kernel  # read by _fl_loop when it compiles
         self._loop: Any = None
 
     @property

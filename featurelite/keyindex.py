@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .arrays import to_numpy
+from .types import DTYPE_OF
 
 __all__ = ["DictKeyIndex", "IntKeyIndex", "KeyIndex", "key_index_for"]
 
@@ -196,13 +197,13 @@ class DictKeyIndex:
         if added:
             new_rows = np.arange(first_row, first_row + added, dtype=np.int64)
             rows[missing] = new_rows
-            self.rows.update(zip(compress(keys, missing), new_rows.tolist()))
+            self.rows.update(zip(compress(keys, missing), new_rows.tolist(), strict=True))
         return rows, added
 
 
 def key_index_for(key_dtypes: list[str]) -> KeyIndex:
     """The key index suited to a view's join keys."""
-    if len(key_dtypes) == 1 and key_dtypes[0] in ("int32", "int64"):
+    if len(key_dtypes) == 1 and DTYPE_OF[key_dtypes[0]].key is int:
         return IntKeyIndex()
     return DictKeyIndex()
 
@@ -212,5 +213,6 @@ def arrow_keys(table: pa.Table, names: list[str], int_keys: bool) -> list[Any] |
     if int_keys:
         return to_numpy(table.column(names[0])).astype(np.int64, copy=False)
     if len(names) == 1:
-        return table.column(names[0]).to_pylist()
-    return list(zip(*(table.column(k).to_pylist() for k in names)))
+        values: list[Any] = table.column(names[0]).to_pylist()
+        return values
+    return list(zip(*(table.column(k).to_pylist() for k in names), strict=True))

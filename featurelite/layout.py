@@ -6,18 +6,30 @@ other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
 from .conform import ColumnSpec
 from .db import quote
-from .definitions import Entity, FeatureView
-from .featurizer import Featurizer
 from .rules import SEQ, WinnerOrder
 from .types import arrow_type, dtype, duckdb_type
 
-__all__ = ["LOST", "SEQ", "ViewLayout"]
+if TYPE_CHECKING:
+    from .definitions import FeatureView
+
+__all__ = ["LOST", "SEQ", "BatchKernel", "ViewLayout"]
+
+
+class BatchKernel(Protocol):
+    """What a layout needs of a write-time featurizer: its name and its batch loop (the
+    layout only describes; :mod:`featurelite.writes` runs it)."""
+
+    name: str
+
+    def run_batch(self, columns: Mapping[str, Any]) -> list[pa.Array]: ...
 
 #: Hidden history column: true for a row that lost a tie on key and event time.
 LOST = "_fl_lost"
@@ -30,22 +42,7 @@ class ViewLayout:
     view: FeatureView
     keys: tuple[tuple[str, str], ...]
     #: Write-time featurizers: (featurizer, output feature names, {input: raw column}).
-    derived: tuple[tuple[Featurizer, tuple[str, ...], dict[str, str]], ...] = field(default=(), compare=False)
-
-    @classmethod
-    def resolve(cls, view: FeatureView, entities: dict[str, Entity]) -> ViewLayout:
-        """The view with its join keys (and write-time featurizer inputs) resolved.
-        Raises DefinitionError when a featurizer input matches no raw column."""
-        keys: list[tuple[str, str]] = []
-        for name in view.entities:
-            keys.extend(entities[name].key_schema.items())
-        derived = []
-        if view.featurizers:
-            bindings = view.derived_bindings(dict(keys))
-            for key, fz in view.featurizers.items():
-                names = (key,) if isinstance(key, str) else key
-                derived.append((fz, names, {param: b[2] for param, b in bindings[names[0]].items()}))
-        return cls(view, tuple(keys), tuple(derived))
+    derived: tuple[tuple[BatchKernel, tuple[str, ...], dict[str, str]], ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:

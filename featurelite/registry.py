@@ -2,27 +2,31 @@
 
 Tables (all prefixed ``fl_``):
 
-- ``fl_meta``: format name and version, the ingest sequence number as first counted (the
-  Store now finds the next free one at open from the histories), and which views' online
-  tables lag their history.
+- ``fl_meta``: format name and version, the featurelite version that created the file,
+  and which views' online tables lag their history. (Files created before this version
+  also hold a ``next_seq`` row, a counter nothing advanced; it is ignored. The Store finds
+  the next free ingest sequence number at open from the histories.)
 - ``fl_versions``: every (kind, name, version) ever applied, with its spec and first apply time.
 - ``fl_apply_log``: one row per change an apply made (added / changed / deleted).
 - ``fl_current``: the version of each definition in force now.
+
+The registry also binds featurizer inputs to what feeds them (:func:`odfv_bindings`,
+:func:`derived_bindings`): which source, by name and type, each input reads.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
 from .arguments import shown
 from .db import path_of, run, transaction, translating
-from .definitions import Entity, FeatureView, OnDemandFeatureView
+from .definitions import Entity, FeatureView, OnDemandFeatureView, RequestSource
 from .errors import (
     BreakingChangeError,
     DefinitionError,
@@ -33,8 +37,14 @@ from .errors import (
     UnknownEntityError,
     UnknownFeatureViewError,
 )
+from .featurizer import Featurizer
+from .layout import ViewLayout
+from .types import DTYPE_OF
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Change", "Registry", "pending_online", "set_pending"]
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Binding", "Change", "Registry", "derived_bindings", "odfv_bindings",
+    "pending_online", "set_pending",
+]
 
 FORMAT_NAME = "featurelite"
 #: Generated examples each featurizer is checked on when applied (Store.verify does more).
@@ -99,15 +109,15 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     run(con, statement)
-            for key, value in (("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION)), ("created_by", version), ("next_seq", "0")):
+            for key, value in (("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION)), ("created_by", version)):
                 run(con, "INSERT INTO fl_meta VALUES (?, ?)", [key, value])
         return
     meta = dict(run(con, "SELECT key, value FROM fl_meta"))
     if meta.get("format") != FORMAT_NAME:
         raise StoreFormatError(f"file {path!r} is not a featurelite store", path=path)
     try:
-        found = int(meta.get("format_version", "0"))
-    except ValueError as exc:
+        found = int(meta["format_version"])  # every featurelite store file has had the row
+    except (KeyError, ValueError) as exc:
         raise _damaged_row(con, "fl_meta", f"format_version {meta.get('format_version')!r}") from exc
     if found > FORMAT_VERSION:
         raise StoreFormatError(
@@ -116,16 +126,6 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
             path=path,
             format_version=found,
         )
-
-
-def next_seq(con: duckdb.DuckDBPyConnection) -> int:
-    """The ingest sequence counter kept in ``fl_meta`` (a lower bound of the next free
-    number: stores no longer advance it per ingest)."""
-    rows = run(con, "SELECT value FROM fl_meta WHERE key = 'next_seq'")
-    try:
-        return int(rows[0][0])
-    except _ROW_ERRORS as exc:
-        raise _damaged_row(con, "fl_meta", f"next_seq {rows[0][0] if rows else 'missing'!r}") from exc
 
 
 #: fl_meta key prefix marking a view whose online table lags its history: the value is the
@@ -169,13 +169,13 @@ class Registry:
         self.odfvs: dict[str, OnDemandFeatureView] = {}
         #: on-demand views whose featurizers could not be rebuilt from the file, with why
         self.broken: dict[str, FeaturizerError] = {}
-        #: per on-demand view: {output: {input: (source kind, source name, field)}}
-        self.bindings: dict[str, dict[str, dict[str, tuple[str, str, str]]]] = {}
+        #: per on-demand view: {output: {input: Binding}}
+        self.bindings: dict[str, dict[str, dict[str, Binding]]] = {}
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Read the definitions in force from the file. Rows that do not parse, or that
         do not fit together (a view whose entity is missing), raise StoreFormatError."""
-        rows = run(con, 
+        rows = run(con,
             "SELECT c.kind, c.name, v.spec FROM fl_current c JOIN fl_versions v USING (kind, name, version)"
         )
         self.entities = {}
@@ -207,24 +207,30 @@ class Registry:
             if missing:
                 raise _damaged_row(con, "fl_current", f"feature view {view.name!r} uses entity {missing[0]!r}, which is not there")
         try:
-            self.bindings = {name: odfv.bindings(self.views) for name, odfv in self.odfvs.items()}
+            self.bindings = _all_bindings(self.odfvs, self.views)
         except (FeaturizerError, StoreError):
             raise
         except _ROW_ERRORS as exc:
             raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
 
-    def adopt(self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]) -> None:
-        """Install a newly applied state (and its on-demand bindings)."""
-        self.entities, self.views, self.odfvs = entities, views, odfvs
-        self.bindings = {name: odfv.bindings(views) for name, odfv in odfvs.items()}
+    def adopt(
+        self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
+    ) -> None:
+        """Install the definitions an apply put in force (as :meth:`plan` returned them, after
+        they were recorded) and bind the on-demand views' inputs again."""
+        bindings = _all_bindings(odfvs, views)
+        self.entities, self.views, self.odfvs, self.bindings = entities, views, odfvs, bindings
 
     def remove(self, kind: str, name: str) -> None:
-        """Forget a deleted view or on-demand view (and its bindings)."""
-        if kind == "on_demand_feature_view":
-            self.odfvs = {n: o for n, o in self.odfvs.items() if n != name}
-            self.bindings = {n: b for n, b in self.bindings.items() if n != name}
+        """Drop a deleted feature view (``kind`` "feature_view") or on-demand feature view
+        ("on_demand_feature_view") and its bindings, after the deletion was recorded."""
+        if kind == "feature_view":
+            del self.views[name]
+        elif kind == "on_demand_feature_view":
+            del self.odfvs[name]
+            self.bindings.pop(name, None)
         else:
-            self.views = {n: v for n, v in self.views.items() if n != name}
+            raise ValueError(f"cannot remove a definition of kind {kind!r}")
 
     def entity(self, name: str) -> Entity:
         try:
@@ -284,11 +290,11 @@ class Registry:
                         "registered nor in this apply",
                         name=source,
                     )
-            odfv.bindings(new_views)  # raises if an input is unbound or mistyped
+            odfv_bindings(odfv, new_views)  # raises if an input is unbound or mistyped
         for view in views.values():
             if view.featurizers:
                 keys = {k: d for e in view.entities for k, d in new_entities[e].key_schema.items()}
-                view.derived_bindings(keys)  # raises if an input is unbound or mistyped
+                derived_bindings(view, keys)  # raises if an input is unbound or mistyped
         owned = [(f"on-demand feature view {o.name!r}", o.featurizers) for o in odfvs.values()]
         owned += [(f"feature view {v.name!r}", v.featurizers) for v in views.values() if v.featurizers]
         for owner_text, featurizers in owned:
@@ -338,15 +344,15 @@ class Registry:
         for change in [*result.added, *result.changed]:
             obj = objects[(change.kind, change.name)]
             spec = json.dumps(obj.spec(), sort_keys=True)
-            run(con, 
+            run(con,
                 "INSERT INTO fl_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [change.kind, change.name, change.version, spec, now],
             )
-            run(con, 
+            run(con,
                 "INSERT INTO fl_apply_log VALUES (?, ?, ?, ?, ?)",
                 [now, change.kind, change.name, change.version, "added" if change.previous_version is None else "changed"],
             )
-            run(con, 
+            run(con,
                 "INSERT INTO fl_current VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version",
                 [change.kind, change.name, change.version],
             )
@@ -382,10 +388,10 @@ class Registry:
             raise _damaged_row(con, "fl_versions", f"a version of {name!r}: {exc}") from exc
 
 
-def _check_rebuildable(owner_text: str, fz: Any) -> None:
+def _check_rebuildable(owner_text: str, fz: Featurizer) -> None:
     """Refuse a featurizer the store could not compile again from the file alone."""
     try:
-        rebuilt = type(fz).from_spec(fz.spec())
+        rebuilt = Featurizer.from_spec(fz.spec())
     except FeaturizerError as exc:
         raise FeaturizerError(
             f"{owner_text}: featurizer {fz.name!r} cannot be stored: its source "
@@ -426,7 +432,7 @@ def _collect(
             )
     # Definitions a view was built with are applied with it unless given separately.
     for odfv in odfvs.values():
-        for view in odfv._view_objects:
+        for view in odfv.view_objects:
             if views.setdefault(view.name, view) != view:
                 raise DefinitionError(
                     f"on-demand feature view {odfv.name!r} was built with a different feature view "
@@ -434,7 +440,7 @@ def _collect(
                     name=view.name,
                 )
     for view in views.values():
-        for ent in view._entity_objects:
+        for ent in view.entity_objects:
             given = entities.setdefault(ent.name, ent)
             if given != ent:
                 raise DefinitionError(
@@ -506,3 +512,111 @@ def _breaking_difference(
         return f"write-time feature {feature!r} is computed by another featurizer version ({before[0]} -> {after[0]})"
     return None
 
+
+# -- binding featurizer inputs -----------------------------------------------------------
+
+
+class Binding(NamedTuple):
+    """Where a featurizer input comes from."""
+
+    #: "view" (a stored feature of a source view), "request" (request data) or "column"
+    #: (a raw column of the view being ingested, for a write-time featurizer).
+    kind: str
+    #: The source view's or request source's name (the view itself for "column").
+    source: str
+    #: The feature, request field or column read (the input's own name).
+    field: str
+
+
+#: What a source offers one name: (binding kind, source name, dtype).
+_Offer = tuple[str, str, str]
+
+
+def odfv_bindings(odfv: OnDemandFeatureView, views: Mapping[str, FeatureView]) -> dict[str, dict[str, Binding]]:
+    """For each output feature of ``odfv``: {input: Binding} (kind "view" or "request").
+    ``views``: the feature views in force (the on-demand view's sources among them).
+
+    Raises DefinitionError for an input no source provides, one two sources provide,
+    or one whose type the source cannot feed."""
+    provided: dict[str, list[_Offer]] = {}
+    for source in odfv.sources:
+        if isinstance(source, RequestSource):
+            for f, d in source.schema.items():
+                provided.setdefault(f, []).append(("request", source.name, d))
+        else:
+            for f, d in views[source].schema.items():
+                provided.setdefault(f, []).append(("view", source, d))
+    return _bind(f"on-demand feature view {odfv.name!r}", odfv.outputs, provided)
+
+
+def layout_of(view: FeatureView, entities: Mapping[str, Entity]) -> ViewLayout:
+    """The view as laid out in the file: its join keys resolved from its entities, and its
+    write-time featurizers with their raw input columns. Raises DefinitionError when a
+    featurizer input matches no raw column."""
+    keys: list[tuple[str, str]] = []
+    for name in view.entities:
+        keys.extend(entities[name].key_schema.items())
+    derived = []
+    if view.featurizers:
+        bindings = derived_bindings(view, dict(keys))
+        for key, fz in view.featurizers.items():
+            names = (key,) if isinstance(key, str) else key
+            derived.append((fz, names, {param: b.field for param, b in bindings[names[0]].items()}))
+    return ViewLayout(view, tuple(keys), tuple(derived))
+
+
+def derived_bindings(view: FeatureView, key_schema: Mapping[str, str]) -> dict[str, dict[str, Binding]]:
+    """For each derived (write-time) feature of ``view``: {input: Binding("column", view,
+    raw column)}. ``key_schema``: the view's join keys and dtypes (from its entities).
+    Raises DefinitionError for an input that matches no raw column or has the wrong type."""
+    columns = {**key_schema, **view.raw_schema, view.timestamp_field: "timestamp"}
+    if view.created_timestamp_field:
+        columns[view.created_timestamp_field] = "timestamp"
+    provided = {column: [("column", view.name, dtype)] for column, dtype in columns.items()}
+    return _bind(f"feature view {view.name!r}", view.derived, provided, "raw column of the view")
+
+
+def _all_bindings(
+    odfvs: Mapping[str, OnDemandFeatureView], views: Mapping[str, FeatureView]
+) -> dict[str, dict[str, dict[str, Binding]]]:
+    return {name: odfv_bindings(odfv, views) for name, odfv in odfvs.items()}
+
+
+def _bind(
+    owner_text: str,
+    outputs: Mapping[str, tuple[Featurizer, int]],
+    provided: Mapping[str, list[_Offer]],
+    where: str = "feature of its sources",
+) -> dict[str, dict[str, Binding]]:
+    """For each output feature: {input: Binding}.
+
+    ``provided``: field -> [(kind, source name, dtype)] from every source. Raises
+    DefinitionError for an input no source provides, one two sources provide, or one
+    whose type the source cannot feed (``DType.feeds``: widening is exact)."""
+    result: dict[str, dict[str, Binding]] = {}
+    for out, (fz, _) in outputs.items():
+        bound: dict[str, Binding] = {}
+        for param, dtype in fz.inputs:
+            options = provided.get(param, [])
+            if not options:
+                raise DefinitionError(
+                    f"{owner_text}: featurizer {fz.name!r} input {param!r} matches no {where} "
+                    f"(available: {', '.join(sorted(provided)) or 'none'}); rename the parameter",
+                    featurizer=fz.name,
+                )
+            if len(options) > 1:
+                raise DefinitionError(
+                    f"{owner_text}: featurizer {fz.name!r} input {param!r} is provided by several sources "
+                    f"({', '.join(o[1] for o in options)}); rename one of them",
+                    featurizer=fz.name,
+                )
+            kind, source_name, source_dtype = options[0]
+            if DTYPE_OF[source_dtype].feeds != dtype:
+                raise DefinitionError(
+                    f"{owner_text}: featurizer {fz.name!r} input {param!r} is declared {dtype} but "
+                    f"{source_name}:{param} is {source_dtype}; change the type hint",
+                    featurizer=fz.name,
+                )
+            bound[param] = Binding(kind, source_name, param)
+        result[out] = bound
+    return result

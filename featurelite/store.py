@@ -24,12 +24,11 @@ from .db import damaged, invalidated, run, transaction, translating, untold
 from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .errors import DefinitionError, FeatureliteError, InputError
 from .historical import check_entity_df, training_set
-from .layout import ViewLayout
 from .lookup import read_online, resolve_future
 from .online import END_PARAM, OnlineState
 from .onlineindex import OnlineIndex
 from .planning import Catalog
-from .registry import ApplyResult, Registry, init_or_check, pending_online
+from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_online
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .sources import DataSource, to_table
 from .types import as_utc, utc_naive
@@ -145,7 +144,7 @@ class Store:
         """Rebuild the catalog from the registry. Readers do not take the lock: the new
         catalog (and with it an empty plan cache) is swapped in whole."""
         registry = self._registry
-        layouts = {name: ViewLayout.resolve(view, registry.entities) for name, view in registry.views.items()}
+        layouts = {name: layout_of(view, registry.entities) for name, view in registry.views.items()}
         self._catalog = Catalog(layouts, registry.odfvs, registry.bindings, registry.broken)
         OnlineState.follow(self._states, layouts)
 
@@ -181,7 +180,7 @@ class Store:
             with translating("apply (nothing was changed)", committed=False), transaction(con):
                 self._registry.record(con, result, by_key, _now())
                 for name, view in views.items():
-                    writes.sync_tables(con, old.get(name), ViewLayout.resolve(view, entities))
+                    writes.sync_tables(con, old.get(name), layout_of(view, entities))
             self._registry.adopt(entities, views, odfvs)
             self._refresh()
             # Definitions change rarely: fold them into the file at once. The change is

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NewType
 
 import numpy as np
 import pyarrow as pa
 
 __all__ = [
-    "DTYPES", "DTYPE_OF", "EPOCH", "FEATURIZER_DTYPES", "KEY_DTYPES", "DType", "dtype", "storage_arrow_type", "MAX_US", "MIN_US", "arrow_type", "as_utc", "duckdb_type", "family", "from_micros", "micros",
-    "storable_micros", "utc_naive",
+    "DTYPES", "DTYPE_OF", "EPOCH", "FEATURIZER_DTYPES", "KEY_DTYPES", "MAX_US", "MIN_US", "DType", "Timestamp",
+    "arrow_type", "as_utc", "dtype", "dtype_of_hint", "duckdb_type", "family", "from_micros", "micros",
+    "storable_micros", "storage_arrow_type", "utc_naive",
 ]
+
+#: Type hint of a featurizer's timestamp input or output: microseconds since 1970-01-01
+#: UTC, as an int (exported as ``featurelite.Timestamp``).
+Timestamp = NewType("Timestamp", int)
+
 
 @dataclass(frozen=True)
 class DType:
     """One featurelite dtype and everything the engine needs to know about it: the one
     home of the Arrow, storage, DuckDB, NumPy and Numba types, the online index's storage
-    family and the value a null is filled with. Look one up with :func:`dtype`."""
+    family, the value a null is filled with and how a featurizer takes it. Look one up
+    with :func:`dtype`."""
 
     name: str
     #: The Arrow type values are returned to users as.
@@ -35,7 +42,8 @@ class DType:
     #: The online index's storage family (one NumPy matrix per family): ``float``, ``int``,
     #: ``bool``, ``timestamp`` (int64 microseconds) or ``object`` (strings).
     family: str
-    #: The NumPy type of the online index's matrix for this dtype (``object`` for strings).
+    #: The NumPy type of the online index's matrix for this dtype (``object`` for strings),
+    #: and of a featurizer kernel's column of it.
     numpy: Any
     #: What a null becomes where an array cannot hold one (the online index's matrices,
     #: a featurizer kernel's inputs); the validity mask says which values are real.
@@ -51,15 +59,30 @@ class DType:
     #: The Arrow type a featurizer's compiled batch loop reads (timestamps as int64
     #: microseconds, strings as large_string).
     kernel_arrow: pa.DataType
-    #: Name of the attribute of ``numba`` (``numba.types`` for ``unicode_type``) that types
-    #: a kernel value of this dtype; see :meth:`numba_type`.
+    #: Name of the attribute of ``numba.types`` that types a kernel value of this dtype;
+    #: see :meth:`numba_type`.
     numba_name: str
+    #: The Python type hint a featurizer declares this dtype with, or None.
+    hint: Any = None
+    #: Name of the :mod:`featurelite._kernel_support` helper casting a featurizer's result
+    #: to this dtype inside the kernel, or None.
+    cast: str | None = None
+    #: Names of the ``numba.types`` classes a featurizer's result may have and still be
+    #: cast exactly to this dtype (an int to a float is fine, a float to an int is not);
+    #: see :meth:`numba_castable`.
+    casts_from: tuple[str, ...] = ()
 
     def numba_type(self) -> Any:
         """The Numba type of this dtype inside a featurizer kernel (imports Numba)."""
         import numba
 
         return getattr(numba.types, self.numba_name)
+
+    def numba_castable(self) -> tuple[type, ...]:
+        """The Numba type classes of results cast exactly to this dtype (imports Numba)."""
+        import numba
+
+        return tuple(getattr(numba.types, name) for name in self.casts_from)
 
     def __str__(self) -> str:
         return self.name
@@ -69,18 +92,27 @@ _US = pa.timestamp("us")
 _UTC_US = pa.timestamp("us", tz="UTC")
 
 _ALL: tuple[DType, ...] = (
-    DType("bool", pa.bool_(), pa.bool_(), "BOOLEAN", "bool", np.bool_, False, "bool", True, bool, pa.bool_(), "boolean"),
-    DType("int32", pa.int32(), pa.int32(), "INTEGER", "int", np.int64, 0, "int64", False, int, pa.int64(), "int64"),
-    DType("int64", pa.int64(), pa.int64(), "BIGINT", "int", np.int64, 0, "int64", True, int, pa.int64(), "int64"),
-    DType("float32", pa.float32(), pa.float32(), "FLOAT", "float", np.float64, 0.0, "float64", False, None, pa.float64(),
-          "float64"),
-    DType("float64", pa.float64(), pa.float64(), "DOUBLE", "float", np.float64, 0.0, "float64", True, None, pa.float64(),
-          "float64"),
-    DType("string", pa.string(), pa.string(), "VARCHAR", "object", object, "", "string", True, str, pa.large_string(),
-          "unicode_type"),
+    DType("bool", arrow=pa.bool_(), storage=pa.bool_(), duckdb="BOOLEAN", family="bool", numpy=np.bool_,
+          filler=False, feeds="bool", featurizer=True, key=bool, kernel_arrow=pa.bool_(), numba_name="boolean",
+          hint=bool, cast="as_bool", casts_from=("Integer",)),
+    DType("int32", arrow=pa.int32(), storage=pa.int32(), duckdb="INTEGER", family="int", numpy=np.int64,
+          filler=0, feeds="int64", featurizer=False, key=int, kernel_arrow=pa.int64(), numba_name="int64"),
+    DType("int64", arrow=pa.int64(), storage=pa.int64(), duckdb="BIGINT", family="int", numpy=np.int64,
+          filler=0, feeds="int64", featurizer=True, key=int, kernel_arrow=pa.int64(), numba_name="int64",
+          hint=int, cast="as_int64", casts_from=("Integer", "Boolean")),
+    DType("float32", arrow=pa.float32(), storage=pa.float32(), duckdb="FLOAT", family="float", numpy=np.float64,
+          filler=0.0, feeds="float64", featurizer=False, key=None, kernel_arrow=pa.float64(), numba_name="float64"),
+    DType("float64", arrow=pa.float64(), storage=pa.float64(), duckdb="DOUBLE", family="float", numpy=np.float64,
+          filler=0.0, feeds="float64", featurizer=True, key=None, kernel_arrow=pa.float64(), numba_name="float64",
+          hint=float, cast="as_float64", casts_from=("Integer", "Float", "Boolean")),
+    DType("string", arrow=pa.string(), storage=pa.string(), duckdb="VARCHAR", family="object", numpy=object,
+          filler="", feeds="string", featurizer=True, key=str, kernel_arrow=pa.large_string(),
+          numba_name="unicode_type", hint=str, cast="as_str"),
     # Microseconds since EPOCH (UTC) inside the engine: stored as TIMESTAMP (UTC wall
     # time), an int64 in the online index and in featurizer kernels.
-    DType("timestamp", _UTC_US, _US, "TIMESTAMP", "timestamp", np.int64, 0, "timestamp", True, None, pa.int64(), "int64"),
+    DType("timestamp", arrow=_UTC_US, storage=_US, duckdb="TIMESTAMP", family="timestamp", numpy=np.int64,
+          filler=0, feeds="timestamp", featurizer=True, key=None, kernel_arrow=pa.int64(), numba_name="int64",
+          hint=Timestamp, cast="as_int64", casts_from=("Integer", "Boolean")),
 )
 
 #: Every dtype by name.
@@ -97,6 +129,18 @@ FEATURIZER_DTYPES: tuple[str, ...] = tuple(d.name for d in _ALL if d.featurizer)
 
 #: Arrow type used inside the engine for a timestamp (UTC wall time, no zone).
 STORAGE_TIMESTAMP = _US
+
+
+#: Featurizer type hint -> the dtype it declares.
+_OF_HINT: dict[Any, DType] = {d.hint: d for d in _ALL if d.hint is not None}
+
+
+def dtype_of_hint(hint: Any) -> DType | None:
+    """The dtype a featurizer type hint declares (``float`` -> float64), or None."""
+    try:
+        return _OF_HINT.get(hint)
+    except TypeError:  # an unhashable hint declares nothing
+        return None
 
 
 def dtype(name: str) -> DType:

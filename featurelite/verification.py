@@ -11,7 +11,10 @@ counterexample (:class:`Mismatch`):
    nothing;
 3. Hypothesis shrinking of what was found, so the reported row is as simple as possible.
 
-Hypothesis is imported only here, when a check runs.
+Hypothesis is imported only here, and only by the search and by the shrinking of a
+mismatch found: the quick check ``apply`` runs (the sweep, ``search=False``) never imports
+it unless a featurizer fails. This module knows featurizers only as :class:`Checkable`
+(the featurizer module imports it, not the other way round).
 """
 
 from __future__ import annotations
@@ -21,27 +24,36 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from .types import MAX_US, MIN_US, from_micros
+from .types import MAX_US, MIN_US, arrow_type, from_micros
 
-if TYPE_CHECKING:
-    from .featurizer import Featurizer
+__all__ = ["Checkable", "Mismatch", "Raised", "first_mismatch", "same_bits", "verify"]
 
-__all__ = ["Mismatch", "Raised", "first_mismatch", "same_bits", "verify"]
 
-_ARROW = {
-    "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
+class Checkable(Protocol):
+    """What the check needs of a featurizer: its name, its inputs and its two paths."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[tuple[str, str], ...]: ...
+
+    def run_args(self, args: Sequence[Any]) -> Any: ...
+
+    def run_batch(self, columns: Mapping[str, Any]) -> list[pa.Array]: ...
 
 
 def _stamp(us: int) -> datetime:
     return from_micros(int(us))
 
+
+# The tables below are about generating test values, not about the dtypes themselves, so
+# they stay here, keyed by featurizer dtype name like everything else.
 
 #: Values that break careless arithmetic, per input type.
 _SPECIAL: dict[str, list[Any]] = {
@@ -96,7 +108,7 @@ def same_bits(a: Any, b: Any) -> bool:
     """Equal down to the bit: floats by their IEEE-754 encoding (so NaN == NaN and
     0.0 != -0.0), tuples element by element, everything else by type and value."""
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(same_bits(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_bits(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float):
         return struct.pack("<d", a) == struct.pack("<d", b)
     if isinstance(a, datetime) and isinstance(b, datetime):  # the same instant, both aware or both naive
@@ -114,33 +126,33 @@ def _show_bits(value: Any) -> str:
     return repr(value)
 
 
-def _batch_results(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
+def _batch_results(fz: Checkable, rows: Sequence[Sequence[Any]]) -> list[Any]:
     try:
         return _run_batch(fz, rows)
-    except Exception as exc:  # noqa: BLE001 - a crash is a finding: pin it to rows
+    except Exception as exc:  # a crash is a finding: pin it to rows
         if len(rows) == 1:
             return [Raised(type(exc).__name__, str(exc))]
         return [result for row in rows for result in _batch_results(fz, [row])]
 
 
-def _run_single(fz: Featurizer, row: Sequence[Any]) -> Any:
+def _run_single(fz: Checkable, row: Sequence[Any]) -> Any:
     try:
         return fz.run_args(list(row))
-    except Exception as exc:  # noqa: BLE001 - a crash is a finding
+    except Exception as exc:  # a crash is a finding
         return Raised(type(exc).__name__, str(exc))
 
 
-def _run_batch(fz: Featurizer, rows: Sequence[Sequence[Any]]) -> list[Any]:
+def _run_batch(fz: Checkable, rows: Sequence[Sequence[Any]]) -> list[Any]:
     columns = {
-        name: pa.array([row[j] for row in rows], type=_ARROW[dtype]) for j, (name, dtype) in enumerate(fz.inputs)
+        name: pa.array([row[j] for row in rows], type=arrow_type(dtype)) for j, (name, dtype) in enumerate(fz.inputs)
     }
-    outputs = [array.to_pylist() for array in fz.run_batch(columns)]
+    outputs: list[list[Any]] = [array.to_pylist() for array in fz.run_batch(columns)]
     if len(outputs) == 1:
         return outputs[0]
-    return [tuple(values) for values in zip(*outputs)]
+    return [tuple(values) for values in zip(*outputs, strict=True)]
 
 
-def first_mismatch(fz: Featurizer, rows: Sequence[Sequence[Any]], lead: Sequence[Sequence[Any]] = ()) -> Mismatch | None:
+def first_mismatch(fz: Checkable, rows: Sequence[Sequence[Any]], lead: Sequence[Sequence[Any]] = ()) -> Mismatch | None:
     """The first of ``rows`` (input values in declaration order, None for null) whose
     per-request result differs from its batch result, with the batch preceded by ``lead``,
     or from its result in a second batch holding the rows reversed after one extra row;
@@ -151,10 +163,10 @@ def first_mismatch(fz: Featurizer, rows: Sequence[Sequence[Any]], lead: Sequence
     batch = _batch_results(fz, lead + list(rows))[len(lead):]
     moved = _batch_results(fz, [rows[-1], *reversed(rows)])[:0:-1]
     names = [name for name, _ in fz.inputs]
-    for row, batched, elsewhere in zip(rows, batch, moved):
+    for row, batched, elsewhere in zip(rows, batch, moved, strict=False):
         single = _run_single(fz, row)
         if isinstance(single, Raised) or not (same_bits(single, batched) and same_bits(single, elsewhere)):
-            return Mismatch(fz.name, dict(zip(names, row)), batched, single, elsewhere)
+            return Mismatch(fz.name, dict(zip(names, row, strict=False)), batched, single, elsewhere)
     return None
 
 
@@ -213,7 +225,7 @@ def _strategy(dtype: str, sample: Sequence[Any]) -> Any:
     return st.none() | st.one_of(options)
 
 
-def _find(fz: Featurizer, strategy: Any, examples: int, seed: int) -> Any:
+def _find(fz: Checkable, strategy: Any, examples: int, seed: int) -> Any:
     """Hypothesis' smallest example of ``strategy`` (lead rows, rows) that shows a
     mismatch, or None."""
     from hypothesis import HealthCheck, Verbosity, find, settings
@@ -231,7 +243,7 @@ def _find(fz: Featurizer, strategy: Any, examples: int, seed: int) -> Any:
 
 
 def verify(
-    fz: Featurizer,
+    fz: Checkable,
     *,
     examples: int = 1000,
     seed: int = 0,
@@ -242,26 +254,29 @@ def verify(
 
     ``examples`` rows go through the sweep and about a tenth as many small batches through
     the Hypothesis search (``search=False`` skips it: the quick check ``apply`` runs, which
-    then also works inside a caller's own Hypothesis test). ``samples``: values per input
-    (e.g. from stored history) mixed into both."""
-    from hypothesis import strategies as st
-
+    then also works inside a caller's own Hypothesis test, and imports Hypothesis only to
+    shrink a mismatch found). ``samples``: values per input (e.g. from stored history)
+    mixed into both."""
     samples = samples or {}
     rng = np.random.default_rng(seed)
     columns = [_generated(dtype, examples, rng, list(samples.get(name, ()))) for name, dtype in fz.inputs]
-    rows = [list(row) for row in zip(*columns)]
+    rows = [list(row) for row in zip(*columns, strict=True)]
     found = first_mismatch(fz, rows)
     if found is not None:
+        from hypothesis import strategies as st
+
         # Shrink the one row: simplest values first, the failing value last.
         row = [found.inputs[name] for name, _ in fz.inputs]
         narrowed = st.tuples(
             st.just(()),
-            st.tuples(st.tuples(*[st.sampled_from([*_SIMPLE[d], value]) for (_, d), value in zip(fz.inputs, row)])),
+            st.tuples(st.tuples(*[st.sampled_from([*_SIMPLE[d], value]) for (_, d), value in zip(fz.inputs, row, strict=True)])),
         )
         case = _find(fz, narrowed, 200, seed)
         return found if case is None else first_mismatch(fz, case[1], case[0])
     if not search:
         return None
+    from hypothesis import strategies as st
+
     row_strategy = st.tuples(*[_strategy(d, list(samples.get(name, ()))) for name, d in fz.inputs])
     case = _find(fz, st.tuples(st.lists(row_strategy, max_size=8), st.lists(row_strategy, min_size=1, max_size=16)),
                  max(10, examples // 10), seed)

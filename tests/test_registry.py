@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -185,3 +188,37 @@ def test_plan_refuses_what_is_not_a_list_of_definitions():
             registry.plan(given, lambda name: 0)  # type: ignore[arg-type]
     with pytest.raises(fl.DefinitionError, match="got int"):
         registry.plan([user, 1], lambda name: 0)  # type: ignore[list-item]
+
+
+def test_apply_does_not_import_hypothesis(tmp_path):
+    # Apply checks featurizers with a seeded sweep; Hypothesis (search, shrinking) is for
+    # verify and for a featurizer that fails. A fresh process, so no test imported it first.
+    (tmp_path / "defs.py").write_text(textwrap.dedent('''
+        import featurelite as fl
+
+        @fl.featurizer
+        def ratio(spend: float, orders: int) -> float:
+            return spend / orders if orders else 0.0
+
+        @fl.featurizer
+        def doubled(spend: float) -> float:
+            return spend * 2
+
+        user = fl.Entity("user", join_keys=["user_id"])
+        stats = fl.FeatureView("stats", entities=[user], schema={"spend": "float64", "orders": "int64"},
+                               timestamp_field="ts", featurizers={"spend2": doubled})
+        shares = fl.OnDemandFeatureView("shares", sources=[stats], featurizers={"ratio": ratio})
+    '''))
+    script = textwrap.dedent('''
+        import sys
+        import featurelite as fl
+        import defs
+
+        with fl.open(":memory:") as store:
+            result = store.apply([defs.user, defs.stats, defs.shares])
+            assert len(result.added) == 3, result
+        print(sorted(name for name in sys.modules if name.split(".")[0] == "hypothesis"))
+    ''')
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
