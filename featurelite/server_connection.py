@@ -60,6 +60,7 @@ class GuardedHTTP(HttpToolsProtocol):
             self.transport.write(_TIMEOUT_ANSWER)
         self.transport.close()
 
+    # uvicorn's protocol narrows asyncio.Protocol's BaseTransport to Transport (with an ignore of its own)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
