@@ -1,40 +1,43 @@
 """The ``featurelite`` command line: one command per Store method, the store path first.
 
 A command opens the store (read-only when it only reads), calls one method and renders the
-result: JSON on stdout by default, ``--format table`` for people, ``csv`` / ``parquet``
-where rows come back. A ``FeatureliteError`` becomes one line on stderr and exit code 1;
-usage errors exit 2. This is the only module that prints.
+result (:mod:`featurelite.cli_output`: JSON on stdout by default, ``--format table`` for
+people, ``csv`` / ``parquet`` where rows come back). A ``FeatureliteError`` becomes one
+line on stderr and exit code 1; usage errors exit 2 (option values are read by
+:mod:`featurelite.cli_input`). The CLI modules are the only ones that print.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import errno
 import glob
 import importlib
-import json
-import math
 import os
 import runpy
-import socket
-import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import click
-import pyarrow as pa
 
 from ._version import __version__
+from .cli_input import MOMENT, at_files, entities_option, request_data_option
+from .cli_output import (
+    CommandFailure,
+    checked_output,
+    emit,
+    one_line,
+    online_rows,
+    with_status_columns,
+)
+from .cli_serve import TOKEN_ENV, check_bind, check_token
 from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .errors import FeatureliteError, StoreLockedError
+from .results import OnlineResponse
 from .serving_lock import server_holding
 from .store import Store
-from .types import storable_micros
 
 __all__ = ["main"]
 
@@ -42,272 +45,9 @@ FORMATS = ("json", "table", "csv", "parquet")
 #: The most examples ``verify`` generates per featurizer: a bound so that a slip of the
 #: finger (an extra zero or three) is a usage error, not a run that fills the memory.
 MAX_EXAMPLES = 10_000_000
-#: The environment variable ``serve`` reads its bearer token from.
-TOKEN_ENV = "FEATURELITE_TOKEN"
-
-
-# -- rendering -----------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """A value as JSON can carry it: datetimes, dates and times as ISO-8601 text, non-finite
-    floats as the strings "NaN", "Infinity", "-Infinity" (strict JSON has no such numbers),
-    bytes as base64 text, anything else JSON has no type for (a Decimal, a duration) as its
-    text. Columns of an entity file come back in a training set whatever their type."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        return value
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
-
-
-def to_json(value: Any) -> str:
-    """Strict JSON text of a command's result.
-
-    Non-ASCII text stays readable; a lone surrogate (an argument that was not valid UTF-8,
-    or a JSON ``\\ud800`` escape given back) cannot be encoded as UTF-8, so then the
-    whole text is ASCII with ``\\u`` escapes, which is still valid JSON."""
-    plain = _plain(value)
-    text = json.dumps(plain, ensure_ascii=False, allow_nan=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(plain, ensure_ascii=True, allow_nan=False)
-    return text
-
-
-def _table_text(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(no rows)"
-    header = list(rows[0])
-    cells = [[_cell(r.get(h)) for h in header] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple, dict)):
-        return to_json(value)
-    return str(value)
-
-
-def emit(result: Any, fmt: str, output: str | None = None) -> None:
-    """Write a result: a pyarrow Table in any format, other results as JSON or a table.
-
-    ``output`` is a path already checked by :func:`checked_output`; it is written whole
-    or not at all (see :func:`write_atomically`)."""
-    if isinstance(result, pa.Table):
-        _emit_table(result, fmt, output)
-        return
-    if fmt in ("csv", "parquet"):
-        raise click.UsageError(f"--format {fmt} is for commands that return rows; use json or table")
-    if fmt == "table":
-        rows = result if isinstance(result, list) else [result]
-        text = _table_text([r if isinstance(r, dict) else {"value": r} for r in rows])
-    else:
-        text = to_json(result)
-    _write_text(text, output)
-
-
-def _emit_table(table: pa.Table, fmt: str, output: str | None) -> None:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        if output is None:
-            if sys.stdout.isatty():
-                raise click.UsageError("--format parquet writes binary; give --output FILE or redirect stdout")
-            _to_stdout(lambda stream: pq.write_table(table, stream))
-        else:
-            write_atomically(output, lambda file: pq.write_table(table, file))
-        return
-    if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        # CSV has no nested or binary types; an entity file's columns can be anything.
-        flat = [f"{field.name} ({field.type})" for field in table.schema
-                if pa.types.is_nested(field.type) or pa.types.is_binary(field.type)
-                or pa.types.is_large_binary(field.type) or pa.types.is_fixed_size_binary(field.type)]
-        if flat:
-            raise _Failure(f"CSV cannot hold the column(s) {', '.join(flat)}; use --format parquet or json")
-        try:
-            if output is None:
-                _to_stdout(lambda stream: pcsv.write_csv(table, stream))
-            else:
-                write_atomically(output, lambda file: pcsv.write_csv(table, file))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise _Failure(f"the result cannot be written as CSV ({exc}); use --format parquet or json") from None
-        return
-    rows = table.to_pylist()
-    _write_text(_table_text(rows) if fmt == "table" else to_json(rows), output)
-
-
-def _encoded(text: str) -> bytes:
-    """UTF-8 bytes of ``text``. A surrogate that came from an argument which was not valid
-    UTF-8 turns back into the byte the user gave; any other lone surrogate is written as a
-    ``\\udXXX`` escape rather than failing the write after the work is done."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace")
-
-
-def _write_text(text: str, output: str | None) -> None:
-    data = _encoded(text + "\n")
-    if output is None:
-        _to_stdout(lambda stream: stream.write(data))
-    else:
-        write_atomically(output, lambda file: file.write(data))
-
-
-def _to_stdout(write: Callable[[BinaryIO], object]) -> None:
-    """Write to standard output; a full disk or a closed terminal is one Error line. A
-    reader that stopped reading (`| head`) is click's to handle: a quiet exit 1, as Unix
-    tools do for a broken pipe."""
-    stream: BinaryIO = sys.stdout.buffer
-    try:
-        write(stream)
-        stream.flush()
-    except OSError as exc:
-        if exc.errno == errno.EPIPE:
-            raise
-        raise _Failure(f"cannot write to standard output: {exc.strerror or exc}") from None
-
-
-# -- output files ----------------------------------------------------------------------
-
-
-def _store_files(store: str) -> list[str]:
-    """Every file a store at ``store`` owns: the file, DuckDB's write-ahead log beside it
-    (named after the path as given, and after the path with links resolved) and the note a
-    running server leaves. Writing an output over any of them would destroy the store."""
-    files = [store, f"{store}.wal", f"{store}.serve.json"]
-    real = os.path.realpath(store)
-    files += [real, f"{real}.wal", f"{real}.serve.json"]
-    return files
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two paths name one file: the same path once links and ``..`` are resolved
-    (this also covers a file that does not exist yet, such as a store's future ``.wal``),
-    or, for existing files, the same inode (a hard link)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
-def checked_output(output: str | None, *, store: str, inputs: Sequence[str] = ()) -> str | None:
-    """The file a command will write its result to, checked before any work is done.
-
-    Refused (usage error, exit 2): the store file, its ``.wal`` or server note, through any
-    spelling (relative, ``..``, a symbolic or hard link), and the command's own input files
-    (overwriting the entity file a training set was built from loses the labels; it is
-    always a slip). A folder that does not exist or cannot be written is exit 1. Returns
-    the path with links resolved, so that replacing it replaces the file a link points to,
-    not the link."""
-    if output is None:
-        return None
-    if output == "":
-        raise click.BadParameter("is empty; give a file name", param_hint="'--output'")
-    for owned in _store_files(store):
-        if _same_file(output, owned):
-            raise click.BadParameter(
-                f"{output!r} is the store's own file {owned!r}; writing there would destroy the store. "
-                "Choose another file", param_hint="'--output'",
-            )
-    for given in inputs:
-        if _same_file(output, given):
-            raise click.BadParameter(
-                f"{output!r} is this command's input file; choose another file", param_hint="'--output'"
-            )
-    target = os.path.realpath(output)
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise _Failure(f"cannot write {output!r}: the folder {os.path.dirname(output) or '.'!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise _Failure(f"cannot write {output!r}: no permission to create files in {os.path.dirname(output) or '.'!r}")
-    if os.path.isdir(target):
-        raise click.BadParameter(f"{output!r} is a folder; give a file name", param_hint="'--output'")
-    return target
-
-
-def write_atomically(target: str, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file whole or not at all: into a temporary file in the same folder, flushed
-    to disk, then renamed over ``target`` (a rename within one file system is atomic). If
-    writing fails, the temporary file is removed and ``target`` is as it was.
-
-    An existing ``target`` that is not a regular file (``/dev/stdout``, a named pipe)
-    cannot be replaced by a rename and is written in place."""
-    try:
-        existing: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        existing = None
-    except OSError as exc:
-        raise _Failure(f"cannot write {target!r}: {exc.strerror or exc}") from None
-    try:
-        if existing is not None and not stat.S_ISREG(existing.st_mode):
-            with open(target, "wb") as stream:
-                write(stream)
-            return
-        folder, name = os.path.split(target)
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                write(stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            # mkstemp makes the file private (0600): give it the mode the file had, or the
-            # one a plain open() would have given it.
-            os.chmod(temporary, stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask())
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-    except OSError as exc:
-        raise _Failure(f"cannot write {target!r}: {exc.strerror or exc}; nothing was written") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # -- errors and the store ------------------------------------------------------------
-
-
-def _one_line(message: str) -> str:
-    """A message as one line: the CLI's contract is one ``Error:`` line per failure, and a
-    message may quote text with line breaks (a value, a DuckDB error)."""
-    return " ".join(part.strip() for part in message.splitlines() if part.strip()) or message.strip()
-
-
-class _Failure(click.ClickException):
-    """A featurelite error as one line on stderr, exit code 1."""
-
-    exit_code = 1
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {_one_line(self.message)}", err=True)
 
 
 @contextlib.contextmanager
@@ -315,14 +55,14 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except FeatureliteError as exc:
-        raise _Failure(str(exc)) from None
+        raise CommandFailure(str(exc)) from None
 
 
 @contextlib.contextmanager
 def opened(path: str, *, read_only: bool) -> Iterator[Store]:
     """The store at ``path``; a store held by ``featurelite serve`` is reported as such."""
     if read_only and not os.path.exists(path):
-        raise _Failure(f"no store at {path!r}; create one with `featurelite init {path}`")
+        raise CommandFailure(f"no store at {path!r}; create one with `featurelite init {path}`")
     with _errors():
         try:
             store = Store(path, read_only=read_only)
@@ -330,7 +70,7 @@ def opened(path: str, *, read_only: bool) -> Iterator[Store]:
             server = server_holding(path)
             if server is None:
                 raise
-            raise _Failure(
+            raise CommandFailure(
                 f"store {path!r} is held by `featurelite serve` (pid {server['pid']}, {server['url']}); "
                 f"{'read it through the server' if read_only else 'push rows through POST ' + server['url'] + '/push'}, "
                 "or stop the server first"
@@ -348,7 +88,7 @@ def _progress(label: str, quiet: bool) -> Callable[..., Any]:
         if not show:
             yield _NoBar(items)
             return
-        with click.progressbar(items, length=length, label=label, file=sys.stderr) as progress:  # type: ignore[arg-type]
+        with click.progressbar(items, length=length, label=label, file=sys.stderr) as progress:
             yield progress
 
     return bar
@@ -381,29 +121,6 @@ _quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 _output = click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
 
 
-class _Moment(click.ParamType):
-    """An ISO-8601 time option. A time that is not ISO-8601, or that falls outside the years
-    1 to 9999 once converted to UTC (``0001-01-01T00:00:00+01:00``), is a usage error that
-    names the option, before the store is opened."""
-
-    name = "TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO-8601 time like 2026-01-31T12:00:00 or 2026-01-31T12:00:00+00:00",
-                      param, ctx)
-        if storable_micros(moment) is None:  # the store's own bound, checked here to name the option
-            self.fail(f"{value!r} is out of range: in UTC it falls outside the years 1 to 9999", param, ctx)
-        return moment
-
-
-MOMENT = _Moment()
-
-
 # -- commands --------------------------------------------------------------------------
 
 
@@ -428,7 +145,7 @@ class _Group(click.Group):
         except click.ClickException as exc:
             # click types ``message`` as Final, but it is a plain attribute its own
             # exceptions set in __init__; folding it in place keeps click's usage display.
-            exc.message = _one_line(exc.message)  # type: ignore[misc]
+            exc.message = one_line(exc.message)  # type: ignore[misc]
             exc.show()
             sys.exit(exc.exit_code)
         except click.Abort:
@@ -502,17 +219,17 @@ def load_definitions(path: str) -> list[Entity | FeatureView | OnDemandFeatureVi
     try:
         namespace = runpy.run_path(path, run_name="featurelite_definitions")
     except FeatureliteError as exc:
-        raise _Failure(f"{path}: {exc}") from None
+        raise CommandFailure(f"{path}: {exc}") from None
     except SystemExit as exc:  # the file called sys.exit(): its code is not ours to exit with
-        raise _Failure(f"{path} exited (sys.exit({exc.code!r})) instead of defining its objects") from None
-    except Exception as exc:  # noqa: BLE001 - the user's file failed to run: say where
-        raise _Failure(f"{path} failed to run: {type(exc).__name__}: {exc}") from None
+        raise CommandFailure(f"{path} exited (sys.exit({exc.code!r})) instead of defining its objects") from None
+    except Exception as exc:  # the user's file failed to run, whatever it raised: say where
+        raise CommandFailure(f"{path} failed to run: {type(exc).__name__}: {exc}") from None
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
     found = [v for v in namespace.values() if isinstance(v, (Entity, FeatureView, OnDemandFeatureView))]
     if not found:
-        raise _Failure(f"{path} defines no Entity, FeatureView or OnDemandFeatureView at its top level")
+        raise CommandFailure(f"{path} defines no Entity, FeatureView or OnDemandFeatureView at its top level")
     return found
 
 
@@ -530,11 +247,11 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
     for pattern in files:
         matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matched:
-            raise _Failure(f"no file matches {pattern!r}")
+            raise CommandFailure(f"no file matches {pattern!r}")
         paths.extend(matched)
     for path in paths:
         if not os.path.isfile(path):
-            raise _Failure(f"no file {path!r}")
+            raise CommandFailure(f"no file {path!r}")
     results: list[dict[str, Any]] = []
     with opened(store, read_only=False) as s, _errors(), _progress(f"ingest {view}", quiet)(paths) as bar:
         for path in bar:
@@ -543,7 +260,7 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
             except FeatureliteError as exc:
                 # Each file is its own atomic ingest: say which files landed before this one.
                 landed = ", ".join(f"{r['file']} ({r['rows']} rows)" for r in results)
-                raise _Failure(f"{path}: {exc}" + (f" (already ingested, each whole: {landed})" if landed else "")) from None
+                raise CommandFailure(f"{path}: {exc}" + (f" (already ingested, each whole: {landed})" if landed else "")) from None
             results.append({"file": path, "view": result.view, "rows": result.rows})
     emit({"view": view, "rows": sum(r["rows"] for r in results), "files": results}, "json")
 
@@ -565,112 +282,6 @@ def materialize(store: str, views: tuple[str, ...], end_date: datetime | None, q
         results = s.materialize(list(views) or None, end_date=end_date)
         bar.update(1)
     emit([{"view": r.view, "online_rows": r.online_rows} for r in results], "json")
-
-
-#: JSON values a join key or request field can take.
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, list[Any]]:
-    """``key=value`` pairs (repeatable) as columns; a value is JSON when it parses as a JSON
-    number, string, true/false or null, else the text as given (``-e user_id='"42"'`` is
-    the text 42)."""
-    columns: dict[str, list[Any]] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
-        key, text = pair.split("=", 1)
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:  # not JSON: the text itself
-            value = text
-        except RecursionError:  # JSON nested too deep: not a single value either way
-            raise click.BadParameter(f"{key}=...: VALUE is nested too deeply", param_hint=what) from None
-        except ValueError:  # a JSON integer with more digits than Python converts (4,300)
-            raise click.BadParameter(f"{key}=...: VALUE is a number of {len(text)} characters, too long for any "
-                                     "key or field", param_hint=what) from None
-        if not isinstance(value, _SCALARS):
-            raise click.BadParameter(
-                f"{pair!r}: VALUE must be one number, text, true/false or null, not a JSON {type(value).__name__}; "
-                "give several values by repeating the option", param_hint=what,
-            )
-        columns.setdefault(key, []).append(value)
-    return columns
-
-
-def _json_option(text: str, what: str) -> Any:
-    """The JSON text of an option, or of the file ``@FILE`` names; a usage error naming the
-    option when it is not JSON, cannot be read, or nests deeper than Python can parse."""
-    source = "JSON"
-    try:
-        if text.startswith("@"):
-            source = f"the file {text[1:]!r}"
-            data = Path(text[1:]).read_text(encoding="utf-8")
-        else:
-            data = text
-        return json.loads(data)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {source}: {exc.strerror or exc}", param_hint=what) from None
-    except RecursionError:
-        raise click.BadParameter(f"{source} is nested too deeply", param_hint=what) from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
-        raise click.BadParameter(f"{source} is not JSON (or @FILE of JSON): {exc}", param_hint=what) from None
-
-
-def _columns_or_rows(value: Any, what: str, shape: str, *, rows_ok: bool) -> Any:
-    """``value`` when it has the documented shape: an object of lists ``{key: [values]}``
-    (or, when ``rows_ok``, a list of objects ``[{key: value}, ...]``) whose values are JSON
-    scalars. Checked here, as the CLI's own input format, with a message in its terms."""
-    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-        cells = [c for v in value.values() for c in v]
-    elif rows_ok and isinstance(value, list) and all(isinstance(r, dict) for r in value):
-        cells = [c for r in value for c in r.values()]
-    else:
-        raise click.BadParameter(f"must be {shape}, got a JSON {type(value).__name__}", param_hint=what)
-    bad = next((c for c in cells if not isinstance(c, _SCALARS)), None)
-    if bad is not None:
-        raise click.BadParameter(
-            f"values must be numbers, text, true/false or null, got a JSON {type(bad).__name__}", param_hint=what
-        )
-    return value
-
-
-def _at_files(*options: str | None) -> list[str]:
-    """The files ``@FILE`` options read (an output must not overwrite them)."""
-    return [o[1:] for o in options if o is not None and o.startswith("@") and len(o) > 1]
-
-
-def _online_table(response: Any, statuses: bool) -> list[dict[str, Any]]:
-    """Rows for ``--format table``: one per entity. A value that is not PRESENT shows its
-    status in brackets (``[NOT_FOUND]``, ``[OUTSIDE_MAX_AGE]``): an empty cell would not
-    say whether the entity is unknown, its value too old, or stored as null. With
-    ``--statuses`` every feature also gets a ``FEATURE:status`` column."""
-    values: dict[str, list[Any]] = response.to_dict()
-    status_of: dict[str, list[str]] = response.statuses
-    count = len(next(iter(values.values()), []))
-    rows = []
-    for i in range(count):
-        row: dict[str, Any] = {}
-        for column, column_values in values.items():
-            status = status_of.get(column)
-            if status is None:  # a join key
-                row[column] = column_values[i]
-                continue
-            row[column] = column_values[i] if status[i] == "PRESENT" else f"[{status[i]}]"
-            if statuses:
-                row[f"{column}:status"] = status[i]
-        rows.append(row)
-    return rows
-
-
-def _with_status_columns(table: pa.Table, response: Any) -> pa.Table:
-    """The values table with a ``FEATURE:status`` text column after each feature."""
-    columns: dict[str, pa.Array] = {}
-    for name in table.column_names:
-        columns[name] = table.column(name)
-        if name in response.statuses:
-            columns[f"{name}:status"] = pa.array(response.statuses[name], pa.string())
-    return pa.table(columns)
 
 
 @main.command("get-online-features")
@@ -702,34 +313,28 @@ def get_online_features(
         raise click.UsageError("give entities with --entity or --entities, not both")
     if request_json is not None and request_pairs:
         raise click.UsageError("give request data with --request or --request-data, not both")
-    if entities_json is not None:
-        entities = _columns_or_rows(_json_option(entities_json, "'--entities'"), "'--entities'",
-                                    "[{key: value}, ...] or {key: [values]}", rows_ok=True)
-    else:
-        entities = _parse_pairs(entity_pairs, "'--entity'")
-    if not entities:
-        raise click.UsageError("give at least one entity: --entity KEY=VALUE or --entities JSON")
-    if request_json is not None:
-        request = _columns_or_rows(_json_option(request_json, "'--request-data'"), "'--request-data'",
-                                   "{field: [values]}", rows_ok=False)
-    else:
-        request = _parse_pairs(request_pairs, "'--request'")
-    target = checked_output(output, store=store, inputs=_at_files(entities_json, request_json))
+    entities = entities_option(entity_pairs, entities_json)
+    request = request_data_option(request_pairs, request_json)
+    target = checked_output(output, store=store, inputs=at_files(entities_json, request_json))
     with opened(store, read_only=True) as s, _errors():
         response = s.get_online_features(
             entities, list(features), request_data=request or None, full_feature_names=full_feature_names, now=now,
         )
-        if fmt in ("csv", "parquet"):
-            table = response.to_arrow()
-            emit(_with_status_columns(table, response) if statuses else table, fmt, target)
-            return
-        if fmt == "table":
-            emit(_online_table(response, statuses), fmt, target)
-            return
-        result: dict[str, Any] = response.to_dict()
-        if statuses:
-            result = {"values": result, "statuses": response.statuses}
+        result = _online_result(response, fmt, statuses)
     emit(result, fmt, target)
+
+
+def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
+    """What get-online-features shows in ``fmt``: a table of values for csv and parquet
+    (with ``FEATURE:status`` columns), rows for a table, ``{column: [values]}`` for JSON
+    (under ``values``, next to ``statuses``, with ``--statuses``)."""
+    if fmt in ("csv", "parquet"):
+        table = response.to_arrow()
+        return with_status_columns(table, response) if statuses else table
+    if fmt == "table":
+        return online_rows(response, statuses)
+    result: dict[str, Any] = response.to_dict()
+    return {"values": result, "statuses": response.statuses} if statuses else result
 
 
 @main.command("get-historical-features")
@@ -864,7 +469,7 @@ def verify(store: str, name: str | None, examples: int, seed: int, fmt: str) -> 
     emit(rows, fmt)
     failed = [r for r in results if not r.ok]
     if failed:
-        raise _Failure(f"{len(failed)} featurizer(s) differ between the batch and per-request paths: "
+        raise CommandFailure(f"{len(failed)} featurizer(s) differ between the batch and per-request paths: "
                        + "; ".join(str(r.mismatch) for r in failed))
 
 
@@ -879,54 +484,12 @@ def checkpoint(store: str) -> None:
     emit({"checkpoint": os.path.abspath(store)}, "json")
 
 
-def _check_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A bearer token, or None for no auth. An empty token would turn auth off without a
-    word (the server treats a falsy token as none), so it is refused, as is one no HTTP
-    client could send (whitespace around it, control or non-ASCII characters)."""
-    from_env = ctx.get_parameter_source("token") is click.core.ParameterSource.ENVIRONMENT
-    if value is None and os.environ.get(TOKEN_ENV) is not None:
-        # click treats an environment variable set to "" as not set at all: that is exactly
-        # the silent "auth off" this check exists to refuse.
-        value, from_env = os.environ[TOKEN_ENV], True
-    if value is None:
-        return None
-    where = f"${TOKEN_ENV}" if from_env else "--token"
-    fix = f"unset {TOKEN_ENV}" if from_env else "leave --token out"
-    if not value.strip():
-        raise click.BadParameter(f"it is empty, which would turn auth off; give a token, or {fix} to "
-                                 "serve without auth", param_hint=f"'{where}'")
-    if value != value.strip() or not all(" " < ch < "\x7f" for ch in value):
-        raise click.BadParameter("a token must be printable ASCII without spaces (it travels in an "
-                                 "HTTP Authorization header)", param_hint=f"'{where}'")
-    return value
-
-
-def _check_bind(host: str, port: int) -> None:
-    """Fail early, with one line, when ``host:port`` cannot be listened on: a host that does
-    not resolve is a usage error, an address this machine does not have (or a port in use
-    or reserved) is exit 1. The probe socket is closed before the server binds."""
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise click.BadParameter(f"{host!r} is not an address or a host name this machine can resolve ({exc})",
-                                 param_hint="'--host'") from None
-    family, kind, proto, _, address = found[0]
-    with socket.socket(family, kind, proto) as probe:
-        # uvicorn sets SO_REUSEADDR too: a port left in TIME_WAIT is free to it, so to the probe.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            hint = " (is the port in use?)" if exc.errno == errno.EADDRINUSE else ""
-            raise _Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
-
-
 @main.command()
 @_store_arg
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=6566, show_default=True, type=click.IntRange(1, 65535),
               help="Port to bind (1-65535).")
-@click.option("--token", envvar=TOKEN_ENV, callback=_check_token,
+@click.option("--token", envvar=TOKEN_ENV, callback=check_token,
               help="Bearer token every endpoint but /health requires (default: $FEATURELITE_TOKEN; "
               "none: no auth; an empty token is refused).")
 @click.option("--max-body", default=16 * 1024 * 1024, show_default=True, type=click.IntRange(min=1),
@@ -952,9 +515,9 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
         # was imported before even when its imports fail now (or a test blocks it).
         server = importlib.import_module(".server", __package__)
     except ImportError as exc:
-        raise _Failure(f"`featurelite serve` needs the server extra ({exc.name} is missing); "
+        raise CommandFailure(f"`featurelite serve` needs the server extra ({exc.name} is missing); "
                        "pip install 'featurelite[server]'") from None
-    _check_bind(host, port)
+    check_bind(host, port)
     with _errors():
         try:
             server.run(store, host=host, port=port, token=token, max_body=max_body, log_level=log_level,
@@ -964,7 +527,7 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
             # makes that rare (a race for the port). Say it in the CLI's one line.
             if exc.code in (None, 0):
                 raise
-            raise _Failure(f"the server could not start on {host}:{port} (uvicorn exited with {exc.code})") from None
+            raise CommandFailure(f"the server could not start on {host}:{port} (uvicorn exited with {exc.code})") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,7 +43,8 @@ from test_server import DEFINITIONS, T0, free_port
 import featurelite as fl
 from featurelite.cli import load_definitions
 from featurelite.errors import ServerError, StoreClosedError, StoreError, StoreLockedError
-from featurelite.server import _json_bytes_stepwise, _loads_stepwise, create_app, json_bytes, run
+from featurelite import stepwise_json, wire
+from featurelite.server import create_app, run
 
 ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
 
@@ -525,7 +526,7 @@ def test_the_stepwise_parser_gives_what_json_loads_gives(value, indent, cut, fli
     except ValueError:
         expected = ("error", None)
     try:
-        got = ("ok", json.dumps(_loads_stepwise(text)))
+        got = ("ok", json.dumps(stepwise_json.loads(text)))
     except ValueError:
         got = ("error", None)
     assert got == expected, text[:200]
@@ -533,13 +534,11 @@ def test_the_stepwise_parser_gives_what_json_loads_gives(value, indent, cut, fli
 
 @given(columns=st.dictionaries(st.text(max_size=4), st.lists(_JSON_VALUES, max_size=30), max_size=3))
 def test_the_stepwise_encoder_gives_what_json_bytes_gives(columns):
-    from featurelite import server
-
     payload = {"values": columns, "statuses": {k: ["PRESENT"] * len(v) for k, v in columns.items()}}
-    original = server._ENCODE_SLICE
-    server._ENCODE_SLICE = 3  # slice even short lists
+    original = stepwise_json.ENCODE_SLICE
+    stepwise_json.ENCODE_SLICE = 3  # slice even short lists
     try:
-        stepwise = _json_bytes_stepwise(payload)
+        stepwise = stepwise_json.encode(payload)
     finally:
-        server._ENCODE_SLICE = original
-    assert json.loads(stepwise) == json.loads(json_bytes(payload))
+        stepwise_json.ENCODE_SLICE = original
+    assert json.loads(stepwise) == json.loads(wire.encode(payload))
