@@ -27,7 +27,8 @@ class BatchKernel(Protocol):
     """What a layout needs of a write-time featurizer: its name and its batch loop (the
     layout only describes; :mod:`featurelite.writes` runs it)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run_batch(self, columns: Mapping[str, Any]) -> list[pa.Array]: ...
 

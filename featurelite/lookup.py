@@ -75,12 +75,12 @@ def _run_featurizer(
     try:
         if count == 1:  # the common single-entity request: one row, no columns to zip
             computed = [call([
-                stored[a.read][a.column][0] if type(a) is StoredInput else _request_column(run.view, a.field, request_data, 1)[0]
+                stored[a.read][a.column][0] if isinstance(a, StoredInput) else _request_column(run.view, a.field, request_data, 1)[0]
                 for a in run.inputs
             ])]
         else:
             columns = [
-                stored[a.read][a.column] if type(a) is StoredInput else _request_column(run.view, a.field, request_data, count)
+                stored[a.read][a.column] if isinstance(a, StoredInput) else _request_column(run.view, a.field, request_data, count)
                 for a in run.inputs
             ]
             computed = [call(row) for row in zip(*columns)]

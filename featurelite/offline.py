@@ -205,4 +205,5 @@ def sample(con: duckdb.DuckDBPyConnection, layout: ViewLayout, column: str, rows
     values = table.column(0)
     if pa.types.is_timestamp(values.type):
         values = values.cast(pa.timestamp("us", tz="UTC"))
-    return values.to_pylist()
+    sampled: list[Any] = values.to_pylist()
+    return sampled

@@ -37,7 +37,8 @@ def to_python(values: pa.ChunkedArray | pa.Array, dtype: str) -> list[Any]:
     datetimes built the same way the index builds them)."""
     if dtype == "timestamp":
         return [None if v is None else from_micros(v) for v in values.cast(pa.int64()).to_pylist()]
-    return values.to_pylist()
+    plain: list[Any] = values.to_pylist()
+    return plain
 
 
 def _to_numpy(values: pa.ChunkedArray, kind: DType) -> tuple[np.ndarray, np.ndarray | None]:
@@ -72,7 +73,8 @@ def _rows_list(array: np.ndarray, rows: np.ndarray) -> list[Any]:
     GIL throughout (about 200 ms for 150k rows), which would stall every other thread of a
     server; between slices the interpreter can hand the GIL over."""
     if len(rows) <= _SLICE_ROWS:
-        return array[rows].tolist()
+        listed: list[Any] = array[rows].tolist()
+        return listed
     out: list[Any] = []
     for start in range(0, len(rows), _SLICE_ROWS):
         out += array[rows[start:start + _SLICE_ROWS]].tolist()
@@ -272,8 +274,11 @@ class OnlineIndex:
         statuses: list[list[str]] = []
         for fam, col, pos, is_ts in plan.items:
             present = valid[pos]
-            v = blocks[fam][col] if present else None
-            values.append([from_micros(v) if is_ts and present else v])
+            if present:
+                v = blocks[fam][col]
+                values.append([from_micros(v) if is_ts else v])
+            else:
+                values.append([None])
             statuses.append([value_status(present)])
         return values, statuses, []
 

@@ -21,8 +21,9 @@ from .retrieval import resolve_features
 from .types import arrow_type
 
 if TYPE_CHECKING:
-    from .definitions import Binding, OnDemandFeatureView
+    from .definitions import OnDemandFeatureView
     from .featurizer import Featurizer
+    from .registry import Binding
 
 __all__ = [
     "Catalog", "FeatureGroup", "FeaturizerCall", "HistoricalPlan", "OnDemandPlan", "OnlinePlan", "RequestInput",
@@ -204,7 +205,11 @@ class Catalog:
         layout = self.layouts[view]
         if not layout.derived:
             raise InputError(f"feature view {view!r} has no featurizers to verify")
-        return [(fz, names, {p: (view, column) for p, column in inputs.items()}) for fz, names, inputs in layout.derived]
+        # The view's own Featurizer objects (layout.derived lists them in the same order).
+        return [
+            (fz, names, {p: (view, column) for p, column in inputs.items()})
+            for fz, (_, names, inputs) in zip(layout.view.featurizers.values(), layout.derived)
+        ]
 
     def _groups(self, features: Sequence[str], full_feature_names: bool) -> tuple[list[FeatureGroup], list[str]]:
         groups, order = resolve_features(features, full_feature_names, self.schema_of)

@@ -72,7 +72,7 @@ def pick_timestamp(entity: pa.Table, requested: str | None) -> str:
         return "event_timestamp"
     candidates = [f.name for f in entity.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
     if len(candidates) == 1:
-        return candidates[0]
+        return str(candidates[0])
     raise SchemaError(
         "entity_df needs an event timestamp column; name it 'event_timestamp' or pass "
         f"timestamp_field= (timestamp columns found: {', '.join(candidates) or 'none'})"
