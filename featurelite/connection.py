@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import duckdb
 
-from .db import claim_path, connect, invalidated, release_path
-from .errors import ReadOnlyError, StoreClosedError, StoreError
+from .db import claim_path, connect, damaged, invalidated, release_path, untold
+from .errors import FeatureliteError, ReadOnlyError, StoreClosedError, StoreError
 
 __all__ = ["StoreConnection"]
 
@@ -42,11 +42,6 @@ class StoreConnection:
     @property
     def closed(self) -> bool:
         return self._con is None
-
-    @property
-    def raw(self) -> duckdb.DuckDBPyConnection | None:
-        """The connection, or None once closed (no checks: for closing paths)."""
-        return self._con
 
     def get(self) -> duckdb.DuckDBPyConnection:
         """The open connection; StoreClosedError once closed."""
@@ -90,6 +85,39 @@ class StoreConnection:
             reason = invalidated(con)
             if reason is not None:
                 self.shut(reason)
+
+    @contextmanager
+    def opening(self) -> Iterator[None]:
+        """Around reading the store's tables at open: on any error, close and release the
+        file; a DuckDB error there means the file is damaged, and says so."""
+        try:
+            yield
+        except BaseException as exc:
+            self.shut(None)
+            cause = untold(exc)
+            if cause is not None:
+                # The file opened, but its tables cannot be read as a store's: the header
+                # was fine and the blocks behind it are truncated, fail their checksums, or
+                # are missing (a table dropped outside featurelite).
+                raise damaged(self.path, cause) from cause
+            raise
+
+    def close(self, last_write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """Run ``last_write`` (unless read-only or DuckDB invalidated the connection) and
+        close. Never raises a featurelite error: a failed last write is given up, and the
+        file is released regardless."""
+        with self.lock:
+            con = self._con
+            if con is None:
+                return
+            try:
+                if not self.read_only and invalidated(con) is None:
+                    try:
+                        last_write(con)
+                    except FeatureliteError:
+                        pass  # what it would have written stays to be done on the next open
+            finally:
+                self.shut(invalidated(con))
 
     @contextmanager
     def closing_if_fatal(self) -> Iterator[None]:

@@ -201,6 +201,12 @@ class OnlineState:
         for name in set(states) - set(layouts):
             del states[name]
 
+    @staticmethod
+    def drop_indexes(states: Mapping[str, OnlineState]) -> None:
+        """Let go of every loaded index (the connection they mirror is gone)."""
+        for state in states.values():
+            state.index = None
+
     def relayout(self, layout: ViewLayout) -> None:
         """The view's definition changed: the index is rebuilt on the next read."""
         if layout != self.layout:

@@ -188,6 +188,10 @@ class Catalog:
             raise self.broken[name]
         return self.layout(name).view.schema  # raises UnknownFeatureViewError
 
+    def featurized_views(self) -> list[str]:
+        """On-demand views and feature views with write-time featurizers, by name."""
+        return sorted([*self.odfvs, *(v for v, layout in self.layouts.items() if layout.view.featurizers)])
+
     def featurizer_sources(self, view: str) -> list[tuple[Featurizer, tuple[str, ...], dict[str, tuple[str, str]]]]:
         """Each featurizer of a view (on-demand or with write-time featurizers):
         (featurizer, its features, {input: (stored view, column)} for the inputs read from

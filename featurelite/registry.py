@@ -31,6 +31,7 @@ from .errors import (
     BreakingChangeError,
     DefinitionError,
     FeaturizerError,
+    InputError,
     NotFoundError,
     StoreError,
     StoreFormatError,
@@ -49,6 +50,8 @@ __all__ = [
 FORMAT_NAME = "featurelite"
 #: Generated examples each featurizer is checked on when applied (Store.verify does more).
 QUICK_VERIFY_EXAMPLES = 300
+#: The kinds of definition the registry keeps versions of.
+KINDS = ("entity", "feature_view", "on_demand_feature_view")
 #: Bump when the file layout changes; a file with a higher number is refused.
 FORMAT_VERSION = 1
 
@@ -213,6 +216,10 @@ class Registry:
         except _ROW_ERRORS as exc:
             raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
 
+    def dependents(self, view: str) -> list[str]:
+        """On-demand views that read feature view ``view``, by name."""
+        return sorted(o.name for o in self.odfvs.values() if view in o.view_sources)
+
     def adopt(
         self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
     ) -> None:
@@ -339,10 +346,14 @@ class Registry:
                     )
         return result, new_entities, new_views, new_odfvs
 
-    def record(self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: dict[tuple[str, str], Any], now: datetime) -> None:
-        """Write an apply's changes inside the caller's transaction."""
+    def record(
+        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: Mapping[str, Mapping[str, Any]], now: datetime
+    ) -> None:
+        """Write an apply's changes inside the caller's transaction. ``objects``: the
+        definitions :meth:`plan` returned, per kind ("entity", "feature_view",
+        "on_demand_feature_view") by name."""
         for change in [*result.added, *result.changed]:
-            obj = objects[(change.kind, change.name)]
+            obj = objects[change.kind][change.name]
             spec = json.dumps(obj.spec(), sort_keys=True)
             run(con,
                 "INSERT INTO fl_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -369,6 +380,8 @@ class Registry:
             "SELECT v.kind, v.name, v.version, v.first_applied_at, v.spec, c.version IS NOT NULL "
             "FROM fl_versions v LEFT JOIN fl_current c USING (kind, name, version) WHERE v.name = ?"
         )
+        if kind is not None and kind not in KINDS:
+            raise InputError(f"kind must be one of {', '.join(KINDS)} or None, not {kind!r}")
         params: list[object] = [name]
         if kind:
             query += " AND v.kind = ?"

@@ -20,9 +20,9 @@ from . import arguments, offline, writes
 from ._version import __version__
 from .connection import StoreConnection
 from .db import checkpoint as fold_wal
-from .db import damaged, invalidated, run, transaction, translating, untold
+from .db import run, transaction, translating
 from .definitions import Entity, FeatureView, OnDemandFeatureView
-from .errors import DefinitionError, FeatureliteError, InputError
+from .errors import DefinitionError
 from .historical import check_entity_df, training_set
 from .lookup import read_online, resolve_future
 from .online import END_PARAM, OnlineState
@@ -36,9 +36,6 @@ from .types import as_utc, utc_naive
 __all__ = ["Store", "open"]
 
 Definition = Entity | FeatureView | OnDemandFeatureView
-#: The kinds of definition the registry keeps versions of.
-_KINDS = ("entity", "feature_view", "on_demand_feature_view")
-#: Rows handed to DuckDB per INSERT during ingest.
 INGEST_BATCH_ROWS = writes.INGEST_BATCH_ROWS
 
 
@@ -64,8 +61,8 @@ class Store:
         self.read_only = read_only
         #: Per stored view: its online state (index, lag, caches).
         self._states: dict[str, OnlineState] = {}
-        self._conn = StoreConnection(self.path, self, read_only=read_only, on_shut=self._drop_indexes)
-        try:
+        self._conn = StoreConnection(self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states))
+        with self._conn.opening():
             con = self._conn.get()
             init_or_check(con, self.path, read_only=read_only, version=__version__)
             self._registry = Registry()
@@ -75,15 +72,6 @@ class Store:
             for name, state in self._states.items():
                 state.pending, state.ties = pending.get(name), offline.has_tie_losers(con, state.layout)
             self._seq = writes.SequenceCounter(con, self._catalog.layouts.values())
-        except BaseException as exc:
-            self._conn.shut(None)
-            cause = untold(exc)
-            if cause is not None:
-                # The file opened, but its tables cannot be read as a store's: the header
-                # was fine and the blocks behind it are truncated, fail their checksums, or
-                # are missing (a table dropped outside featurelite).
-                raise damaged(self.path, cause) from cause
-            raise
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -91,22 +79,7 @@ class Store:
         """Release the file. Further calls raise StoreClosedError. Never raises: a
         failure while bringing the online tables up to date leaves the lag recorded in
         the file (the next open serves it right), and the file is released regardless."""
-        with self._conn.lock:
-            con = self._conn.raw
-            if con is None:
-                return
-            try:
-                if not self.read_only and invalidated(con) is None:
-                    try:
-                        writes.catch_up(con, self._states.values())
-                    except FeatureliteError:
-                        pass  # the lag stays recorded in the file; the next open serves it right
-            finally:
-                self._conn.shut(invalidated(con))
-
-    def _drop_indexes(self) -> None:
-        for state in self._states.values():
-            state.index = None
+        self._conn.close(lambda con: writes.catch_up(con, self._states.values()))
 
     @property
     def closed(self) -> bool:
@@ -170,15 +143,14 @@ class Store:
             con = self._conn.get() if dry_run else self._conn.writable()
             if isinstance(objects, (Entity, FeatureView, OnDemandFeatureView)):
                 objects = [objects]
-            result, entities, views, odfvs = self._registry.plan(objects, self._rows_stored)
+            old = self._catalog.layouts
+            stored = lambda view: offline.row_count(con, old[view]) if view in old else 0  # noqa: E731 (rows a change would break)
+            result, entities, views, odfvs = self._registry.plan(objects, stored)
             if dry_run or not result:
                 return replace(result, dry_run=True) if dry_run else result
-            by_key: dict[tuple[str, str], Definition] = {("entity", e.name): e for e in entities.values()}
-            by_key.update({("feature_view", v.name): v for v in views.values()})
-            by_key.update({("on_demand_feature_view", o.name): o for o in odfvs.values()})
-            old = self._catalog.layouts
             with translating("apply (nothing was changed)", committed=False), transaction(con):
-                self._registry.record(con, result, by_key, _now())
+                by_kind: dict[str, Mapping[str, Definition]] = {"entity": entities, "feature_view": views, "on_demand_feature_view": odfvs}
+                self._registry.record(con, result, by_kind, _now())
                 for name, view in views.items():
                     writes.sync_tables(con, old.get(name), layout_of(view, entities))
             self._registry.adopt(entities, views, odfvs)
@@ -188,10 +160,6 @@ class Store:
             fold_wal(con, "apply", committed=True)
             return result
 
-    def _rows_stored(self, view: str) -> int:
-        layout = self._catalog.layouts.get(view)
-        return 0 if layout is None else offline.row_count(self.con, layout)
-
     def delete_feature_view(self, name: str) -> None:
         """Remove a feature view and all its stored data (history and online), or an
         on-demand feature view. A view that an on-demand view reads cannot be removed first."""
@@ -200,7 +168,7 @@ class Store:
             con = self._conn.writable()
             on_demand = name in self._registry.odfvs
             layout = None if on_demand else self._catalog.layout(name)
-            users = sorted(o.name for o in self._registry.odfvs.values() if name in o.view_sources)
+            users = self._registry.dependents(name)
             if users:
                 raise DefinitionError(
                     f"feature view {name!r} is a source of on-demand feature view(s) {', '.join(users)}; delete those first",
@@ -243,8 +211,6 @@ class Store:
         """Every version of definition ``name`` ever applied (oldest first), with its spec
         and when it was first applied."""
         arguments.name(name, "the definition")
-        if kind is not None and kind not in _KINDS:
-            raise InputError(f"kind must be one of {', '.join(_KINDS)} or None, not {kind!r}")
         with self._conn.lock, translating("reading the registry"):
             return Registry.versions(self.con, name, kind)
 
@@ -413,11 +379,8 @@ class Store:
         with self._conn.lock:
             con = self._conn.get()
             catalog = self._catalog
-            names = [name] if name is not None else sorted(
-                [*catalog.odfvs, *(v for v, layout in catalog.layouts.items() if layout.view.featurizers)]
-            )
             results = []
-            for view in names:
+            for view in [name] if name is not None else catalog.featurized_views():
                 for fz, features, sources in catalog.featurizer_sources(view):
                     samples = {
                         param: offline.sample(con, catalog.layout(source), field, examples)
