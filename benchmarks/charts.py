@@ -40,7 +40,7 @@ def draw(results: dict[str, Any], folder: Path) -> dict[str, str]:
     for ax, (title, entry) in zip(axes, [
         ("in-process SDK, 1 entity x 10 features", large["online"]["single_10"]),
         ("HTTP, 1 entity x 10 features, 4 clients", large["http"]),
-    ]):
+    ], strict=True):
         for side, name, color in [("featurelite", "featurelite", "#1f77b4"), ("feast", "Feast 0.67", "#d62728")]:
             ax.plot(entry[side]["quantiles_us"], QUANTILES, color=color, label=name)
         ax.set_xscale("log")

@@ -142,7 +142,10 @@ def featurelite_side(case: Case) -> dict[str, Any]:
         training = [
             {KEY: k, TS: int(t.replace(tzinfo=timezone.utc).timestamp() * 1_000_000), "x": _value(x)}
             for k, t, x in zip(
-                trained.column(KEY).to_pylist(), trained.column("event_timestamp").to_pylist(), trained.column("x").to_pylist()
+                trained.column(KEY).to_pylist(),
+                trained.column("event_timestamp").to_pylist(),
+                trained.column("x").to_pylist(),
+                strict=True,
             )
         ]
         online = store.get_online_features({KEY: case.online_keys}, ["v:x"], now=datetime(2100, 1, 1))

@@ -190,7 +190,7 @@ def _load_definitions(work: Path) -> list[Any]:
 # -- measuring --------------------------------------------------------------------------
 
 
-def _latency_summary(samples_ns: np.ndarray) -> dict[str, float]:
+def _latency_summary(samples_ns: np.ndarray) -> dict[str, Any]:
     """p50 / p99 / mean / min / max in microseconds (as benchmarks/measure.py)."""
     us = samples_ns.astype(np.float64) / 1_000.0
     return {
@@ -384,8 +384,10 @@ class Driver:
         # The on-demand values are the expression over the stored values.
         check_keys = [{KEY: k} for k in self.keys[:100]]
         got = store.get_online_features(features=[*self.refs, ODFV_REF], entity_rows=check_keys).to_dict()
-        expected = [None if a is None or b is None else a / (b + 1.0) for a, b in zip(got["f0"], got["f1"])]
-        mismatches = sum(1 for x, y in zip(got[ODFV_FEATURE], expected) if not (x == y or _both_nan(x, y)))
+        expected = [
+            None if a is None or b is None else a / (b + 1.0) for a, b in zip(got["f0"], got["f1"], strict=True)
+        ]
+        mismatches = sum(1 for x, y in zip(got[ODFV_FEATURE], expected, strict=True) if not (x == y or _both_nan(x, y)))
         requests = self._requests_single(self.latency_iterations)
         m, refs, with_odfv = len(requests), self.refs, [*self.refs, ODFV_REF]
         stats = _alternate(
@@ -565,7 +567,7 @@ class Driver:
             {KEY: k, TS: int(t.timestamp() * 1_000_000) if t is not None else None, "x": _jsonable(x)}
             for k, t, x in zip(
                 trained.column(KEY).to_pylist(), trained.column("event_timestamp").to_pylist(),
-                trained.column("x").to_pylist(),
+                trained.column("x").to_pylist(), strict=True,
             )
         ]
         online = store.get_online_features(
@@ -658,7 +660,7 @@ class Driver:
         # The server answered what the store holds.
         expected = self.store.get_online_features(features=self.refs, entity_rows=[{KEY: self.keys[0]}]).to_dict()
         names = sample["metadata"]["feature_names"]
-        got = {name: result["values"][0] for name, result in zip(names, sample["results"])}
+        got = {name: result["values"][0] for name, result in zip(names, sample["results"], strict=True)}
         same = all(got.get(f) == expected[f][0] for f in self.features)
         stats = _latency_summary(samples)
         stats["over_100ms"] = int((samples > 100_000_000).sum())

@@ -27,7 +27,7 @@ Run = Callable[[], float]
 QUANTILES = [*range(0, 100, 2), 99, 99.5, 99.9, 100]
 
 
-def latency_summary(samples_ns: np.ndarray) -> dict[str, float]:
+def latency_summary(samples_ns: np.ndarray) -> dict[str, Any]:
     """p50 / p99 / mean / min / max of latencies, in microseconds."""
     us = samples_ns.astype(np.float64) / 1_000.0
     return {

@@ -45,7 +45,7 @@ def _same_bits(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray)
 
 def _expected(f0: Sequence[float], f1: Sequence[float]) -> list[float]:
     """The featurizer's expression in plain Python floats (IEEE double, like the kernel)."""
-    return [x / (y + 1.0) for x, y in zip(f0, f1)]
+    return [x / (y + 1.0) for x, y in zip(f0, f1, strict=True)]
 
 
 def prepare(ctx: Context) -> dict[str, Any]:
@@ -329,12 +329,15 @@ def cold_start(ctx: Context) -> dict[str, Any]:
         "once untimed first, so the store file is in the OS page cache for every timed run and the featurizers "
         "are compiled into Numba's on-disk cache (a fresh folder for this run): the issue's target is for a store "
         "whose featurizers were already compiled on the machine.",
-        "a reference rather than a limit: the same in the same store without the on-demand view (the original file, from "
+        "a reference rather than a limit: the same in the same store without the on-demand view "
+        "(the original file, from "
         f"which the on-demand store was copied), reading the featurizer's inputs `{INPUTS[0]}`, `{INPUTS[1]}`; "
         "runs alternate with featurelite's",
         rows,
         {
             "medians": medians,
-            "runs": {side: [{p: r[p] for p in ("wall_s", "to_value_s", *_PHASES)} for r in rs] for side, rs in runs.items()},
+            "runs": {
+                side: [{p: r[p] for p in ("wall_s", "to_value_s", *_PHASES)} for r in rs] for side, rs in runs.items()
+            },
         },
     )

@@ -141,10 +141,19 @@ def _driver(python: Path, config: dict[str, Any], tasks: list[str]) -> dict[str,
 
 def _feast_config(side: Side, ctx: Context, keys: list[int]) -> dict[str, Any]:
     return {
-        "work": str(side.feast_work), "history_parquet": str(side.history), "spine_parquet": str(side.spines[max(side.spines)]),
-        "features": list(FEATURES), "n_features_small": 3, "request_keys": keys, "seed": ctx.seed,
-        "latency_iterations": LATENCY_PER_ROUND, "batch_iterations": BATCH_PER_ROUND, "warmup_iterations": WARMUP,
-        "batch_entities": BATCH, "http_requests": HTTP_PER_ROUND, "serve_args": FEAST_SERVE_ARGS,
+        "work": str(side.feast_work),
+        "history_parquet": str(side.history),
+        "spine_parquet": str(side.spines[max(side.spines)]),
+        "features": list(FEATURES),
+        "n_features_small": 3,
+        "request_keys": keys,
+        "seed": ctx.seed,
+        "latency_iterations": LATENCY_PER_ROUND,
+        "batch_iterations": BATCH_PER_ROUND,
+        "warmup_iterations": WARMUP,
+        "batch_entities": BATCH,
+        "http_requests": HTTP_PER_ROUND,
+        "serve_args": FEAST_SERVE_ARGS,
         "cold_start_runs": 3,
         "extra_views": [{"name": v, "parquet": str(p), "features": EXTRA_VIEWS[v]} for v, p in side.extra.items()],
         "training_sets": [
@@ -302,9 +311,12 @@ def _training_step(side: Side, python: Path, config: dict[str, Any], log: Callab
     for label, _, refs in _training_specs(side):
         rows = {t[label]["rows"] for t in theirs}
         out[label] = {
-            "featurelite_s": _median([m[label] for m in mine]), "feast_s": _median([t[label]["seconds"] for t in theirs]),
-            "featurelite_runs_s": [m[label] for m in mine], "feast_runs_s": [t[label]["seconds"] for t in theirs],
-            "feast_rows": sorted(rows), "features": len(refs),
+            "featurelite_s": _median([m[label] for m in mine]),
+            "feast_s": _median([t[label]["seconds"] for t in theirs]),
+            "featurelite_runs_s": [m[label] for m in mine],
+            "feast_runs_s": [t[label]["seconds"] for t in theirs],
+            "feast_rows": sorted(rows),
+            "features": len(refs),
         }
     side.results["training"] = out
 
@@ -375,7 +387,10 @@ def _cross_check(side: Side, python: Path, config: dict[str, Any], log: Callable
         training = store.get_historical_features(spine, list(FEATURE_REFS))
         dumped = json.loads(Path(feast["online_dump"]["path"]).read_text())
         values = store.get_online_features({KEY: [int(k) for k in dumped["keys"]]}, list(FEATURE_REFS)).to_dict()
-    return {"training": compare(feast["training"]["path"], training), "online": compare_online(feast["online_dump"]["path"], values)}
+    return {
+        "training": compare(feast["training"]["path"], training),
+        "online": compare_online(feast["online_dump"]["path"], values),
+    }
 
 
 def _differences(python: Path, work: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -384,7 +399,9 @@ def _differences(python: Path, work: Path, log: Callable[[str], None]) -> list[d
               "request_keys": [1], "latency_iterations": 1, "batch_iterations": 1, "warmup_iterations": 0,
               "cases": differences.to_config()}
     feast = _driver(python, config, ["cases"])["results"]["cases"]
-    return [differences.compare(case, differences.featurelite_side(case), feast[case.name]) for case in differences.CASES]
+    return [
+        differences.compare(case, differences.featurelite_side(case), feast[case.name]) for case in differences.CASES
+    ]
 
 
 def versus_feast(ctx: Context, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -420,7 +437,7 @@ def versus_feast(ctx: Context, inputs: dict[str, Any]) -> dict[str, Any]:
     ctx.log(f"featurelite vs Feast took {feast_s:.0f} s")
     results = {side.label: side.results for side in sides}
     large = sides[-1]
-    curve = {
+    curve: dict[str, dict[str, list[Any]]] = {
         label: {"rows": [], "featurelite_s": [], "feast_s": []}
         for label in ("1 view", "3 views")
     }
@@ -440,7 +457,9 @@ def versus_feast(ctx: Context, inputs: dict[str, Any]) -> dict[str, Any]:
 # -- the published tables ------------------------------------------------------------------
 
 
-def _row(metric: str, unit: str, mine: float | None, theirs: float | None, target: Target | None = None) -> dict[str, Any]:
+def _row(
+    metric: str, unit: str, mine: float | None, theirs: float | None, target: Target | None = None
+) -> dict[str, Any]:
     if mine is None:
         return metric_row(metric, unit, float("nan"), theirs, None)
     return metric_row(metric, unit, mine, theirs, target)
@@ -484,10 +503,19 @@ def _sections(sides: list[Side]) -> dict[str, Any]:
             row
             for side in sides
             for row in (
-                _row(f"{side.label}: p50 added by the transform", "us", side.results["online"]["odfv_added"]["featurelite"],
-                     side.results["online"]["odfv_added"]["feast"], Target("ratio", "<=", 0.02)),
-                _row(f"{side.label}: p50 of the read with the transform", "us",
-                     side.results["online"]["odfv"]["featurelite"]["p50_us"], side.results["online"]["odfv"]["feast"]["p50_us"]),
+                _row(
+                    f"{side.label}: p50 added by the transform",
+                    "us",
+                    side.results["online"]["odfv_added"]["featurelite"],
+                    side.results["online"]["odfv_added"]["feast"],
+                    Target("ratio", "<=", 0.02),
+                ),
+                _row(
+                    f"{side.label}: p50 of the read with the transform",
+                    "us",
+                    side.results["online"]["odfv"]["featurelite"]["p50_us"],
+                    side.results["online"]["odfv"]["feast"]["p50_us"],
+                ),
             )
         ],
         {},
@@ -498,10 +526,16 @@ def _sections(sides: list[Side]) -> dict[str, Any]:
         f"{BATCH_PER_ROUND:,} timed calls of each kind per round",
         _LIMIT,
         [
-            _row(f"{side.label}, {n} features: {stat}", "us", side.results["online"][f"batch_{n}"]["featurelite"][f"{stat}_us"],
-                 side.results["online"][f"batch_{n}"]["feast"][f"{stat}_us"],
-                 Target("featurelite", "<=", 500.0) if n == 10 else None)
-            for side in sides for n in (10, 3) for stat in ("p50", "p99")
+            _row(
+                f"{side.label}, {n} features: {stat}",
+                "us",
+                side.results["online"][f"batch_{n}"]["featurelite"][f"{stat}_us"],
+                side.results["online"][f"batch_{n}"]["feast"][f"{stat}_us"],
+                Target("featurelite", "<=", 500.0) if n == 10 else None,
+            )
+            for side in sides
+            for n in (10, 3)
+            for stat in ("p50", "p99")
         ],
         {},
     )
@@ -539,8 +573,13 @@ def _sections(sides: list[Side]) -> dict[str, Any]:
     for side in sides:
         i = side.results["ingest"]
         ingest_rows += [
-            _row(f"{side.label}: throughput (history rows/s)", "rows/s", i["featurelite"]["rows_per_s"], i["feast"]["rows_per_s"],
-                 Target("ratio", ">=", 20.0)),
+            _row(
+                f"{side.label}: throughput (history rows/s)",
+                "rows/s",
+                i["featurelite"]["rows_per_s"],
+                i["feast"]["rows_per_s"],
+                Target("ratio", ">=", 20.0),
+            ),
         ]
     sections["feast_ingest"] = workload(
         "vs Feast: ingest / materialize throughput",
@@ -582,9 +621,19 @@ def _sections(sides: list[Side]) -> dict[str, Any]:
     for side in sides:
         c = side.results["cold"]
         cold_rows += [
-            _row(f"{side.label}: process start to first on-demand value (median of 3)", "s", c["featurelite"]["to_value_s"],
-                 None, Target("featurelite", "<=", 1.5)),
-            _row(f"{side.label}: wall time to process exit (median of 3)", "s", c["featurelite"]["wall_s"], c["feast"]["wall_s"]),
+            _row(
+                f"{side.label}: process start to first on-demand value (median of 3)",
+                "s",
+                c["featurelite"]["to_value_s"],
+                None,
+                Target("featurelite", "<=", 1.5),
+            ),
+            _row(
+                f"{side.label}: wall time to process exit (median of 3)",
+                "s",
+                c["featurelite"]["wall_s"],
+                c["feast"]["wall_s"],
+            ),
         ]
     sections["feast_cold"] = workload(
         "vs Feast: cold start (new process to first on-demand value)",

@@ -156,7 +156,8 @@ def _feast_lines(results: dict[str, Any]) -> Iterator[str]:
     if training:
         rows, values = training.get("rows", {}), training.get("values", {})
         yield (
-            f"- Training set: {rows.get('featurelite', '?'):,} rows from featurelite, {rows.get('feast', '?'):,} from Feast; "
+            f"- Training set: {rows.get('featurelite', '?'):,} rows from featurelite, "
+            f"{rows.get('feast', '?'):,} from Feast; "
             f"rows Feast dropped: {rows.get('feast_dropped', '?')}; of {values.get('compared', 0):,} values, equal: "
             f"{values.get('equal', 0):,}, null on both sides: {values.get('both_null', 0):,}, different: "
             f"{values.get('differ', '?')}; identical: {training.get('identical')}."
@@ -164,13 +165,17 @@ def _feast_lines(results: dict[str, Any]) -> Iterator[str]:
         if not training.get("identical"):
             yield f"  Smallest examples of each difference: `{training.get('examples')}`"
         if rows.get("feast_keeps_entity_df_order") is False:
-            yield "- Feast returns the training set in another row order than the entity dataframe; rows were paired on (user_id, event_timestamp, label)."
+            yield (
+                "- Feast returns the training set in another row order than the entity dataframe; "
+                "rows were paired on (user_id, event_timestamp, label)."
+            )
     online = cross.get("online")
     if online:
         keys, values = online.get("keys", {}), online.get("values", {})
         yield (
             f"- Online values of {keys.get('paired', '?')} keys x {len(online.get('features', []))} features: "
-            f"equal {values.get('equal', '?')}, different {values.get('differ', '?')}; identical: {online.get('identical')}."
+            f"equal {values.get('equal', '?')}, different {values.get('differ', '?')}; "
+            f"identical: {online.get('identical')}."
         )
         if not online.get("identical"):
             yield f"  Smallest examples of each difference: `{online.get('examples')}`"

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,7 @@ def _post(conn: http.client.HTTPConnection, path: str, body: bytes, content_type
     return payload
 
 
-def _read_bodies(keys: np.ndarray) -> list[bytes]:
+def _read_bodies(keys: Iterable[int] | np.ndarray) -> list[bytes]:
     return [json.dumps({"features": list(FEATURE_REFS), "entities": [{KEY: int(k)}]}).encode() for k in keys]
 
 
@@ -280,10 +281,10 @@ def push(ctx: Context) -> dict[str, Any]:
     return workload(
         "Push while serving: 1,000-row batches, reads continuing",
         f"`POST /push` of {count:,} batches of {PUSH_ROWS:,} fresh events (random existing entities of "
-        f"{ctx.scale.entities:,}, {len(FEATURES)} float64 features) into the served store, one after the other from one "
-        f"client, as Arrow IPC streams and then {len(json_batches):,} batches as JSON columns, while "
-        f"{READERS_DURING_PUSH} client threads keep sending single-entity reads, {READ_RATE_DURING_PUSH} per second each "
-        "(their latency is reported). Each push is "
+        f"{ctx.scale.entities:,}, {len(FEATURES)} float64 features) into the served store, one after the other "
+        f"from one client, as Arrow IPC streams and then {len(json_batches):,} batches as JSON columns, while "
+        f"{READERS_DURING_PUSH} client threads keep sending single-entity reads, {READ_RATE_DURING_PUSH} per second "
+        "each (their latency is reported). Each push is "
         "acknowledged only after it is committed and visible to reads.",
         "a reference rather than a limit: the same number of 1,000-row batches ingested in-process with "
         "`store.ingest` (index loaded, as in the server), after the server stopped; no HTTP",

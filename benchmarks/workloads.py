@@ -204,7 +204,7 @@ def _online_values(ctx: Context) -> pa.Table:
 def _dict_table(values: pa.Table) -> DictTable:
     """The limit: a plain dict from key to a tuple of the feature values."""
     keys = values.column(KEY).to_pylist()
-    return dict(zip(keys, zip(*(values.column(f).to_pylist() for f in FEATURES))))
+    return dict(zip(keys, zip(*(values.column(f).to_pylist() for f in FEATURES), strict=True), strict=True))
 
 
 def _rss_probe(ctx: Context) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def index_memory(ctx: Context) -> dict[str, Any]:
 
 def _verify_online(store: fl.Store, table: DictTable, keys: list[int]) -> None:
     response = store.get_online_features([{KEY: k} for k in keys], list(FEATURE_REFS)).to_dict()
-    got = list(zip(*(response[f] for f in FEATURES)))
+    got = list(zip(*(response[f] for f in FEATURES), strict=True))
     _check(got == [table[k] for k in keys], "online values differ between featurelite and the dict")
 
 

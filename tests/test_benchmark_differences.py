@@ -54,7 +54,7 @@ def test_compare_names_each_kind_of_difference() -> None:
 def test_every_case_is_described_and_sent_to_feast_whole() -> None:
     config = differences.to_config()
     assert [c["name"] for c in config] == [case.name for case in CASES]
-    for case, sent in zip(CASES, config):
+    for case, sent in zip(CASES, config, strict=True):
         assert sent["steps"] == case.steps and sent["spine"] == case.spine
         text = differences.describe_input(case)
         assert text.startswith("ingest (key 1, day") and "training rows" in text

@@ -1,5 +1,8 @@
 """The benchmark suite's quick mode runs end to end (CI keeps it working; the numbers are
-not checked against targets here)."""
+not checked against targets here).
+
+A benchmark, not a test of the product: marked ``slow``, so the default ``python -m pytest``
+leaves it out and .ci/run runs it in a step of its own (``python -m pytest -m slow``)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = {
@@ -24,7 +30,7 @@ WORKLOADS = {
 }
 
 
-def _positive_numbers(result: dict) -> list[float]:
+def _positive_numbers(result: dict[str, Any]) -> list[float]:
     numbers = []
     for row in result["rows"]:
         if "difference" in row["metric"]:  # a difference of two latencies may have either sign
@@ -36,6 +42,7 @@ def _positive_numbers(result: dict) -> list[float]:
     return numbers
 
 
+@pytest.mark.slow
 def test_quick_benchmarks_run_and_write_results(tmp_path: Path) -> None:
     output = tmp_path / "quick.json"
     docs = REPO / "docs" / "benchmarks.md"

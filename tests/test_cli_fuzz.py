@@ -142,7 +142,7 @@ def argvs(draw: st.DrawFn) -> list[str]:
     name = draw(st.sampled_from(["nope", "", "--help", "--version", "-V"] if odd else names))
     command = main.commands.get(name)
     if command is None:
-        return [name] + draw(st.lists(st.sampled_from(JUNK) | _text, max_size=2))
+        return [name, *draw(st.lists(st.sampled_from(JUNK) | _text, max_size=2))]
     params = [p for p in command.params if not (isinstance(p, click.Option) and p.opts[0] in ("--help", "-h"))]
     target = draw(st.integers(0, len(params)))  # len(params): no parameter is the target
     positional: list[str] = []

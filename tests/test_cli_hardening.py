@@ -384,7 +384,7 @@ def test_the_examples_values_do_not_depend_on_the_clock() -> None:
     a = demo.example_events(end=NOW)
     b = demo.example_events(end=NOW + timedelta(days=400))
     assert a.drop(["ts"]) == b.drop(["ts"])
-    shift = [y - x for x, y in zip(a.column("ts").to_pylist(), b.column("ts").to_pylist())]
+    shift = [y - x for x, y in zip(a.column("ts").to_pylist(), b.column("ts").to_pylist(), strict=True)]
     assert set(shift) == {timedelta(days=400)}
 
 

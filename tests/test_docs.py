@@ -95,7 +95,7 @@ def test_page_code_runs(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 # Register the block as a source file, as Jupyter does for cells, so that
                 # featurizers defined in the docs have source code to store.
                 linecache.cache[filename] = (len(block.code), None, block.code.splitlines(True), filename)
-                exec(compile(block.code, filename, "exec"), namespace)
+                exec(compile(block.code, filename, "exec"), namespace)  # noqa: S102 - the docs' own code
             except Exception as exc:  # noqa: BLE001 - reported below with the page and block
                 details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                 failure = (

@@ -145,7 +145,7 @@ def test_historical_features_match_the_oracle(scenario, spine_rows):
     for ref in FEATURES:
         got = result.column(ref.replace(":", "__")).to_pylist()
         want = [expected_value(model, ref, r) for r in spine_rows]
-        assert all(same(g, w) for g, w in zip(got, want)), (ref, got, want)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), (ref, got, want)
 
 
 @given(scenarios(), st.integers(-5, 16).map(lambda k: k * HALF_DAY))
@@ -166,9 +166,9 @@ def test_online_equals_historical_at_now(scenario, now_us):
     for ref in FEATURES:
         name = ref.replace(":", "__")
         want = offline.column(name).to_pylist()
-        assert all(same(g, w) for g, w in zip(served[name], want)), (ref, served[name], want)
+        assert all(same(g, w) for g, w in zip(served[name], want, strict=True)), (ref, served[name], want)
         view = ref.split(":")[0]
-        for k, status, value in zip(keys, online.statuses[name], served[name]):
+        for k, status, value in zip(keys, online.statuses[name], served[name], strict=True):
             key = (k["user_id"],) if view == "a" else (k["user_id"], k["shop"])
             _, model_status = model.lookup(view, key, now_us)
             if model_status == fl.Status.PRESENT and value is None:

@@ -211,7 +211,7 @@ def test_a_batch_result_that_depends_on_position_is_caught_by_verify():
     kernel = cancel._kernels.kernel
 
     @numba.njit
-    def drifting_loop(x0, x1, v0, o0):  # noqa: ANN001, ANN202 - the generated loop's signature
+    def drifting_loop(x0, x1, v0, o0):  # the generated loop's signature
         for i in range(v0.shape[0]):
             v0[i] = True
             o0[i] = kernel(x0[i], x1[i]) * (1.0 if i < 5 else 1.0 + 2.0**-52)
@@ -240,7 +240,7 @@ def test_results_that_depend_on_the_call_are_caught_with_a_minimal_counterexampl
 def test_strings_survive_both_paths_exactly():
     names = ["", "a", "\x00", "a\x00b", "é", "ÿĀ", "日本語", "𝄞𝄞", "naïve café", "x" * 1000, None]
     texts, lengths, ascii_ = tag.run_batch({"name": names, "n": [0] * len(names)})
-    for name, text, length, is_ascii in zip(names, texts.to_pylist(), lengths.to_pylist(), ascii_.to_pylist()):
+    for name, text, length, is_ascii in zip(names, texts.to_pylist(), lengths.to_pylist(), ascii_.to_pylist(), strict=True):
         assert tag.run_args([name, 0]) == ((None, None, None) if name is None else (text, length, is_ascii))
         if name is not None:
             assert (text, length, is_ascii) == (name[:3], len(name), name.isascii())

@@ -30,13 +30,13 @@ def test_a_failed_statement_is_a_store_error_from_the_duckdb_error(con):
 
 def test_translating_says_what_failed_and_is_never_the_root_class(con):
     with (
-        pytest.raises(fl.StoreError, match="^counting the rows failed: Catalog Error") as info,
+        pytest.raises(fl.StoreError, match=r"^counting the rows failed: Catalog Error") as info,
         db.translating("counting the rows", view="v"),
     ):
         db.run(con, "SELECT count(*) FROM missing")
     assert type(info.value) is fl.StoreError and info.value.view == "v" and info.value.committed is None
     assert isinstance(info.value.__cause__, duckdb.CatalogException)
-    with pytest.raises(fl.StoreError, match="^reading failed: Parser Error"), db.translating("reading"):
+    with pytest.raises(fl.StoreError, match=r"^reading failed: Parser Error"), db.translating("reading"):
         con.execute("SELEC 1")  # a raw DuckDB call inside is translated too
     with pytest.raises(fl.InputError), db.translating("anything"):
         raise fl.InputError("featurelite errors pass through unchanged")

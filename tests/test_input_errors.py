@@ -112,7 +112,7 @@ def test_a_featurizer_failing_at_run_time_is_a_featurizer_error_on_every_path(re
     with pytest.raises(fl.FeaturizerError, match="not valid Unicode"):
         ready.get_online_features({"user_id": [1]}, ["derived:bad"], now=T0)
     spine = pa.table({"user_id": [1], "event_timestamp": pa.array([T0], pa.timestamp("us"))})
-    with pytest.raises(fl.FeaturizerError, match="on-demand view 'derived'.*not valid Unicode") as caught:
+    with pytest.raises(fl.FeaturizerError, match=r"on-demand view 'derived'.*not valid Unicode") as caught:
         ready.get_historical_features(spine, ["derived:bad"])
     assert caught.value.view == "derived" and caught.value.featurizer == "boom"
 
@@ -205,7 +205,8 @@ def test_runtime_values_are_bound_never_pasted_into_sql(tmp_path, monkeypatch):
     import re
 
     import featurelite.db as db
-    from featurelite import historical, offline, online, store as store_module, writes
+    from featurelite import historical, offline, online, writes
+    from featurelite import store as store_module
     from featurelite.rules import SEQ
 
     seen: list[str] = []

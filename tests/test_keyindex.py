@@ -50,5 +50,5 @@ def test_dict_key_index_matches_a_dict(batches):
         for key in distinct:
             model.setdefault(key, len(model))
         assert rows.tolist() == [model[k] for k in distinct]
-    assert index.get_many(list(model) + [("z", 0)]).tolist() == list(model.values()) + [-1]
+    assert index.get_many([*model, ("z", 0)]).tolist() == [*model.values(), -1]
     assert index.get(["unhashable"]) is None

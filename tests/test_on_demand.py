@@ -83,7 +83,7 @@ def test_training_set_at_t_equals_serving_after_ingesting_up_to_t(rows, t_us, ba
     for ref in FEATURES:
         name = ref.split(":")[1]
         got, want = online[name], offline.column(name).to_pylist()
-        assert all(same(g, w) for g, w in zip(got, want)), (ref, got, want)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), (ref, got, want)
 
 
 def test_values_nulls_and_defaults(store):

@@ -176,7 +176,7 @@ def test_reads_never_fail_while_definitions_change(ready):
                     assert got in ([None], [2.0])
                 except fl.UnknownFeatureViewError:
                     pass
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure is asserted on in the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
@@ -208,7 +208,7 @@ def test_reads_are_safe_while_another_thread_ingests(ready):
             for i in range(1, 60):
                 ready.ingest("stats", rows([7, 8], [float(i), float(i)], [T0 + timedelta(seconds=i)] * 2))
                 written.append(float(i))
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
         finally:
             stop.set()
@@ -222,7 +222,7 @@ def test_reads_are_safe_while_another_thread_ingests(ready):
                     assert got[0] >= last
                     last = got[0]
                 time.sleep(0)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure is asserted on in the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]

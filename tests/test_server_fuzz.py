@@ -150,7 +150,7 @@ VALID_ROW = st.fixed_dictionaries({
 
 
 def _push_body() -> st.SearchStrategy[dict[str, Any]]:
-    view = st.one_of(st.sampled_from(VIEWS + ("ghost",)), TEXT, SCALAR)
+    view = st.one_of(st.sampled_from((*VIEWS, "ghost")), TEXT, SCALAR)
     columns = st.dictionaries(st.sampled_from(["user_id", "version", "batch", "ts", "x"]),
                               st.one_of(st.lists(st.one_of(KEY, TIMES), max_size=4), SCALAR), max_size=5)
     return st.one_of(

@@ -401,9 +401,9 @@ def test_a_bad_port_or_host_or_a_port_in_use_is_a_server_error_naming_the_addres
     for port in (99999, -1, 65536):
         with pytest.raises(ServerError, match=f"port {port}"):
             run(str(path), port=port)
-    with pytest.raises(ServerError, match="no-such-host.invalid"):
+    with pytest.raises(ServerError, match=r"no-such-host\.invalid"):
         run(str(path), host="no-such-host.invalid", port=free_port())
-    with pytest.raises(ServerError, match="192.0.2.1"):  # TEST-NET: not an address of this machine
+    with pytest.raises(ServerError, match=r"192\.0\.2\.1"):  # TEST-NET: not an address of this machine
         run(str(path), host="192.0.2.1", port=free_port())
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -183,9 +183,8 @@ def test_demo_runs(capsys):
 
 def test_the_same_file_twice_in_one_process_is_refused(tmp_path):
     path = tmp_path / "shop.duckdb"
-    with fl.open(path):
-        with pytest.raises(fl.StoreLockedError, match="already open in this process"):
-            fl.open(str(path))
+    with fl.open(path), pytest.raises(fl.StoreLockedError, match="already open in this process"):
+        fl.open(str(path))
     with fl.open(path) as again:  # free once the first is closed
         assert again.list_feature_views() == []
 

@@ -89,7 +89,7 @@ def test_derived_values_are_the_kernels_results_row_by_row(rows):
         store.ingest("stats", events(rows))
         history = store.con.sql("SELECT * FROM fl_history__stats ORDER BY _fl_seq").to_arrow_table().to_pylist()
         assert len(history) == len(rows)
-        for row, stored in zip(rows, history):
+        for row, stored in zip(rows, history, strict=True):
             want_ratio = per_order.run_args([row["spend"], row["orders"]])
             want_parts = city_parts.run_args([row["city"], stamp(row["ts"])])
             got_parts = (stored["city_upper"], stored["day"], stored["long_name"])
@@ -141,14 +141,14 @@ def test_training_set_at_t_equals_serving_after_ingesting_up_to_t(rows, t_us, se
     for ref in features:
         name = ref.split(":")[1]
         got, want = online[name], offline.column(name).to_pylist()
-        assert all(same(g, w) for g, w in zip(got, want)), (ref, got, want)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), (ref, got, want)
 
 
 def test_input_must_not_carry_derived_columns_and_the_store_is_unchanged(store):
     store.apply([stats])
     rows = [{"user_id": 1, "spend": 2.0, "orders": 1, "city": "x", "ts": 0}]
     bad = events(rows).append_column("per_order", pa.array([9.0]))
-    with pytest.raises(fl.SchemaError, match="computes at ingest.*drop them"):
+    with pytest.raises(fl.SchemaError, match=r"computes at ingest.*drop them"):
         store.ingest("stats", bad)
     assert store.describe("stats")["history_rows"] == 0
     store.ingest("stats", events(rows))
@@ -208,7 +208,7 @@ def test_changing_a_write_time_featurizer_is_breaking_once_data_is_stored(store)
     assert [c.name for c in store.apply([with_ratio(changed)]).changed] == ["stats"]  # empty: allowed
     store.apply([stats])
     store.ingest("stats", events([{"user_id": 1, "spend": 2.0, "orders": 1, "city": "x", "ts": 0}]))
-    with pytest.raises(fl.BreakingChangeError, match="per_order.*another featurizer version"):
+    with pytest.raises(fl.BreakingChangeError, match=r"per_order.*another featurizer version"):
         store.apply([with_ratio(changed)])
     more = fl.FeatureView(
         "stats", entities=[user], timestamp_field="ts", ttl="3d",
@@ -262,7 +262,7 @@ def test_a_fresh_process_ingests_with_the_stored_featurizer(tmp_path):
 
 def test_request_data_of_the_wrong_kind_is_an_input_error(store):
     store.apply([stats, days, ages])
-    with pytest.raises(fl.InputError, match="featurizer 'since'.*datetime"):
+    with pytest.raises(fl.InputError, match=r"featurizer 'since'.*datetime"):
         store.get_online_features([{"user_id": 1}], ["ages:stamp"], request_data={"seen_at": ["2024-01-01"]})
     now = datetime(2024, 1, 1, tzinfo=timezone.utc)
     got = store.get_online_features([{"user_id": 1}], ["ages:stamp"], request_data={"seen_at": [now]}).to_dict()
