@@ -1,4 +1,5 @@
-"""Command line: ``python -m benchmarks run --quick|--full`` and ``python -m benchmarks render``."""
+"""Command line: ``python -m benchmarks run --quick|--full``, ``python -m benchmarks compare`` and
+``python -m benchmarks render``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .compare import main as compare_main
 from .config import DOCS_PAGE, FULL_RESULTS, QUICK_RESULTS, SCALES, SEED
 from .render import render, summary_lines
 from .runner import run
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also run Feast 0.67 on the same data (default: with --full only; installs it into its own venv "
         "under benchmarks/work/)",
     )
+    compare_cmd = commands.add_parser("compare", help="compare a run with earlier committed runs, ratio by ratio")
+    compare_cmd.add_argument("--before", nargs="+", required=True, help="git revisions with committed full results")
+    compare_cmd.add_argument("--after", type=Path, default=FULL_RESULTS, help="the results JSON to compare")
     render_cmd = commands.add_parser("render", help="regenerate docs/benchmarks.md from a results JSON")
     render_cmd.add_argument("--input", type=Path, default=FULL_RESULTS)
     render_cmd.add_argument("--output", type=Path, default=DOCS_PAGE)
@@ -50,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(args_list)
+    if args.command == "compare":
+        print(compare_main(args.before, args.after))
+        return 0
     if args.command == "render":
         args.output.write_text(render(json.loads(args.input.read_text())))
         return 0

@@ -6,9 +6,8 @@ it is written: at module level, inside a function (lazy imports), under ``if TYP
 ``importlib.import_module("...")`` with a constant name. An edge remembers its line and whether it
 runs at import time (module level, not under TYPE_CHECKING), which the transitive contracts use.
 
-One test per contract. A contract the code breaks today is marked xfail(strict=True) until the
-structural pass lands; then the mark goes (a strict xfail that starts passing fails the run, so the
-mark cannot be forgotten). A failure names the offending module, line and import.
+One test per contract; docs/architecture.md draws what they keep true. A failure names the
+offending module, line and import.
 """
 
 from __future__ import annotations
@@ -253,8 +252,14 @@ def contract_offline_and_online_are_independent() -> list[str]:
 
 
 def contract_layout_does_not_import_featurizer() -> list[str]:
-    """`layout` does not import `featurizer`, directly or transitively."""
-    return [f"`layout` reaches `featurizer`: {_chain(chain)}" for chain in routes("layout", "featurizer")]
+    """`layout` does not import `featurizer`, not even for types, nor anything that brings it in
+    when `layout` is imported. (A type-only import of `definitions`, to name the view's type,
+    never runs; what runs kernels at ingest is `writes`, which is allowed to.)"""
+    return [
+        f"`layout` reaches `featurizer`: {_chain(chain)}"
+        for chain in routes("layout", "featurizer")
+        if len(chain) == 1 or not chain[0].type_checking
+    ]
 
 
 def contract_only_main_and_cli_import_the_entry_points() -> list[str]:
@@ -362,6 +367,36 @@ def contract_store_knows_no_cli_or_http() -> list[str]:
     return problems
 
 
+def contract_rules_and_plans_run_no_sql() -> list[str]:
+    """The rules (`rules`), the planner (`planning`) and the online index (`onlineindex`) do no
+    I/O: they import neither duckdb nor the modules that run SQL (`db` only for quoting names)."""
+    sql = {"offline", "online", "registry", "writes", "historical", "lookup", "store", "connection"}
+    problems = []
+    for module in ("rules", "planning", "onlineindex"):
+        for e in edges():
+            if e.source != module or e.type_checking:
+                continue
+            if e.target == "duckdb" or (e.internal and e.target in sql):
+                problems.append(f"{e}: `{module}` is pure; SQL belongs to the modules that run it")
+    return problems
+
+
+def contract_one_home_per_rule() -> list[str]:
+    """The rules that decide a value are used from their one home: nothing outside `rules`
+    spells the winner order's SQL (``epoch_us(...) * 2**64``, ``'-infinity'``) or the ttl
+    arithmetic (``to_microseconds``), and nothing outside `rules` and `onlineindex` compares
+    the order's terms in NumPy."""
+    spellings = {"'-infinity'": "rules", "18446744073709551616": "rules", "to_microseconds(": "rules"}
+    problems = []
+    for path in sorted(ROOT.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for spelling, home in spellings.items():
+                if spelling in line and module != home:
+                    problems.append(f"featurelite/{module}.py:{number} spells {spelling!r}, a rule whose home is `{home}`")
+    return problems
+
+
 def _reachable_at_import_time(start: str) -> set[str]:
     seen = {start}
     todo = [start]
@@ -373,23 +408,17 @@ def _reachable_at_import_time(start: str) -> set[str]:
     return seen
 
 
-FIXED_BY_STRUCTURAL_PASS = pytest.mark.xfail(strict=True, reason="fixed by the structural pass")
-
 CONTRACTS = [
     pytest.param(contract_types_and_errors_are_leaves, id="types-and-errors-are-leaves"),
     pytest.param(contract_offline_and_online_are_independent, id="offline-online-independent"),
-    pytest.param(
-        contract_layout_does_not_import_featurizer, id="layout-not-featurizer", marks=FIXED_BY_STRUCTURAL_PASS
-    ),
+    pytest.param(contract_layout_does_not_import_featurizer, id="layout-not-featurizer"),
     pytest.param(contract_only_main_and_cli_import_the_entry_points, id="entry-points-imported-only-by-main-and-cli"),
     pytest.param(contract_adapters_use_only_the_public_store_api, id="cli-and-server-use-only-public-store-api"),
-    pytest.param(
-        contract_featurizer_and_verification_no_cycle,
-        id="featurizer-verification-one-direction",
-        marks=FIXED_BY_STRUCTURAL_PASS,
-    ),
+    pytest.param(contract_featurizer_and_verification_no_cycle, id="featurizer-verification-one-direction"),
     pytest.param(contract_hypothesis_only_lazily_in_verification, id="hypothesis-only-lazily-in-verification"),
     pytest.param(contract_store_knows_no_cli_or_http, id="store-knows-no-cli-or-http"),
+    pytest.param(contract_rules_and_plans_run_no_sql, id="rules-and-plans-run-no-sql"),
+    pytest.param(contract_one_home_per_rule, id="one-home-per-rule"),
 ]
 
 
