@@ -28,9 +28,9 @@ from .errors import (
     UnknownFeatureViewError,
 )
 from .featurizer import Featurizer, Timestamp, featurizer
-from .rules import Status
 from .registry import ApplyResult, Change
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
+from .rules import Status
 from .store import Store, open
 from .types import DTYPES
 

@@ -70,10 +70,10 @@ def opened(path: str, *, read_only: bool) -> Iterator[Store]:
             server = server_holding(path)
             if server is None:
                 raise
+            instead = "read it through the server" if read_only else "push rows through POST " + server["url"] + "/push"
             raise CommandFailure(
                 f"store {path!r} is held by `featurelite serve` (pid {server['pid']}, {server['url']}); "
-                f"{'read it through the server' if read_only else 'push rows through POST ' + server['url'] + '/push'}, "
-                "or stop the server first"
+                f"{instead}, or stop the server first"
             ) from exc
         with store:
             yield store
@@ -222,7 +222,7 @@ def load_definitions(path: str) -> list[Entity | FeatureView | OnDemandFeatureVi
         raise CommandFailure(f"{path}: {exc}") from None
     except SystemExit as exc:  # the file called sys.exit(): its code is not ours to exit with
         raise CommandFailure(f"{path} exited (sys.exit({exc.code!r})) instead of defining its objects") from None
-    except Exception as exc:  # the user's file failed to run, whatever it raised: say where
+    except Exception as exc:  # noqa: BLE001 - the user's file failed to run, whatever it raised: say where
         raise CommandFailure(f"{path} failed to run: {type(exc).__name__}: {exc}") from None
     finally:
         with contextlib.suppress(ValueError):
@@ -260,7 +260,9 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
             except FeatureliteError as exc:
                 # Each file is its own atomic ingest: say which files landed before this one.
                 landed = ", ".join(f"{r['file']} ({r['rows']} rows)" for r in results)
-                raise CommandFailure(f"{path}: {exc}" + (f" (already ingested, each whole: {landed})" if landed else "")) from None
+                raise CommandFailure(
+                    f"{path}: {exc}" + (f" (already ingested, each whole: {landed})" if landed else "")
+                ) from None
             results.append({"file": path, "view": result.view, "rows": result.rows})
     emit({"view": view, "rows": sum(r["rows"] for r in results), "files": results}, "json")
 
@@ -286,10 +288,16 @@ def materialize(store: str, views: tuple[str, ...], end_date: datetime | None, q
 
 @main.command("get-online-features")
 @_store_arg
-@click.option("--feature", "-f", "features", multiple=True, required=True, help="A view:feature reference (repeatable).")
+@click.option(
+    "--feature", "-f", "features", multiple=True, required=True, help="A view:feature reference (repeatable)."
+)
 @click.option("--entity", "-e", "entity_pairs", multiple=True, help="A join key value, KEY=VALUE (repeat per entity).")
-@click.option("--entities", "entities_json", help="Entities as JSON: [{key: value}, ...] or {key: [values]}; @FILE reads a file.")
-@click.option("--request", "-r", "request_pairs", multiple=True, help="A request field value, FIELD=VALUE (repeat per entity).")
+@click.option(
+    "--entities", "entities_json", help="Entities as JSON: [{key: value}, ...] or {key: [values]}; @FILE reads a file."
+)
+@click.option(
+    "--request", "-r", "request_pairs", multiple=True, help="A request field value, FIELD=VALUE (repeat per entity)."
+)
 @click.option("--request-data", "request_json", help="Request data as JSON {field: [values]}; @FILE reads a file.")
 @click.option("--now", type=MOMENT, help="Serve as of this ISO-8601 time (default: now).")
 @click.option("--statuses", is_flag=True, help="Also return each value's status (a FEATURE:status column in tables).")
@@ -340,8 +348,12 @@ def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
 @main.command("get-historical-features")
 @_store_arg
 @click.argument("entity_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--feature", "-f", "features", multiple=True, required=True, help="A view:feature reference (repeatable).")
-@click.option("--timestamp-field", help="The entity file's event time column (default: event_timestamp or the only timestamp).")
+@click.option(
+    "--feature", "-f", "features", multiple=True, required=True, help="A view:feature reference (repeatable)."
+)
+@click.option(
+    "--timestamp-field", help="The entity file's event time column (default: event_timestamp or the only timestamp)."
+)
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
 @_format_option(default="parquet", choices=FORMATS)
 @_output
@@ -375,13 +387,17 @@ def list_(store: str, fmt: str) -> None:
     with opened(store, read_only=True) as s, _errors():
         rows: list[dict[str, Any]] = []
         for ent in s.list_entities():
-            rows.append({"kind": "entity", "name": ent.name, "version": ent.version, "details": ", ".join(ent.join_keys)})
+            rows.append(
+                {"kind": "entity", "name": ent.name, "version": ent.version, "details": ", ".join(ent.join_keys)}
+            )
         for view in s.list_feature_views():
             info = s.describe(view.name)
             rows.append({
                 "kind": "feature_view", "name": view.name, "version": view.version,
-                "details": f"{info['history_rows']} rows, {info['online_rows']} entities, last event {info['last_event']}",
-                "history_rows": info["history_rows"], "online_rows": info["online_rows"], "last_event": info["last_event"],
+                "details": f"{info['history_rows']} rows, {info['online_rows']} entities, "
+                           f"last event {info['last_event']}",
+                "history_rows": info["history_rows"], "online_rows": info["online_rows"],
+                "last_event": info["last_event"],
                 "features": view.features,
             })
             rows += _featurizer_rows(view.name, view.featurizers)
@@ -527,7 +543,9 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
             # makes that rare (a race for the port). Say it in the CLI's one line.
             if exc.code in (None, 0):
                 raise
-            raise CommandFailure(f"the server could not start on {host}:{port} (uvicorn exited with {exc.code})") from None
+            raise CommandFailure(
+                f"the server could not start on {host}:{port} (uvicorn exited with {exc.code})"
+            ) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -243,7 +243,9 @@ def checked_output(output: str | None, *, store: str, inputs: Sequence[str] = ()
     if not os.path.isdir(folder):
         raise CommandFailure(f"cannot write {output!r}: the folder {os.path.dirname(output) or '.'!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise CommandFailure(f"cannot write {output!r}: no permission to create files in {os.path.dirname(output) or '.'!r}")
+        raise CommandFailure(
+            f"cannot write {output!r}: no permission to create files in {os.path.dirname(output) or '.'!r}"
+        )
     if os.path.isdir(target):
         raise click.BadParameter(f"{output!r} is a folder; give a file name", param_hint="'--output'")
     return target

@@ -3,6 +3,7 @@ process), read-only checks, closing, and closing itself after a fatal DuckDB err
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,14 +52,18 @@ class StoreConnection:
             con = self._con
         if con is None:
             why = f" after a fatal DuckDB error ({self._closed_reason})" if self._closed_reason else ""
-            raise StoreClosedError(f"store {self.path!r} was closed{why}; open it again with featurelite.open", path=self.path)
+            raise StoreClosedError(
+                f"store {self.path!r} was closed{why}; open it again with featurelite.open", path=self.path
+            )
         return con
 
     def writable(self) -> duckdb.DuckDBPyConnection:
         """The open connection, if the store may be written; ReadOnlyError if not."""
         con = self.get()
         if self.read_only:
-            raise ReadOnlyError(f"store {self.path!r} is open read-only; open it with read_only=False to write", path=self.path)
+            raise ReadOnlyError(
+                f"store {self.path!r} is open read-only; open it with read_only=False to write", path=self.path
+            )
         return con
 
     def shut(self, reason: str | None) -> None:
@@ -112,10 +117,10 @@ class StoreConnection:
                 return
             try:
                 if not self.read_only and invalidated(con) is None:
-                    try:
+                    # A failed last write is given up: what it would have written stays to be
+                    # done on the next open.
+                    with contextlib.suppress(FeatureliteError):
                         last_write(con)
-                    except FeatureliteError:
-                        pass  # what it would have written stays to be done on the next open
             finally:
                 self.shut(invalidated(con))
 

@@ -10,6 +10,7 @@ connections (:func:`invalidated`) so the Store can close itself and say why.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -29,8 +30,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "checkpoint", "claim_path", "connect", "damaged", "fetch_arrow", "invalidated", "path_of", "quote", "release_path", "run",
-    "transaction", "translating", "untold",
+    "checkpoint", "claim_path", "connect", "damaged", "fetch_arrow", "invalidated", "path_of", "quote", "release_path",
+    "run", "transaction", "translating", "untold",
 ]
 
 #: DuckDB writes this at byte 8 of every database file.
@@ -127,7 +128,9 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             os.remove(path)
             exists = False
         elif exists and not os.access(path, os.R_OK if read_only else os.R_OK | os.W_OK):
-            raise StoreError(f"store file {path!r} cannot be {'read' if read_only else 'written'}; check its permissions", path=path)
+            raise StoreError(
+                f"store file {path!r} cannot be {'read' if read_only else 'written'}; check its permissions", path=path
+            )
         elif exists and not _is_duckdb_file(path):
             raise StoreFormatError(
                 f"file {path!r} is not a DuckDB database, so it cannot be a featurelite store; "
@@ -173,7 +176,9 @@ def invalidated(con: duckdb.DuckDBPyConnection) -> str | None:
     return _INVALIDATED.get(con) if _INVALIDATED else None
 
 
-def _fatal(con: duckdb.DuckDBPyConnection, exc: duckdb.FatalException, what: str, *, committed: bool | None) -> StoreError:
+def _fatal(
+    con: duckdb.DuckDBPyConnection, exc: duckdb.FatalException, what: str, *, committed: bool | None
+) -> StoreError:
     """Remember that DuckDB invalidated ``con`` and return the error to raise."""
     _INVALIDATED[con] = str(exc)
     path = path_of(con)
@@ -232,7 +237,9 @@ def untold(exc: BaseException) -> duckdb.Error | None:
     return None
 
 
-def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+def run(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     """Run one statement to completion and return its rows.
 
     DuckDB refuses new work on a connection while a result is partly read, so every
@@ -336,20 +343,18 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[Outcome]:
         if untold(exc) is not None:
             # Tell translating() (around this) that the change was not committed.
             setattr(exc, _ROLLED_BACK, True)
-        try:
+        # A connection DuckDB invalidated cannot roll back; it never committed either.
+        with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK").fetchall()
-        except duckdb.Error:
-            pass  # a connection DuckDB invalidated cannot roll back; it never committed either
         raise
     try:
         con.execute("COMMIT").fetchall()
     except duckdb.FatalException as exc:
         raise _fatal(con, exc, "committing the transaction", committed=None) from exc
     except duckdb.Error as exc:
-        try:
+        # DuckDB has usually rolled back already; the COMMIT's error is the one to report.
+        with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK").fetchall()
-        except duckdb.Error:
-            pass  # DuckDB has usually rolled back already; the COMMIT's error is the one to report
         outcome.committed = False
         raise StoreError(
             f"commit failed, nothing was written: {exc}", path=path_of(con), committed=False

@@ -27,7 +27,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_PREFIX = "_fl_"
 _TTL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*")
 #: Microseconds per ttl unit.
-_TTL_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
+_TTL_UNITS = {
+    "us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000,
+    "w": 604_800_000_000,
+}
 #: The longest ttl: the whole span a store's timestamps can have (years 1-9999). A longer
 #: one would mean nothing more, and would overflow the time arithmetic of a lookup.
 MAX_TTL = timedelta(microseconds=MAX_US - MIN_US)
@@ -87,14 +90,22 @@ def parse_ttl(ttl: timedelta | str | None, owner: str = "ttl") -> timedelta | No
         # from timedelta before the bound below is checked.
         amount = Decimal(match.group(1)) * _TTL_UNITS[match.group(2)]
         if amount > MAX_TTL // timedelta(microseconds=1):
-            raise DefinitionError(f"{owner} {ttl!r} is longer than the longest ttl, {MAX_TTL.days} days; use a shorter one or None (never expire)", ttl=ttl)
+            raise DefinitionError(
+                f"{owner} {ttl!r} is longer than the longest ttl, {MAX_TTL.days} days; "
+                "use a shorter one or None (never expire)",
+                ttl=ttl,
+            )
         ttl = timedelta(microseconds=int(amount.to_integral_value()))  # half-even, as timedelta rounds
     if not isinstance(ttl, timedelta):
         raise DefinitionError(f"{owner} must be a timedelta or a string like '30d', not {type(ttl).__name__}", ttl=ttl)
     if ttl <= timedelta(0):
         raise DefinitionError(f"{owner} must be positive, got {ttl}; use None for values that never expire", ttl=ttl)
     if ttl > MAX_TTL:
-        raise DefinitionError(f"{owner} {ttl} is longer than the longest ttl, {MAX_TTL.days} days; use a shorter one or None (never expire)", ttl=ttl)
+        raise DefinitionError(
+            f"{owner} {ttl} is longer than the longest ttl, {MAX_TTL.days} days; "
+            "use a shorter one or None (never expire)",
+            ttl=ttl,
+        )
     return ttl
 
 
@@ -205,18 +216,23 @@ def _featurizer_outputs(
     outputs: dict[str, tuple[Featurizer, int]] = {}
     for key, fz in featurizers.items():
         if not isinstance(fz, Featurizer):
-            raise DefinitionError(f"{owner_text}: feature {key!r} must be a @featurelite.featurizer function, got {fz!r}")
+            raise DefinitionError(
+                f"{owner_text}: feature {key!r} must be a @featurelite.featurizer function, got {fz!r}"
+            )
         if isinstance(key, str):
             names: tuple[str, ...] = (key,)
         elif isinstance(key, tuple) and all(isinstance(k, str) for k in key):
             names = key
         else:
-            raise DefinitionError(f"{owner_text}: featurizer {fz.name!r} must be bound to a feature name or a tuple of names, got {key!r}")
+            raise DefinitionError(
+                f"{owner_text}: featurizer {fz.name!r} must be bound to a feature name or a tuple of names, got {key!r}"
+            )
         if len(names) != len(fz.outputs):
             example = ", ".join(f"'out{i}'" for i in range(len(fz.outputs)))
             raise DefinitionError(
                 f"{owner_text}: featurizer {fz.name!r} returns {len(fz.outputs)} value(s) but is bound to "
-                f"{len(names)} name(s); bind it as featurizers={{({example}{',' if len(names) == 1 else ''}): {fz.name}}}"
+                f"{len(names)} name(s); bind it as "
+                f"featurizers={{({example}{',' if len(names) == 1 else ''}): {fz.name}}}"
                 if len(fz.outputs) > 1 else
                 f"{owner_text}: featurizer {fz.name!r} returns one value but is bound to {len(names)} names; "
                 f"bind it as featurizers={{'name': {fz.name}}}",
@@ -259,7 +275,9 @@ class FeatureView(_Versioned):
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
-    featurizers: Mapping[str | tuple[str, ...], Featurizer] = field(default_factory=dict, repr=False, compare=False, hash=False)
+    featurizers: Mapping[str | tuple[str, ...], Featurizer] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
     #: (feature, featurizer version, output index) per derived feature: what equality sees.
     _derived_versions: tuple[tuple[str, str, int], ...] = field(default=(), init=False, repr=False)
     #: The Entity objects (not names) the view was built with: ``apply`` applies them with it.
@@ -421,7 +439,9 @@ class RequestSource(_Versioned):
         if not isinstance(schema, Mapping) or not schema:
             raise DefinitionError(f"request source {name!r} needs a schema mapping field names to dtypes")
         checked = {
-            _check_name("field", f, f"request source {name!r}"): _check_dtype(d, f"field {f!r} of request source {name!r}", DTYPES)
+            _check_name("field", f, f"request source {name!r}"): _check_dtype(
+                d, f"field {f!r} of request source {name!r}", DTYPES
+            )
             for f, d in schema.items()
         }
         object.__setattr__(self, "name", name)
@@ -476,7 +496,9 @@ class OnDemandFeatureView(_Versioned):
             elif isinstance(source, (RequestSource, str)):
                 items.append(source)
             else:
-                raise DefinitionError(f"{owner_text}: a source must be a FeatureView, its name or a RequestSource, got {source!r}")
+                raise DefinitionError(
+                    f"{owner_text}: a source must be a FeatureView, its name or a RequestSource, got {source!r}"
+                )
         if not items:
             raise DefinitionError(f"{owner_text} needs at least one source")
         normalized, outputs = _featurizer_outputs(featurizers, owner_text)
@@ -527,7 +549,9 @@ class OnDemandFeatureView(_Versioned):
     def from_spec(cls, spec: Mapping[str, Any]) -> OnDemandFeatureView:
         """Rebuild (and compile) from :meth:`spec` output, without the defining modules."""
         sources: list[str | RequestSource] = [
-            RequestSource(s["name"], {f: d for f, d in s["schema"]}) if s.get("kind") == "request_source" else s["feature_view"]
+            RequestSource(s["name"], {f: d for f, d in s["schema"]})
+            if s.get("kind") == "request_source"
+            else s["feature_view"]
             for s in spec["sources"]
         ]
         return cls(

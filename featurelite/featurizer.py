@@ -193,7 +193,10 @@ class Featurizer:
             inputs = tuple((str(p), str(d)) for p, d in spec["inputs"])
             outputs = tuple(spec["outputs"])
             cached = _REBUILT.setdefault(
-                key, _compile(name, inputs, outputs, dict(spec.get("defaults", {})), spec["source"], spec.get("globals", {}))
+                key,
+                _compile(
+                    name, inputs, outputs, dict(spec.get("defaults", {})), spec["source"], spec.get("globals", {})
+                ),
             )
         return cached
 
@@ -342,7 +345,7 @@ def _fast_path(fz: Featurizer) -> Callable[[Sequence[Any]], Any] | None:
         "_call": fz._call, "_finish": fz._finish,
         "_checked": Featurizer.run_args.__get__(fz),
     }
-    exec(compile(code, f"<featurizer {fz.name} per-request>", "exec"), env)  # generated above
+    exec(compile(code, f"<featurizer {fz.name} per-request>", "exec"), env)  # noqa: S102 - our own code, generated above
     run: Callable[[Sequence[Any]], Any] = env["run_args"]
     return run
 
@@ -427,7 +430,7 @@ def _compile(
         raise FeaturizerError(
             f"featurizer {fname!r} cannot be compiled by Numba in nopython mode: {reason}", featurizer=fname
         ) from None
-    except Exception as exc:  # the stored source does not even load
+    except Exception as exc:  # noqa: BLE001 - the stored source does not even load, whatever it raises
         raise FeaturizerError(
             f"featurizer {fname!r} cannot be compiled from its source on its own: {type(exc).__name__}: {exc}; "
             "a featurizer may use its parameters, imported modules and plain constants only",
@@ -446,7 +449,11 @@ def _check_return_type(fname: str, returned: Any, outputs: tuple[str, ...]) -> N
             f"featurizer {fname!r} returns several values but sometimes None; return a tuple every time",
             featurizer=fname,
         )
-    found = list(typing.cast(Any, returned).types) if isinstance(returned, types.BaseTuple) and len(outputs) > 1 else [returned]
+    found = (
+        list(typing.cast(Any, returned).types)
+        if isinstance(returned, types.BaseTuple) and len(outputs) > 1
+        else [returned]
+    )
 
     def fits(found_type: Any, name: str) -> bool:
         declared = DTYPE_OF[name].numba_type()
@@ -476,11 +483,13 @@ def _dtype_of(hint: Any, what: str, fname: str) -> str:
     return declared.name
 
 
-def _signature(fn: Callable[..., Any], fname: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], dict[str, Any]]:
+def _signature(
+    fn: Callable[..., Any], fname: str
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], dict[str, Any]]:
     """(inputs, outputs, defaults) from the function's type hints and default values."""
     try:
         hints = typing.get_type_hints(fn)
-    except Exception as exc:  # an unresolvable hint, reported as such
+    except Exception as exc:  # noqa: BLE001 - an unresolvable hint (any error evaluating it), reported as such
         raise FeaturizerError(f"featurizer {fname!r}: its type hints cannot be read: {exc}", featurizer=fname) from None
     if "return" not in hints:
         raise FeaturizerError(
@@ -491,7 +500,9 @@ def _signature(fn: Callable[..., Any], fname: str) -> tuple[tuple[tuple[str, str
     defaults: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
         if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname)
+            raise FeaturizerError(
+                f"featurizer {fname!r}: parameter {param.name!r} must be a plain positional parameter", featurizer=fname
+            )
         if param.name not in hints:
             raise FeaturizerError(f"featurizer {fname!r}: parameter {param.name!r} needs a type hint", featurizer=fname)
         dtype = _dtype_of(hints[param.name], f"parameter {param.name!r}", fname)
@@ -500,14 +511,18 @@ def _signature(fn: Callable[..., Any], fname: str) -> tuple[tuple[tuple[str, str
             try:
                 defaults[param.name] = _CONVERT[dtype](param.default)
             except TypeError as exc:
-                raise FeaturizerError(f"featurizer {fname!r}: default of {param.name!r}: {exc}", featurizer=fname) from None
+                raise FeaturizerError(
+                    f"featurizer {fname!r}: default of {param.name!r}: {exc}", featurizer=fname
+                ) from None
     if not inputs:
         raise FeaturizerError(f"featurizer {fname!r} needs at least one input", featurizer=fname)
     returned = hints["return"]
     if typing.get_origin(returned) is tuple:
         parts = typing.get_args(returned)
         if not parts or Ellipsis in parts:
-            raise FeaturizerError(f"featurizer {fname!r}: a tuple return hint must list each output's type", featurizer=fname)
+            raise FeaturizerError(
+                f"featurizer {fname!r}: a tuple return hint must list each output's type", featurizer=fname
+            )
         outputs = tuple(_dtype_of(p, f"output {i}", fname) for i, p in enumerate(parts))
     else:
         outputs = (_dtype_of(returned, "the return value", fname),)

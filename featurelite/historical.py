@@ -50,7 +50,9 @@ def point_in_time(
     return result
 
 
-def check_entity_df(entity: pa.Table, order: Sequence[str], timestamp_field: str | None, full_feature_names: bool) -> str:
+def check_entity_df(
+    entity: pa.Table, order: Sequence[str], timestamp_field: str | None, full_feature_names: bool
+) -> str:
     """Refuse an entity dataframe whose columns clash with the request; returns its
     timestamp column."""
     repeated = sorted({c for c in entity.column_names if entity.column_names.count(c) > 1})
@@ -59,7 +61,9 @@ def check_entity_df(entity: pa.Table, order: Sequence[str], timestamp_field: str
     ts_name = pick_timestamp(entity, timestamp_field)
     for name in entity.column_names:
         if name.lower().startswith(RESERVED_PREFIX):
-            raise SchemaError(f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name)
+            raise SchemaError(
+                f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name
+            )
     for out in order:
         if out in entity.column_names:
             hint = "" if full_feature_names else " or pass full_feature_names=True"
@@ -76,7 +80,9 @@ def _probe(catalog: Catalog, plan: HistoricalPlan, entity: pa.Table, ts_name: st
     for view in plan.joins:
         for key, dtype in catalog.layout(view).keys:
             if key not in entity.column_names:
-                raise SchemaError(f"entity_df has no column {key!r}, the join key of view {view!r}; add it", column=key, view=view)
+                raise SchemaError(
+                    f"entity_df has no column {key!r}, the join key of view {view!r}; add it", column=key, view=view
+                )
             columns[key] = key_column(entity.column(key), key, dtype)
     columns[offline.PROBE_TS] = normalize_timestamps(entity.column(ts_name), f"entity_df column {ts_name!r}")
     columns[offline.PROBE_ROW] = pa.array(np.arange(entity.num_rows, dtype=np.int64))
@@ -99,9 +105,10 @@ def training_set(
     columns: dict[str, pa.ChunkedArray | pa.Array] = {}
     for group in plan.groups:
         if group.view in plan.on_demand:
-            columns.update(zip(group.outputs, compute_batch(plan.on_demand[group.view], len(group.features), joined, entity)))
+            computed = compute_batch(plan.on_demand[group.view], len(group.features), joined, entity)
+            columns.update(zip(group.outputs, computed, strict=True))
         else:
-            columns.update((out, joined[(group.view, f)]) for f, out in zip(group.features, group.outputs))
+            columns.update((out, joined[(group.view, f)]) for f, out in zip(group.features, group.outputs, strict=True))
     result = entity
     for out in plan.order:  # features in the order asked, after the entity_df columns
         result = result.append_column(out, columns[out])
@@ -117,7 +124,7 @@ def compute_batch(
     result: list[pa.Array] = [pa.array([])] * count
     for call in plan.calls:
         inputs: dict[str, pa.ChunkedArray] = {}
-        for (param, _), (kind, source, field) in zip(call.featurizer.inputs, call.bindings):
+        for (param, _), (kind, source, field) in zip(call.featurizer.inputs, call.bindings, strict=True):
             if kind == "view":
                 inputs[param] = joined[(source, field)]
             elif field in entity.column_names:
@@ -131,9 +138,13 @@ def compute_batch(
         try:
             outputs = fz.run_batch(inputs)
         except FeaturizerError as exc:  # the same class the per-request path and ingest raise
-            raise FeaturizerError(f"on-demand view {plan.view!r}: {exc.message}", view=plan.view, featurizer=fz.name) from exc
+            raise FeaturizerError(
+                f"on-demand view {plan.view!r}: {exc.message}", view=plan.view, featurizer=fz.name
+            ) from exc
         except SchemaError as exc:  # a request column of the wrong type
-            raise SchemaError(f"on-demand view {plan.view!r}: {exc.message}", view=plan.view, column=exc.column) from exc
+            raise SchemaError(
+                f"on-demand view {plan.view!r}: {exc.message}", view=plan.view, column=exc.column
+            ) from exc
         for position, output in call.places:
             result[position] = outputs[output]
     return result

@@ -54,7 +54,10 @@ def cache_dir() -> Path:
 
 
 def _writable_dir() -> Path:
-    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"featurelite-{os.getuid() if hasattr(os, 'getuid') else 'user'}"):
+    for folder in (
+        cache_dir(),
+        Path(tempfile.gettempdir()) / f"featurelite-{os.getuid() if hasattr(os, 'getuid') else 'user'}",
+    ):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f".probe-{os.getpid()}"

@@ -63,7 +63,8 @@ class IntKeyIndex:
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return ((keys.view(np.uint64) * np.uint64(_MULT)) >> np.uint64(self.shift)).astype(np.int64)
+            slots: np.ndarray = ((keys.view(np.uint64) * np.uint64(_MULT)) >> np.uint64(self.shift)).astype(np.int64)
+        return slots
 
     def get(self, key: Any) -> int | None:
         """Row of one key, or None. Plain Python: cheaper than a NumPy call for one key."""

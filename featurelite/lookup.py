@@ -37,7 +37,9 @@ def read_online(
 ) -> OnlineResponse:
     """Serve ``plan`` for ``entity_rows`` at ``now_us``."""
     if request_data is not None and not isinstance(request_data, Mapping):
-        raise InputError(f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}")
+        raise InputError(
+            f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}"
+        )
     columns = entity_columns(entity_rows)
     if not columns:  # no entities: an empty response with the right columns
         columns = {k: [] for k in plan.key_names}
@@ -57,8 +59,10 @@ def read_online(
             resolve(read.view, list(read.features), keys, future, now_us, vals, stats)
         stored.append(vals)
         if read.outputs:
-            values.update(zip(read.outputs, vals))
-            statuses.update(zip(read.outputs, stats))
+            # strict=False: only the first len(read.outputs) features are returned; the
+            # rest of vals/stats were read to feed featurizers (see ViewRead).
+            values.update(zip(read.outputs, vals, strict=False))
+            statuses.update(zip(read.outputs, stats, strict=False))
     if plan.runs:
         count = len(next(iter(columns.values()))) if columns else 0
         for run in plan.runs:
@@ -75,17 +79,21 @@ def _run_featurizer(
     try:
         if count == 1:  # the common single-entity request: one row, no columns to zip
             computed = [call([
-                stored[a.read][a.column][0] if isinstance(a, StoredInput) else _request_column(run.view, a.field, request_data, 1)[0]
+                stored[a.read][a.column][0] if isinstance(a, StoredInput)
+                else _request_column(run.view, a.field, request_data, 1)[0]
                 for a in run.inputs
             ])]
         else:
             columns = [
-                stored[a.read][a.column] if isinstance(a, StoredInput) else _request_column(run.view, a.field, request_data, count)
+                stored[a.read][a.column] if isinstance(a, StoredInput)
+                else _request_column(run.view, a.field, request_data, count)
                 for a in run.inputs
             ]
-            computed = [call(row) for row in zip(*columns)]
+            computed = [call(row) for row in zip(*columns, strict=True)]
     except TypeError as exc:
-        raise InputError(f"on-demand view {run.view!r}, featurizer {run.featurizer.name!r}: {exc}", view=run.view) from None
+        raise InputError(
+            f"on-demand view {run.view!r}, featurizer {run.featurizer.name!r}: {exc}", view=run.view
+        ) from None
     single = len(run.featurizer.outputs) == 1
     for out, output in run.outputs:
         column = computed if single else [row[output] for row in computed]
@@ -93,7 +101,9 @@ def _run_featurizer(
         statuses[out] = [value_status(v is not None) for v in column]
 
 
-def _request_column(view: str, field: str, request_data: Mapping[str, Sequence[Any]] | None, n: int | None) -> list[Any]:
+def _request_column(
+    view: str, field: str, request_data: Mapping[str, Sequence[Any]] | None, n: int | None
+) -> list[Any]:
     if not request_data or field not in request_data:
         raise InputError(
             f"on-demand view {view!r} needs request field {field!r}; pass request_data={{{field!r}: [...]}}",
@@ -118,7 +128,7 @@ def resolve_future(
     for j, k in enumerate(layout.key_names):
         probe_columns[k] = [keys[i] if single else keys[i][j] for i in future]
     probe = pa.table({
-        **{k: pa.array(v, type=arrow_type(d)) for (k, d), v in zip(layout.keys, probe_columns.values())},
+        **{k: pa.array(v, type=arrow_type(d)) for (k, d), v in zip(layout.keys, probe_columns.values(), strict=True)},
         offline.PROBE_TS: pa.array([now_us] * len(future), type=pa.int64()).cast(pa.timestamp("us")),
         offline.PROBE_ROW: pa.array(range(len(future)), type=pa.int64()),
     })

@@ -67,10 +67,12 @@ def append(con: duckdb.DuckDBPyConnection, layout: ViewLayout, batch: pa.Table) 
         order = _COLUMN_ORDER[key] = [name for name, *_ in run(con, f"DESCRIBE {layout.history_table}")]
     if set(order) != {*batch.column_names, LOST}:  # not the columns the layout expects: the general INSERT
         columns = ", ".join(quote(c) for c in layout.stored_columns())
-        con.from_arrow(batch).query("_fl_batch", f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch")
+        con.from_arrow(batch).query(
+            "_fl_batch", f"INSERT INTO {layout.history_table} ({columns}) SELECT {columns} FROM _fl_batch"
+        )
         return
     lost = false_array(batch.num_rows)
-    _fl_batch = pa.table([lost if name == LOST else batch.column(name) for name in order], names=order)  # noqa: F841
+    _fl_batch = pa.table([lost if name == LOST else batch.column(name) for name in order], names=order)
     # DuckDB's replacement scan reads the local variable ``_fl_batch`` (of the frame that
     # calls execute, so not through db.run): one statement without the separate bind that
     # con.from_arrow(...).insert_into(...) costs (about 0.2 ms of a 3 ms push), and unlike
@@ -120,8 +122,11 @@ def mark_tie_losers(
     run(con, f"CREATE OR REPLACE TEMP TABLE {_TIED} AS SELECT {group} FROM {table} LIMIT 0")
     try:
         if within:
-            run(con, f"INSERT INTO {_TIED} SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1",
-                params)
+            run(
+                con,
+                f"INSERT INTO {_TIED} SELECT {group} FROM {table} WHERE {new} GROUP BY {group} HAVING count(*) > 1",
+                params,
+            )
         if reaches_back:
             run(
                 con,

@@ -136,7 +136,9 @@ def _winners_since(con: duckdb.DuckDBPyConnection, layout: ViewLayout, seq: int)
 
 def _upsert_since(con: duckdb.DuckDBPyConnection, layout: ViewLayout, seq: int, *, returning: bool) -> pa.Table | None:
     """Bring the online table up to date with the history rows from sequence ``seq`` on."""
-    return upsert(con, layout, latest_per_key_sql(layout, min_seq=True), returning=returning, params={MIN_SEQ_PARAM: seq})
+    return upsert(
+        con, layout, latest_per_key_sql(layout, min_seq=True), returning=returning, params={MIN_SEQ_PARAM: seq}
+    )
 
 
 #: An ingest this small into a view whose online index is loaded leaves the online table
@@ -245,7 +247,9 @@ class OnlineState:
         reaches_back = last_us is not None and (earliest_us is None or earliest_us <= last_us)
         return not unique, reaches_back
 
-    def write(self, con: duckdb.DuckDBPyConnection, first_seq: int, rows: int, unique_batch: pa.Table | None) -> OnlineWrite:
+    def write(
+        self, con: duckdb.DuckDBPyConnection, first_seq: int, rows: int, unique_batch: pa.Table | None
+    ) -> OnlineWrite:
         """Bring the online side up to date with history rows from ``first_seq`` on (inside
         the ingest's transaction). ``unique_batch``: the ingested rows when they are one
         batch with one row per key (each is then its key's winner among them)."""
@@ -263,7 +267,9 @@ class OnlineState:
                 _upsert_since(con, layout, out.pending, returning=False)
                 out.pending = None
         else:
-            out.changed = _upsert_since(con, layout, first_seq if pending is None else pending, returning=index is not None)
+            out.changed = _upsert_since(
+                con, layout, first_seq if pending is None else pending, returning=index is not None
+            )
         if out.pending != pending:
             set_pending(con, layout.name, out.pending)
         return out

@@ -100,7 +100,7 @@ class OnlineIndex:
         #: feature name -> (family, column within that family's matrix)
         self.slot: dict[str, tuple[str, int]] = {}
         self.position = {f: i for i, (f, _) in enumerate(self.features)}
-        for i, (feature, kind) in enumerate(zip((f for f, _ in self.features), self.kinds)):
+        for i, (feature, kind) in enumerate(zip((f for f, _ in self.features), self.kinds, strict=True)):
             cols = self.families.setdefault(kind.family, [])
             self.family_types[kind.family] = kind.numpy
             self.slot[feature] = (kind.family, len(cols))
@@ -133,7 +133,7 @@ class OnlineIndex:
         valid = np.zeros((capacity, len(self.features)), dtype=np.bool_)
         valid[: self.size] = self.valid[: self.size]
         terms = [np.zeros(capacity, dtype=np.int64) for _ in self.terms]
-        for grown, term in zip(terms, self.terms):
+        for grown, term in zip(terms, self.terms, strict=True):
             grown[: self.size] = term[: self.size]
         self.valid, self.terms, self.capacity = valid, terms, capacity
 
@@ -182,7 +182,7 @@ class OnlineIndex:
         for fam, block in blocks.items():
             self.mats[fam][pos] = block
         self.valid[pos] = valid
-        for term, values in zip(self.terms, terms):
+        for term, values in zip(self.terms, terms, strict=True):
             term[pos] = values
 
     def _terms(self, table: pa.Table) -> tuple[np.ndarray, ...]:
@@ -214,14 +214,22 @@ class OnlineIndex:
             if self.size == 0:
                 self._write(keys, None, blocks, valid, terms)
                 return
-            rows = self.keys.lookup(np.asarray(keys)) if isinstance(self.keys, IntKeyIndex) else self.keys.get_many(list(keys))
+            rows = (
+                self.keys.lookup(np.asarray(keys))
+                if isinstance(self.keys, IntKeyIndex)
+                else self.keys.get_many(list(keys))
+            )
             known = rows >= 0
             old = np.where(known, rows, 0)
             wins = ~known | WinnerOrder.wins(terms, tuple(term[old] for term in self.terms))
             if not wins.all():
                 if not wins.any():
                     return
-                keys = keys[wins] if isinstance(keys, np.ndarray) else [k for k, w in zip(keys, wins.tolist()) if w]
+                keys = (
+                    keys[wins]
+                    if isinstance(keys, np.ndarray)
+                    else [k for k, w in zip(keys, wins.tolist(), strict=True) if w]
+                )
                 rows, valid = rows[wins], valid[wins]
                 terms = tuple(term[wins] for term in terms)
                 blocks = {fam: block[wins] for fam, block in blocks.items()}
@@ -331,5 +339,5 @@ class OnlineIndex:
         future: list[int] = []
         if FUTURE in verdicts:
             hits = [i for i, r in enumerate(found) if r >= 0]
-            future = [i for i, verdict in zip(hits, verdicts) if verdict is FUTURE]
+            future = [i for i, verdict in zip(hits, verdicts, strict=True) if verdict is FUTURE]
         return values, statuses, future

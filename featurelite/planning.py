@@ -64,7 +64,9 @@ class OnDemandPlan:
     calls: tuple[FeaturizerCall, ...]
 
 
-def on_demand_plan(odfv: OnDemandFeatureView, bindings: Mapping[str, Mapping[str, Binding]], features: Sequence[str]) -> OnDemandPlan:
+def on_demand_plan(
+    odfv: OnDemandFeatureView, bindings: Mapping[str, Mapping[str, Binding]], features: Sequence[str]
+) -> OnDemandPlan:
     """Which stored inputs (per source view) and which featurizer runs ``features`` of
     on-demand view ``odfv`` need; ``bindings``: its resolved inputs per feature. The one
     home of this rule: online reads and training sets both use it."""
@@ -212,7 +214,7 @@ class Catalog:
         # The view's own Featurizer objects (layout.derived lists them in the same order).
         return [
             (fz, names, {p: (view, column) for p, column in inputs.items()})
-            for fz, (_, names, inputs) in zip(layout.view.featurizers.values(), layout.derived)
+            for fz, (_, names, inputs) in zip(layout.view.featurizers.values(), layout.derived, strict=True)
         ]
 
     def _groups(self, features: Sequence[str], full_feature_names: bool) -> tuple[list[FeatureGroup], list[str]]:
@@ -263,7 +265,11 @@ class Catalog:
         for group in groups:
             if group.view in self.odfvs:
                 runs.extend(self._online_runs(group, reads))
-        types = {out: arrow_type(self.schema_of(g.view)[f]) for g in groups for f, out in zip(g.features, g.outputs)}
+        types = {
+            out: arrow_type(self.schema_of(g.view)[f])
+            for g in groups
+            for f, out in zip(g.features, g.outputs, strict=True)
+        }
         key_types: dict[str, pa.DataType] = {}
         for read in reads:
             key_types.update(self.layout(read.view).keys_arrow_types())

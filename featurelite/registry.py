@@ -43,8 +43,8 @@ from .layout import ViewLayout
 from .types import DTYPE_OF
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Binding", "Change", "Registry", "derived_bindings", "odfv_bindings",
-    "pending_online", "set_pending",
+    "FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Binding", "Change", "Registry", "derived_bindings",
+    "odfv_bindings", "pending_online", "set_pending",
 ]
 
 FORMAT_NAME = "featurelite"
@@ -100,7 +100,8 @@ class ApplyResult:
 
 def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool, version: str) -> None:
     """Create the registry tables in a new file, or check an existing file is ours."""
-    tables = {row[0] for row in run(con, "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+    listed = "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal"
+    tables = {row[0] for row in run(con, listed)}
     if "fl_meta" not in tables:
         if tables or read_only:
             raise StoreFormatError(
@@ -112,7 +113,11 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     run(con, statement)
-            for key, value in (("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION)), ("created_by", version)):
+            for key, value in (
+                ("format", FORMAT_NAME),
+                ("format_version", str(FORMAT_VERSION)),
+                ("created_by", version),
+            ):
                 run(con, "INSERT INTO fl_meta VALUES (?, ?)", [key, value])
         return
     meta = dict(run(con, "SELECT key, value FROM fl_meta"))
@@ -208,7 +213,9 @@ class Registry:
         for view in self.views.values():
             missing = [e for e in view.entities if e not in self.entities]
             if missing:
-                raise _damaged_row(con, "fl_current", f"feature view {view.name!r} uses entity {missing[0]!r}, which is not there")
+                raise _damaged_row(
+                    con, "fl_current", f"feature view {view.name!r} uses entity {missing[0]!r}, which is not there"
+                )
         try:
             self.bindings = _all_bindings(self.odfvs, self.views)
         except (FeaturizerError, StoreError):
@@ -347,7 +354,8 @@ class Registry:
         return result, new_entities, new_views, new_odfvs
 
     def record(
-        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: Mapping[str, Mapping[str, Any]], now: datetime
+        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: Mapping[str, Mapping[str, Any]],
+        now: datetime,
     ) -> None:
         """Write an apply's changes inside the caller's transaction. ``objects``: the
         definitions :meth:`plan` returned, per kind ("entity", "feature_view",
@@ -361,10 +369,12 @@ class Registry:
             )
             run(con,
                 "INSERT INTO fl_apply_log VALUES (?, ?, ?, ?, ?)",
-                [now, change.kind, change.name, change.version, "added" if change.previous_version is None else "changed"],
+                [now, change.kind, change.name, change.version,
+                 "added" if change.previous_version is None else "changed"],
             )
             run(con,
-                "INSERT INTO fl_current VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version",
+                "INSERT INTO fl_current VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version",
                 [change.kind, change.name, change.version],
             )
 
@@ -423,7 +433,9 @@ def _collect(
     views: dict[str, FeatureView] = {}
     odfvs: dict[str, OnDemandFeatureView] = {}
     kinds: list[tuple[type, dict[str, Any], str]] = [
-        (Entity, entities, "entities"), (FeatureView, views, "feature views"), (OnDemandFeatureView, odfvs, "on-demand feature views")
+        (Entity, entities, "entities"),
+        (FeatureView, views, "feature views"),
+        (OnDemandFeatureView, odfvs, "on-demand feature views"),
     ]
     try:
         items = list(objects)
@@ -436,7 +448,9 @@ def _collect(
         for cls, bucket, label in kinds:
             if isinstance(obj, cls):
                 if obj.name in bucket and bucket[obj.name] != obj:
-                    raise DefinitionError(f"apply got two different {label} named {obj.name!r}; keep one", name=obj.name)
+                    raise DefinitionError(
+                        f"apply got two different {label} named {obj.name!r}; keep one", name=obj.name
+                    )
                 bucket[obj.name] = obj
                 break
         else:

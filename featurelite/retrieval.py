@@ -66,7 +66,9 @@ def resolve_features(
 def pick_timestamp(entity: pa.Table, requested: str | None) -> str:
     if requested is not None:
         if requested not in entity.column_names:
-            raise SchemaError(f"entity_df has no column {requested!r} (columns: {', '.join(entity.column_names)})", column=requested)
+            raise SchemaError(
+                f"entity_df has no column {requested!r} (columns: {', '.join(entity.column_names)})", column=requested
+            )
         return requested
     if "event_timestamp" in entity.column_names:
         return "event_timestamp"
@@ -104,7 +106,8 @@ def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Seque
     """Entity rows as ``{key: [values]}``."""
     if isinstance(entity_rows, (str, bytes)) or not isinstance(entity_rows, (Mapping, Sequence)):
         raise InputError(
-            f"entity_rows must be a list of {{join key: value}} dicts or a dict of lists, not {type(entity_rows).__name__}"
+            "entity_rows must be a list of {join key: value} dicts or a dict of lists, "
+            f"not {type(entity_rows).__name__}"
         )
     if isinstance(entity_rows, Mapping):
         columns: dict[str, list[Any]] = {}
@@ -133,7 +136,9 @@ def entity_columns(entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Seque
             try:
                 columns[k].append(row[k])
             except KeyError:
-                raise InputError(f"entity row {i} has no key {k!r} (row 0 has it); give every row the same keys", row=i) from None
+                raise InputError(
+                    f"entity row {i} has no key {k!r} (row 0 has it); give every row the same keys", row=i
+                ) from None
     return columns
 
 
@@ -151,7 +156,7 @@ def keys_for(view: str, keys: Sequence[tuple[str, str]], columns: dict[str, list
         columns[name] = key_values(view, name, dtype, columns[name])
     if len(keys) == 1:
         return columns[keys[0][0]]
-    return list(zip(*(columns[name] for name, _ in keys)))
+    return list(zip(*(columns[name] for name, _ in keys), strict=True))
 
 
 #: The Python type a key of each key dtype is looked up as.
@@ -195,7 +200,8 @@ def _key_value(view: str, name: str, dtype: str, want: type, value: Any) -> Any:
         converted = bool(value)
     if converted is None:
         raise InputError(
-            f"join key {name!r} of view {view!r} is {dtype}, but an entity gives {type(value).__name__} {shown(value)}; "
+            f"join key {name!r} of view {view!r} is {dtype}, "
+            f"but an entity gives {type(value).__name__} {shown(value)}; "
             f"pass {'an integer' if want is int else 'a string' if want is str else 'true or false'}",
             view=view, column=name,
         )

@@ -68,7 +68,7 @@ class WinnerOrder:
         :attr:`terms` order, missing created times as :data:`NO_CREATED_US`)."""
         later = np.zeros(len(new[0]), dtype=np.bool_)
         same = np.ones(len(new[0]), dtype=np.bool_)
-        for mine, theirs in zip(new, old):  # lexicographic: the first term that differs decides
+        for mine, theirs in zip(new, old, strict=True):  # lexicographic: the first term that differs decides
             later |= same & (mine > theirs)
             same &= mine == theirs
         return later

@@ -31,15 +31,21 @@ class Metrics(Collector):
             "featurelite_request_seconds", "Time to answer a request", ["endpoint"], buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.pushed = Counter("featurelite_pushed_rows", "Rows ingested through /push", ["view"], registry=self.registry)
+        self.pushed = Counter(
+            "featurelite_pushed_rows", "Rows ingested through /push", ["view"], registry=self.registry
+        )
         self.store = store
         self.registry.register(self)  # a custom collector: collect() below
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         history = GaugeMetricFamily("featurelite_view_history_rows", "History rows per feature view", labels=["view"])
-        online = GaugeMetricFamily("featurelite_view_online_rows", "Entities with online values per view", labels=["view"])
+        online = GaugeMetricFamily(
+            "featurelite_view_online_rows", "Entities with online values per view", labels=["view"]
+        )
         last = GaugeMetricFamily(
-            "featurelite_view_last_event_timestamp_seconds", "Latest event time per view (Unix seconds)", labels=["view"]
+            "featurelite_view_last_event_timestamp_seconds",
+            "Latest event time per view (Unix seconds)",
+            labels=["view"],
         )
         if not self.store.closed:
             for view in self.store.list_feature_views():

@@ -64,7 +64,7 @@ def _checked(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     """``reader``, once its column names are known to be text (an Arrow IPC stream can
     carry names that are not valid UTF-8, which Python cannot even show)."""
     try:
-        reader.schema.names
+        _ = reader.schema.names  # evaluated only to raise UnicodeDecodeError for a name that is not UTF-8
     except UnicodeDecodeError:
         raise SourceError("a column name of the input is not valid UTF-8; rename the column") from None
     return reader

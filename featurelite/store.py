@@ -61,7 +61,9 @@ class Store:
         self.read_only = read_only
         #: Per stored view: its online state (index, lag, caches).
         self._states: dict[str, OnlineState] = {}
-        self._conn = StoreConnection(self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states))
+        self._conn = StoreConnection(
+            self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states)
+        )
         with self._conn.opening():
             con = self._conn.get()
             init_or_check(con, self.path, read_only=read_only, version=__version__)
@@ -149,7 +151,11 @@ class Store:
             if dry_run or not result:
                 return replace(result, dry_run=True) if dry_run else result
             with translating("apply (nothing was changed)", committed=False), transaction(con):
-                by_kind: dict[str, Mapping[str, Definition]] = {"entity": entities, "feature_view": views, "on_demand_feature_view": odfvs}
+                by_kind: dict[str, Mapping[str, Definition]] = {
+                    "entity": entities,
+                    "feature_view": views,
+                    "on_demand_feature_view": odfvs,
+                }
                 self._registry.record(con, result, by_kind, _now())
                 for name, view in views.items():
                     writes.sync_tables(con, old.get(name), layout_of(view, entities))
@@ -171,11 +177,13 @@ class Store:
             users = self._registry.dependents(name)
             if users:
                 raise DefinitionError(
-                    f"feature view {name!r} is a source of on-demand feature view(s) {', '.join(users)}; delete those first",
+                    f"feature view {name!r} is a source of on-demand feature view(s) {', '.join(users)}; "
+                    "delete those first",
                     name=name,
                 )
             kind = "on_demand_feature_view" if on_demand else "feature_view"
-            with translating(f"deleting view {name!r} (nothing was changed)", view=name, committed=False), transaction(con):
+            what = f"deleting view {name!r} (nothing was changed)"
+            with translating(what, view=name, committed=False), transaction(con):
                 if layout is not None:
                     writes.drop_tables(con, layout)
                 self._registry.record_delete(con, kind, name, _now())

@@ -129,7 +129,7 @@ def _show_bits(value: Any) -> str:
 def _batch_results(fz: Checkable, rows: Sequence[Sequence[Any]]) -> list[Any]:
     try:
         return _run_batch(fz, rows)
-    except Exception as exc:  # a crash is a finding: pin it to rows
+    except Exception as exc:  # noqa: BLE001 - whatever the featurizer raises is a finding: pin it to rows
         if len(rows) == 1:
             return [Raised(type(exc).__name__, str(exc))]
         return [result for row in rows for result in _batch_results(fz, [row])]
@@ -138,7 +138,7 @@ def _batch_results(fz: Checkable, rows: Sequence[Sequence[Any]]) -> list[Any]:
 def _run_single(fz: Checkable, row: Sequence[Any]) -> Any:
     try:
         return fz.run_args(list(row))
-    except Exception as exc:  # a crash is a finding
+    except Exception as exc:  # noqa: BLE001 - whatever the featurizer raises is a finding
         return Raised(type(exc).__name__, str(exc))
 
 
@@ -269,7 +269,9 @@ def verify(
         row = [found.inputs[name] for name, _ in fz.inputs]
         narrowed = st.tuples(
             st.just(()),
-            st.tuples(st.tuples(*[st.sampled_from([*_SIMPLE[d], value]) for (_, d), value in zip(fz.inputs, row, strict=True)])),
+            st.tuples(st.tuples(*[
+                st.sampled_from([*_SIMPLE[d], value]) for (_, d), value in zip(fz.inputs, row, strict=True)
+            ])),
         )
         case = _find(fz, narrowed, 200, seed)
         return found if case is None else first_mismatch(fz, case[1], case[0])

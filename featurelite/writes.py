@@ -78,10 +78,10 @@ def derive(layout: ViewLayout, arrays: list[pa.Array]) -> list[pa.Array]:
     computed by their featurizers' batch kernels."""
     if not layout.derived:
         return arrays
-    by_name = dict(zip((name for name, _, _ in layout.input_columns()), arrays))
+    by_name = dict(zip((name for name, _, _ in layout.input_columns()), arrays, strict=True))
     for fz, names, inputs in layout.derived:
         outputs = fz.run_batch({param: by_name[column] for param, column in inputs.items()})
-        for name, values in zip(names, outputs):
+        for name, values in zip(names, outputs, strict=True):
             by_name[name] = values.cast(layout.storage_type(name))
     return [by_name[name] for name in layout.stored_columns()[:-1]]
 

@@ -41,9 +41,9 @@ from live_server import wait_until_healthy
 from test_server import DEFINITIONS, T0, free_port
 
 import featurelite as fl
+from featurelite import stepwise_json, wire
 from featurelite.cli import load_definitions
 from featurelite.errors import ServerError, StoreClosedError, StoreError, StoreLockedError
-from featurelite import stepwise_json, wire
 from featurelite.server import create_app, run
 
 ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
