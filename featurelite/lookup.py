@@ -17,6 +17,7 @@ from . import offline
 from .errors import InputError
 from .historical import point_in_time
 from .layout import ViewLayout
+from .online import OnlineState
 from .onlineindex import OnlineIndex, to_python
 from .planning import FeaturizerRun, OnlinePlan, StoredInput
 from .results import OnlineResponse
@@ -32,42 +33,48 @@ FutureResolver = Callable[[str, list[str], list[Any], list[int], int, list[list[
 
 
 def read_online(
-    plan: OnlinePlan, index_of: Callable[[str], OnlineIndex], entity_rows: Any,
+    plan: OnlinePlan, states: Mapping[str, OnlineState], load: Callable[[str], OnlineIndex], entity_rows: Any,
     request_data: Mapping[str, Sequence[Any]] | None, now_us: int, resolve: FutureResolver,
 ) -> OnlineResponse:
-    """Serve ``plan`` for ``entity_rows`` at ``now_us``."""
+    """Serve ``plan`` for ``entity_rows`` at ``now_us``, from each view's loaded index in
+    ``states`` (``load`` loads one that is not)."""
     if request_data is not None and not isinstance(request_data, Mapping):
         raise InputError(
             f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}"
         )
+    reads, runs, order, types, key_names = plan
     columns = entity_columns(entity_rows)
     if not columns:  # no entities: an empty response with the right columns
-        columns = {k: [] for k in plan.key_names}
+        columns = {k: [] for k in key_names}
     key_out: dict[str, list[Any]] = {}
     # Several groups: slots in the order asked, filled as the groups are served.
-    values: dict[str, Any] = {} if plan.order is None else dict.fromkeys(plan.order)
-    statuses: dict[str, Any] = {} if plan.order is None else dict.fromkeys(plan.order)
+    values: dict[str, Any] = {} if order is None else dict.fromkeys(order)
+    statuses: dict[str, Any] = {} if order is None else dict.fromkeys(order)
     stored: list[list[list[Any]]] = []
-    for read in plan.reads:
-        index = index_of(read.view)
-        keys = keys_for(read.view, index.layout.keys, columns)
+    for view, features, outputs in reads:
+        state = states.get(view)
+        index = None if state is None else state.index
+        if index is None:
+            index = load(view)
+        keys = keys_for(view, index.layout.keys, columns)
         for k in index.key_names:
             if k not in key_out:
                 key_out[k] = columns[k]
-        vals, stats, future = index.read(keys, read.features, now_us)
+        vals, stats, future = index.read(keys, features, now_us)
         if future:
-            resolve(read.view, list(read.features), keys, future, now_us, vals, stats)
+            resolve(view, list(features), keys, future, now_us, vals, stats)
         stored.append(vals)
-        if read.outputs:
-            # strict=False: only the first len(read.outputs) features are returned; the
-            # rest of vals/stats were read to feed featurizers (see ViewRead).
-            values.update(zip(read.outputs, vals, strict=False))
-            statuses.update(zip(read.outputs, stats, strict=False))
-    if plan.runs:
+        if outputs:
+            # Only the first len(outputs) features are returned; the rest of vals/stats were
+            # read to feed featurizers (see ViewRead). No strict= keyword: zip with keywords
+            # costs 0.1 us per call, a measurable part of a 6 us read.
+            values.update(zip(outputs, vals))  # noqa: B905
+            statuses.update(zip(outputs, stats))  # noqa: B905
+    if runs:
         count = len(next(iter(columns.values()))) if columns else 0
-        for run in plan.runs:
+        for run in runs:
             _run_featurizer(run, stored, request_data, count, values, statuses)
-    return OnlineResponse(key_out, values, statuses, plan.types)
+    return OnlineResponse(key_out, values, statuses, types)
 
 
 def _run_featurizer(

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from . import arrays
 from .keyindex import IntKeyIndex, KeyIndex, arrow_keys, key_index_for
 from .layout import ViewLayout
-from .rules import FUTURE, NO_CREATED_US, SEQ, Status, Ttl, WinnerOrder, row_verdict, value_status
+from .rules import FUTURE, NO_CREATED_US, SEQ, VALUE_STATUS, Status, Ttl, WinnerOrder, row_verdict, row_verdicts
 from .types import DType, dtype, from_micros
 
 __all__ = ["OnlineIndex", "index_columns", "to_python"]
@@ -106,6 +106,7 @@ class OnlineIndex:
             self.slot[feature] = (kind.family, len(cols))
             cols.append(i)
         self.ttl = Ttl.of(layout.view.ttl)
+        self._ttl_us = self.ttl.micros  # read per request: an attribute, not a method call
         self.keys: KeyIndex = key_index_for([d for _, d in layout.keys])
         self.int_keys = isinstance(self.keys, IntKeyIndex)
         self.size = 0
@@ -271,7 +272,10 @@ class OnlineIndex:
         beyond two row slices."""
         with self.lock:
             row = self.keys.get(key)
-            verdict = row_verdict(None if row is None else int(self.terms[0][row]), now_us, self.ttl.oldest_us(now_us))
+            ttl = self._ttl_us
+            verdict = row_verdict(
+                None if row is None else int(self.terms[0][row]), now_us, None if ttl is None else now_us - ttl
+            )
             if verdict is None:
                 valid = self.valid[row].tolist()
                 blocks = {fam: self.mats[fam][row].tolist() for fam in plan.families}
@@ -287,7 +291,7 @@ class OnlineIndex:
                 values.append([from_micros(v) if is_ts else v])
             else:
                 values.append([None])
-            statuses.append([value_status(present)])
+            statuses.append([VALUE_STATUS[present]])
         return values, statuses, []
 
     def read(
@@ -308,12 +312,12 @@ class OnlineIndex:
             rows = found_array[found_array >= 0]
             if len(rows) == 0:
                 return [[None] * n for _ in features], [[Status.NOT_FOUND] * n for _ in features], []
-            ts = _rows_list(self.terms[0], rows)
+            ts = self.terms[0][rows]
             valid = _rows_list(self.valid, rows)
             blocks = {fam: _rows_list(self.mats[fam], rows) for fam in plan.families}
-        oldest = self.ttl.oldest_us(now_us)
+        oldest = None if self._ttl_us is None else now_us - self._ttl_us
         # Per found key: None if it serves, else the status that replaces every value.
-        verdicts = [row_verdict(t, now_us, oldest) for t in ts]
+        verdicts = row_verdicts(ts, now_us, oldest)
         values: list[list[Any]] = []
         statuses: list[list[str]] = []
         for fam, col, pos, is_ts in plan.items:
@@ -332,7 +336,7 @@ class OnlineIndex:
                     if present:
                         v = block[j][col]
                         out[i] = from_micros(v) if is_ts else v
-                    stat[i] = value_status(present)
+                    stat[i] = VALUE_STATUS[present]
                 j += 1
             values.append(out)
             statuses.append(stat)

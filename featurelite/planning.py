@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
@@ -90,17 +90,17 @@ def on_demand_plan(
     )
 
 
-@dataclass(frozen=True)
-class ViewRead:
+class ViewRead(NamedTuple):
     """One online index read of a stored view: ``features`` are read; the first
-    ``len(outputs)`` are returned under ``outputs``, the rest feed featurizers only."""
+    ``len(outputs)`` are returned under ``outputs``, the rest feed featurizers only.
+    (A NamedTuple: the per-request loop unpacks it.)"""
 
     view: str
     features: tuple[str, ...]
     outputs: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredInput:
     """A featurizer argument read online: feature ``column`` of read number ``read``."""
 
@@ -108,14 +108,14 @@ class StoredInput:
     column: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestInput:
     """A featurizer argument taken from the request's ``request_data[field]``."""
 
     field: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeaturizerRun:
     """A featurizer run per entity of an online read."""
 
@@ -126,10 +126,10 @@ class FeaturizerRun:
     outputs: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True)
-class OnlinePlan:
+class OnlinePlan(NamedTuple):
     """How to serve a feature list online: one index read per stored view (which also
-    fetches what on-demand views need from it), then the featurizers."""
+    fetches what on-demand views need from it), then the featurizers. (A NamedTuple: each
+    request unpacks it.)"""
 
     reads: tuple[ViewRead, ...]
     runs: tuple[FeaturizerRun, ...]

@@ -303,11 +303,12 @@ class Store:
         self.warm()
 
     def _index(self, view: str) -> OnlineIndex:
-        index = self._state(view).index
-        if index is None:
-            with self._conn.lock, translating(f"loading the online values of view {view!r}", view=view):
-                index = self._state(view).load_index(self.con)  # the view as it is now, under the lock
-        return index
+        state = self._states.get(view)
+        index = None if state is None else state.index
+        if index is not None:  # the hot path: loaded
+            return index
+        with self._conn.lock, translating(f"loading the online values of view {view!r}", view=view):
+            return self._state(view).load_index(self.con)  # the view as it is now, under the lock
 
     def get_online_features(
         self,
@@ -330,7 +331,7 @@ class Store:
         self._conn.get()
         plan = self._catalog.online_plan(features, full_feature_names)
         now_us = time.time_ns() // 1000 if now is None else arguments.moment_us(now, "now")
-        return read_online(plan, self._index, entity_rows, request_data, now_us, self._resolve_future)
+        return read_online(plan, self._states, self._index, entity_rows, request_data, now_us, self._resolve_future)
 
     def _resolve_future(
         self, view: str, features: list[str], keys: list[Any], future: list[int], now_us: int,
