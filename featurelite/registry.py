@@ -223,9 +223,16 @@ class Registry:
         except _ROW_ERRORS as exc:
             raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
 
-    def dependents(self, view: str) -> list[str]:
-        """On-demand views that read feature view ``view``, by name."""
-        return sorted(o.name for o in self.odfvs.values() if view in o.view_sources)
+    def check_deletable(self, view: str) -> None:
+        """Refuse to delete a feature view that on-demand views read (DefinitionError
+        naming them)."""
+        users = sorted(o.name for o in self.odfvs.values() if view in o.view_sources)
+        if users:
+            raise DefinitionError(
+                f"feature view {view!r} is a source of on-demand feature view(s) {', '.join(users)}; "
+                "delete those first",
+                name=view,
+            )
 
     def adopt(
         self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
@@ -354,12 +361,14 @@ class Registry:
         return result, new_entities, new_views, new_odfvs
 
     def record(
-        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, objects: Mapping[str, Mapping[str, Any]],
-        now: datetime,
+        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, entities: Mapping[str, Entity],
+        views: Mapping[str, FeatureView], odfvs: Mapping[str, OnDemandFeatureView], now: datetime,
     ) -> None:
-        """Write an apply's changes inside the caller's transaction. ``objects``: the
-        definitions :meth:`plan` returned, per kind ("entity", "feature_view",
-        "on_demand_feature_view") by name."""
+        """Write an apply's changes inside the caller's transaction (``entities``, ``views``,
+        ``odfvs``: the definitions :meth:`plan` returned)."""
+        objects: dict[str, Mapping[str, Any]] = {
+            "entity": entities, "feature_view": views, "on_demand_feature_view": odfvs,
+        }
         for change in [*result.added, *result.changed]:
             obj = objects[change.kind][change.name]
             spec = json.dumps(obj.spec(), sort_keys=True)

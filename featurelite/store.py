@@ -22,7 +22,6 @@ from .connection import StoreConnection
 from .db import checkpoint as fold_wal
 from .db import run, transaction, translating
 from .definitions import Entity, FeatureView, OnDemandFeatureView
-from .errors import DefinitionError
 from .historical import check_entity_df, training_set
 from .lookup import read_online, resolve_future
 from .online import END_PARAM, OnlineState
@@ -151,12 +150,7 @@ class Store:
             if dry_run or not result:
                 return replace(result, dry_run=True) if dry_run else result
             with translating("apply (nothing was changed)", committed=False), transaction(con):
-                by_kind: dict[str, Mapping[str, Definition]] = {
-                    "entity": entities,
-                    "feature_view": views,
-                    "on_demand_feature_view": odfvs,
-                }
-                self._registry.record(con, result, by_kind, _now())
+                self._registry.record(con, result, entities, views, odfvs, _now())
                 for name, view in views.items():
                     writes.sync_tables(con, old.get(name), layout_of(view, entities))
             self._registry.adopt(entities, views, odfvs)
@@ -174,13 +168,7 @@ class Store:
             con = self._conn.writable()
             on_demand = name in self._registry.odfvs
             layout = None if on_demand else self._catalog.layout(name)
-            users = self._registry.dependents(name)
-            if users:
-                raise DefinitionError(
-                    f"feature view {name!r} is a source of on-demand feature view(s) {', '.join(users)}; "
-                    "delete those first",
-                    name=name,
-                )
+            self._registry.check_deletable(name)
             kind = "on_demand_feature_view" if on_demand else "feature_view"
             what = f"deleting view {name!r} (nothing was changed)"
             with translating(what, view=name, committed=False), transaction(con):
