@@ -311,7 +311,7 @@ class OnlineState:
         run(con, clear)
         run(con, fill, params)
         set_pending(con, self.layout.name, None)
-        return self.online_rows(con)
+        return int(run(con, f"SELECT count(*) FROM {self.layout.online_table}")[0][0])
 
     def replaced(self) -> None:
         self.index = None

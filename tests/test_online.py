@@ -244,6 +244,16 @@ def test_materialize_up_to_a_time(ready):
     assert ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=now).to_dict()["spend"] == [12.0]
 
 
+def test_materialize_counts_the_rebuilt_table_even_while_the_table_lagged(ready):
+    """Small pushes while the index serves leave the online table lagging; materialize up
+    to an earlier time counts the entities it rebuilt, not those the lag would add."""
+    ready.get_online_features([{"user_id": 1}], ["stats:spend"], now=T0)  # loads the index: pushes defer
+    ready.ingest("stats", rows([3], [30.0], [T0 + timedelta(hours=5)]))  # a new entity, after end_date
+    assert ready.describe("stats")["online_rows"] == 3  # the lag counts while it lasts
+    (result,) = ready.materialize("stats", end_date=T0 + timedelta(hours=1))
+    assert result.online_rows == 2 == ready.describe("stats")["online_rows"]
+
+
 #: (key, value, event time, created time): few keys and times, so that ties and late
 #: events are common; values distinct enough that a value landing on the wrong key shows.
 ROW = st.tuples(
