@@ -193,13 +193,18 @@ class OnlineState:
     @classmethod
     def follow(cls, states: dict[str, OnlineState], layouts: Mapping[str, ViewLayout]) -> None:
         """Bring ``states`` (in place) in line with the views now registered: a state for
-        each new view, the new layout for a changed one, none for a deleted one."""
+        each new view, the new layout for a changed one. (Deleted views keep theirs until
+        :meth:`prune`, so that a reader holding an older plan still finds one.)"""
         for name, layout in layouts.items():
             state = states.get(name)
             if state is None:
                 states[name] = cls(layout, pending=None, ties=False)
             else:
                 state.relayout(layout)
+
+    @staticmethod
+    def prune(states: dict[str, OnlineState], layouts: Mapping[str, ViewLayout]) -> None:
+        """Drop the states of views no longer registered."""
         for name in set(states) - set(layouts):
             del states[name]
 

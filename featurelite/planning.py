@@ -171,12 +171,16 @@ class Catalog:
         """A stored view's layout; UnknownFeatureViewError names the registered ones."""
         layout = self.layouts.get(view)
         if layout is None:
-            raise UnknownFeatureViewError(
-                f"feature view {view!r} is not registered (registered: {', '.join(sorted(self.layouts)) or 'none'}); "
-                "apply it first",
-                name=view,
-            )
+            raise self.unknown(view)
         return layout
+
+    def unknown(self, view: str) -> UnknownFeatureViewError:
+        """The error for a feature view that is not registered."""
+        return UnknownFeatureViewError(
+            f"feature view {view!r} is not registered (registered: {', '.join(sorted(self.layouts)) or 'none'}); "
+            "apply it first",
+            name=view,
+        )
 
     def schema_of(self, name: str) -> Mapping[str, str]:
         """Features and dtypes of a feature view or an on-demand feature view."""

@@ -119,14 +119,14 @@ class Store:
         catalog (and with it an empty plan cache) is swapped in whole."""
         registry = self._registry
         layouts = {name: layout_of(view, registry.entities) for name, view in registry.views.items()}
+        OnlineState.follow(self._states, layouts)  # a new view has its state before a plan can name it
         self._catalog = Catalog(layouts, registry.odfvs, registry.bindings, registry.broken)
-        OnlineState.follow(self._states, layouts)
+        OnlineState.prune(self._states, layouts)
 
     def _state(self, view: str) -> OnlineState:
         state = self._states.get(view)
         if state is None:
-            self._catalog.layout(view)  # raises UnknownFeatureViewError
-            raise AssertionError(view)
+            raise self._catalog.unknown(view)
         return state
 
     # -- definitions ----------------------------------------------------------------
