@@ -287,48 +287,24 @@ class Registry:
         new_entities = {**self.entities, **entities}
         new_views = {**self.views, **views}
         new_odfvs = {**self.odfvs, **odfvs}
-        by_folded_name: dict[str, str] = {}
-        for view in new_views.values():
-            _check_view_against_entities(view, new_entities)
-            # A view's tables are named after it, and DuckDB table names ignore case.
-            other = by_folded_name.setdefault(view.name.lower(), view.name)
-            if other != view.name:
-                raise DefinitionError(
-                    f"feature views {other!r} and {view.name!r} differ only in case, which the "
-                    "store file cannot tell apart; rename one of them",
-                    name=view.name,
-                )
-        for odfv in new_odfvs.values():
-            if odfv.name.lower() in by_folded_name:
-                raise DefinitionError(
-                    f"on-demand feature view {odfv.name!r} has the name of a feature view; rename one of them",
-                    name=odfv.name,
-                )
-            for source in odfv.view_sources:
-                if source not in new_views:
-                    raise UnknownFeatureViewError(
-                        f"on-demand feature view {odfv.name!r} uses feature view {source!r}, which is neither "
-                        "registered nor in this apply",
-                        name=source,
-                    )
-            odfv_bindings(odfv, new_views)  # raises if an input is unbound or mistyped
+        _check_names_and_sources(new_entities, new_views, new_odfvs)
         for view in views.values():
             if view.featurizers:
                 keys = {k: d for e in view.entities for k, d in new_entities[e].key_schema.items()}
                 derived_bindings(view, keys)  # raises if an input is unbound or mistyped
-        owned = [(f"on-demand feature view {o.name!r}", o.featurizers) for o in odfvs.values()]
-        owned += [(f"feature view {v.name!r}", v.featurizers) for v in views.values() if v.featurizers]
-        for owner_text, featurizers in owned:
-            for key, fz in featurizers.items():
-                _check_rebuildable(owner_text, fz)
-                mismatch = fz.verify(examples=QUICK_VERIFY_EXAMPLES, search=False)
-                if mismatch is not None:
-                    raise FeaturizerError(
-                        f"{owner_text}: featurizer {fz.name!r} (feature {key!r}) differs between the "
-                        f"batch and per-request paths, or fails ({mismatch}); it cannot be applied",
-                        featurizer=fz.name,
-                        mismatch=mismatch,
-                    )
+        _check_featurizers(views, odfvs)
+        result = self._changes(entities, views, odfvs)
+        for name, view in new_views.items():
+            old_view = self.views.get(name)
+            problem = None if old_view is None else _breaking_difference(old_view, view, self.entities, new_entities)
+            if problem:
+                _refuse_if_stored(name, problem, rows_stored(name))
+        return result, new_entities, new_views, new_odfvs
+
+    def _changes(
+        self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
+    ) -> ApplyResult:
+        """Which of the given definitions are added, changed or unchanged."""
         result = ApplyResult()
         for kind, given, current in (
             ("entity", entities, self.entities),
@@ -343,22 +319,7 @@ class Registry:
                     result.unchanged.append(Change(kind, name, obj.version, old.version))
                 else:
                     result.changed.append(Change(kind, name, obj.version, old.version))
-        for name, view in new_views.items():
-            old_view = self.views.get(name)
-            if old_view is None:
-                continue
-            problem = _breaking_difference(old_view, view, self.entities, new_entities)
-            if problem:
-                stored = rows_stored(name)
-                if stored:
-                    raise BreakingChangeError(
-                        f"feature view {name!r}: {problem}, which would break its {stored} stored "
-                        f"rows; apply it under a new name, or delete the view and its data first "
-                        f"with store.delete_feature_view({name!r})",
-                        name=name,
-                        rows=stored,
-                    )
-        return result, new_entities, new_views, new_odfvs
+        return result
 
     def record(
         self, con: duckdb.DuckDBPyConnection, result: ApplyResult, entities: Mapping[str, Entity],
@@ -656,3 +617,65 @@ def _bind(
             bound[param] = Binding(kind, source_name, param)
         result[out] = bound
     return result
+
+
+def _check_names_and_sources(
+    entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
+) -> None:
+    """The definitions an apply would put in force fit together: views' entities exist, no
+    two names differ only in case, on-demand views' sources exist and bind."""
+    by_folded_name: dict[str, str] = {}
+    for view in views.values():
+        _check_view_against_entities(view, entities)
+        # A view's tables are named after it, and DuckDB table names ignore case.
+        other = by_folded_name.setdefault(view.name.lower(), view.name)
+        if other != view.name:
+            raise DefinitionError(
+                f"feature views {other!r} and {view.name!r} differ only in case, which the "
+                "store file cannot tell apart; rename one of them",
+                name=view.name,
+            )
+    for odfv in odfvs.values():
+        if odfv.name.lower() in by_folded_name:
+            raise DefinitionError(
+                f"on-demand feature view {odfv.name!r} has the name of a feature view; rename one of them",
+                name=odfv.name,
+            )
+        for source in odfv.view_sources:
+            if source not in views:
+                raise UnknownFeatureViewError(
+                    f"on-demand feature view {odfv.name!r} uses feature view {source!r}, which is neither "
+                    "registered nor in this apply",
+                    name=source,
+                )
+        odfv_bindings(odfv, views)  # raises if an input is unbound or mistyped
+
+
+def _check_featurizers(views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]) -> None:
+    """Every featurizer an apply brings can be rebuilt from its stored source, and its batch
+    and per-request paths agree on a quick seeded sweep (no Hypothesis: see verify)."""
+    owned = [(f"on-demand feature view {o.name!r}", o.featurizers) for o in odfvs.values()]
+    owned += [(f"feature view {v.name!r}", v.featurizers) for v in views.values() if v.featurizers]
+    for owner_text, featurizers in owned:
+        for key, fz in featurizers.items():
+            _check_rebuildable(owner_text, fz)
+            mismatch = fz.verify(examples=QUICK_VERIFY_EXAMPLES, search=False)
+            if mismatch is not None:
+                raise FeaturizerError(
+                    f"{owner_text}: featurizer {fz.name!r} (feature {key!r}) differs between the "
+                    f"batch and per-request paths, or fails ({mismatch}); it cannot be applied",
+                    featurizer=fz.name,
+                    mismatch=mismatch,
+                )
+
+
+def _refuse_if_stored(name: str, problem: str, stored: int) -> None:
+    """A breaking change to a view is refused once it holds rows."""
+    if stored:
+        raise BreakingChangeError(
+            f"feature view {name!r}: {problem}, which would break its {stored} stored "
+            f"rows; apply it under a new name, or delete the view and its data first "
+            f"with store.delete_feature_view({name!r})",
+            name=name,
+            rows=stored,
+        )
