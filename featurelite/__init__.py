@@ -7,7 +7,7 @@ See the docs folder for the quickstart, concepts and the Python API.
 """
 
 from ._version import __version__
-from .definitions import Entity, FeatureView, OnDemandFeatureView, RequestSource
+from .definitions import Aggregation, Entity, FeatureView, OnDemandFeatureView, RequestSource
 from .errors import (
     BreakingChangeError,
     DefinitionError,
@@ -36,6 +36,7 @@ from .types import DTYPES
 
 __all__ = [
     "DTYPES",
+    "Aggregation",
     "ApplyResult",
     "BreakingChangeError",
     "Change",

@@ -1,4 +1,5 @@
-"""Entity and FeatureView: plain frozen definitions, validated when built.
+"""Entity, FeatureView (with its Aggregations) and on-demand views: plain frozen
+definitions, validated when built.
 
 A definition's ``version`` is a content hash of its ``spec()``, so the same definition
 always has the same version, in any process, and any change makes a new one.
@@ -19,7 +20,10 @@ from .errors import DefinitionError
 from .featurizer import Featurizer
 from .types import DTYPES, KEY_DTYPES, MAX_US, MIN_US
 
-__all__ = ["Entity", "FeatureView", "OnDemandFeatureView", "RequestSource", "parse_ttl"]
+__all__ = [
+    "AGGREGATION_FUNCTIONS", "NUMERIC_DTYPES", "Aggregation", "Entity", "FeatureView", "OnDemandFeatureView",
+    "RequestSource", "aggregation_dtype", "functions_for", "parse_ttl",
+]
 
 #: A whole name (fullmatch: ``$`` would also accept a trailing newline).
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -78,35 +82,58 @@ def parse_ttl(ttl: timedelta | str | None, owner: str = "ttl") -> timedelta | No
     """
     if ttl is None:
         return None
-    if isinstance(ttl, str):
-        match = _TTL.fullmatch(ttl)
+    return _parse_duration(
+        ttl, owner, examples="'30d', '12h', '90m', '45s'", longest="ttl",
+        shorter="use a shorter one or None (never expire)", positive="use None for values that never expire",
+    )
+
+
+def _parse_duration(
+    value: object, owner: str, *, examples: str, longest: str, shorter: str, positive: str
+) -> timedelta:
+    """The one duration parser (ttls and aggregation windows): a string of a number and a
+    unit (see ``_TTL_UNITS``) or a timedelta, positive and at most :data:`MAX_TTL`. The
+    keyword arguments word the errors for the caller (the fix differs)."""
+    if isinstance(value, str):
+        match = _TTL.fullmatch(value)
         if not match:
             raise DefinitionError(
-                f"{owner} {ttl!r} is not a duration; write it like '30d', '12h', '90m', '45s' or "
+                f"{owner} {value!r} is not a duration; write it like {examples} or "
                 "pass a datetime.timedelta",
-                ttl=ttl,
+                ttl=value,
             )
         # Exact decimal arithmetic in microseconds: no float rounding, no OverflowError
         # from timedelta before the bound below is checked.
         amount = Decimal(match.group(1)) * _TTL_UNITS[match.group(2)]
         if amount > MAX_TTL // timedelta(microseconds=1):
             raise DefinitionError(
-                f"{owner} {ttl!r} is longer than the longest ttl, {MAX_TTL.days} days; "
-                "use a shorter one or None (never expire)",
-                ttl=ttl,
+                f"{owner} {value!r} is longer than the longest {longest}, {MAX_TTL.days} days; {shorter}",
+                ttl=value,
             )
-        ttl = timedelta(microseconds=int(amount.to_integral_value()))  # half-even, as timedelta rounds
-    if not isinstance(ttl, timedelta):
-        raise DefinitionError(f"{owner} must be a timedelta or a string like '30d', not {type(ttl).__name__}", ttl=ttl)
-    if ttl <= timedelta(0):
-        raise DefinitionError(f"{owner} must be positive, got {ttl}; use None for values that never expire", ttl=ttl)
-    if ttl > MAX_TTL:
+        value = timedelta(microseconds=int(amount.to_integral_value()))  # half-even, as timedelta rounds
+    if not isinstance(value, timedelta):
+        first = examples.split(",")[0]
         raise DefinitionError(
-            f"{owner} {ttl} is longer than the longest ttl, {MAX_TTL.days} days; "
-            "use a shorter one or None (never expire)",
-            ttl=ttl,
+            f"{owner} must be a timedelta or a string like {first}, not {type(value).__name__}", ttl=value
         )
-    return ttl
+    if value <= timedelta(0):
+        raise DefinitionError(f"{owner} must be positive, got {value}; {positive}", ttl=value)
+    if value > MAX_TTL:
+        raise DefinitionError(
+            f"{owner} {value} is longer than the longest {longest}, {MAX_TTL.days} days; {shorter}",
+            ttl=value,
+        )
+    return value
+
+
+def _duration_text(value: timedelta) -> str:
+    """The text :func:`parse_ttl` reads back as ``value``, in the largest whole unit
+    (``timedelta(seconds=90)`` -> ``"90s"``, ``timedelta(hours=1)`` -> ``"1h"``)."""
+    micros = value // timedelta(microseconds=1)
+    for unit, size in sorted(_TTL_UNITS.items(), key=lambda item: -item[1]):
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    raise AssertionError("every duration is a whole number of microseconds")  # pragma: no cover
 
 
 def _hash_spec(spec: Mapping[str, Any]) -> str:
@@ -200,6 +227,103 @@ class Entity(_Versioned):
             tags=spec.get("tags"),
         )
 
+#: The functions an :class:`Aggregation` may apply over its window.
+AGGREGATION_FUNCTIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "last", "std", "var")
+#: Functions that fit a column of any dtype; the others need one of :data:`NUMERIC_DTYPES`.
+_ANY_DTYPE_FUNCTIONS = ("count", "last")
+#: The dtypes sum, mean, min, max, std and var aggregate.
+NUMERIC_DTYPES: tuple[str, ...] = ("int32", "int64", "float32", "float64")
+
+
+def aggregation_dtype(function: str, column_dtype: str) -> str:
+    """The dtype of ``function`` aggregated over a column of ``column_dtype`` (the one
+    home of the rule): count is int64; sum is int64 over ints and float64 over floats;
+    mean, std and var are float64; min, max and last keep the column's dtype."""
+    if function == "count":
+        return "int64"
+    if function == "sum":
+        return "int64" if column_dtype in ("int32", "int64") else "float64"
+    if function in ("mean", "std", "var"):
+        return "float64"
+    return column_dtype
+
+
+def functions_for(column_dtype: str) -> tuple[str, ...]:
+    """The aggregation functions that fit a column of ``column_dtype``."""
+    if column_dtype in NUMERIC_DTYPES:
+        return AGGREGATION_FUNCTIONS
+    return _ANY_DTYPE_FUNCTIONS
+
+
+@dataclass(frozen=True, init=False)
+class Aggregation:
+    """A windowed aggregate feature of a :class:`FeatureView`: ``function`` over the
+    values of ``column`` whose event time falls in the ``window`` before the read time.
+
+    ``window`` is a duration string like ``"90s"``, ``"1h"`` or ``"7d"`` (the ttl syntax)
+    or a ``datetime.timedelta``; ``window_text`` keeps the string as given (for a
+    timedelta, its text in the largest whole unit). ``name`` defaults to
+    ``f"{column}_{function}_{window_text}"``.
+    """
+
+    column: str
+    function: str
+    window: timedelta
+    window_text: str
+    name: str
+
+    def __init__(self, column: str, function: str, window: timedelta | str, *, name: str | None = None) -> None:
+        _check_name("column", column, "an aggregation")
+        owner_text = f"aggregation of column {column!r}"
+        if not isinstance(function, str) or function not in AGGREGATION_FUNCTIONS:
+            raise DefinitionError(
+                f"{owner_text}: function {function!r} is not known; use one of {', '.join(AGGREGATION_FUNCTIONS)}",
+                column=column,
+            )
+        owner_text = f"aggregation {function}({column})"
+        if window is None:
+            raise DefinitionError(
+                f"{owner_text} needs a window, like '1h', '7d' or a datetime.timedelta", column=column
+            )
+        parsed = _parse_duration(
+            window, f"window of {owner_text}", examples="'90s', '1h', '7d'", longest="window",
+            shorter="use a shorter window", positive="use a window of at least 1us",
+        )
+        text = window if isinstance(window, str) else _duration_text(parsed)
+        if name is None:
+            name = f"{column}_{function}_{text}"
+            if not _NAME.fullmatch(name):
+                raise DefinitionError(
+                    f"{owner_text}: the default name {name!r} (from the window {text!r}) is not a valid "
+                    "feature name; pass name=... or write the window as a whole number and unit, like '90m'",
+                    name=name,
+                )
+        _check_name("aggregation", name, owner_text)
+        object.__setattr__(self, "column", column)
+        object.__setattr__(self, "function", function)
+        object.__setattr__(self, "window", parsed)
+        object.__setattr__(self, "window_text", text)
+        object.__setattr__(self, "name", name)
+
+    @property
+    def window_us(self) -> int:
+        """The window in microseconds."""
+        return self.window // timedelta(microseconds=1)
+
+    def output_dtype(self, column_dtype: str) -> str:
+        """The dtype of this aggregate over a column of ``column_dtype``."""
+        return aggregation_dtype(self.function, column_dtype)
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-ready description (part of its view's spec)."""
+        return {"column": self.column, "function": self.function, "window": self.window_text, "name": self.name}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Aggregation:
+        """Rebuild an Aggregation from :meth:`spec` output."""
+        return cls(spec["column"], spec["function"], spec["window"], name=spec["name"])
+
+
 #: How definitions name featurizer outputs: ``{"feature": f}`` for a function returning
 #: one value, ``{("a", "b"): g}`` for one returning a tuple of two.
 FeaturizerMap = Mapping[str | tuple[str, ...], Featurizer]
@@ -278,12 +402,18 @@ class FeatureView(_Versioned):
     featurizers: Mapping[str | tuple[str, ...], Featurizer] = field(
         default_factory=dict, repr=False, compare=False, hash=False
     )
+    #: Windowed aggregate features read from the stored columns (nothing extra is stored).
+    aggregations: tuple[Aggregation, ...] = ()
     #: (feature, featurizer version, output index) per derived feature: what equality sees.
     _derived_versions: tuple[tuple[str, str, int], ...] = field(default=(), init=False, repr=False)
     #: The Entity objects (not names) the view was built with: ``apply`` applies them with it.
     entity_objects: tuple[Entity, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
     #: ``{feature: (featurizer, output index)}`` per derived feature, in order; see :attr:`derived`.
     _derived: Mapping[str, tuple[Featurizer, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    #: Aggregate feature name to output dtype, in order; see :attr:`aggregation_schema`.
+    _aggregation_schema: Mapping[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
@@ -300,6 +430,7 @@ class FeatureView(_Versioned):
         owner: str = "",
         tags: Mapping[str, str] | None = None,
         featurizers: FeaturizerMap | None = None,
+        aggregations: Iterable[Aggregation] | Aggregation | None = None,
     ) -> None:
         _check_name("feature view", name)
         owner_text = f"feature view {name!r}"
@@ -361,6 +492,11 @@ class FeatureView(_Versioned):
                     column=col,
                 )
             seen.add(col.lower())
+        roles = {timestamp_field: "its timestamp field"}
+        if created_timestamp_field:
+            roles[created_timestamp_field] = "its created timestamp field"
+        roles.update({key: "a join key" for ent in objects for key in ent.join_keys})
+        checked_aggregations, aggregation_schema = _check_aggregations(aggregations, checked_schema, roles, owner_text)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "entities", tuple(names))
         object.__setattr__(self, "schema", checked_schema)
@@ -374,11 +510,25 @@ class FeatureView(_Versioned):
         object.__setattr__(self, "_derived", derived)
         object.__setattr__(self, "_derived_versions", tuple((f, fz.version, i) for f, (fz, i) in derived.items()))
         object.__setattr__(self, "entity_objects", tuple(objects))
+        object.__setattr__(self, "aggregations", checked_aggregations)
+        object.__setattr__(self, "_aggregation_schema", aggregation_schema)
 
     @property
     def features(self) -> list[str]:
-        """Feature names in schema order (raw features, then derived ones)."""
+        """Stored feature names in schema order (raw features, then derived ones); see
+        :attr:`feature_schema` for the aggregate features too."""
         return list(self.schema)
+
+    @property
+    def aggregation_schema(self) -> dict[str, str]:
+        """Aggregate feature name to output dtype, in the order of :attr:`aggregations`."""
+        return dict(self._aggregation_schema)
+
+    @property
+    def feature_schema(self) -> dict[str, str]:
+        """Every feature a reader may ask for: the stored ones (:attr:`schema`), then the
+        aggregate ones (:attr:`aggregation_schema`)."""
+        return {**self.schema, **self._aggregation_schema}
 
     @property
     def raw_schema(self) -> dict[str, str]:
@@ -405,6 +555,8 @@ class FeatureView(_Versioned):
             "tags": dict(self.tags),
             # Only when present, so views without featurizers keep the versions they had.
             **({"featurizers": _featurizers_spec(self.featurizers)} if self.featurizers else {}),
+            # Likewise: views without aggregations keep their versions.
+            **({"aggregations": [a.spec() for a in self.aggregations]} if self.aggregations else {}),
         }
 
     @classmethod
@@ -422,7 +574,61 @@ class FeatureView(_Versioned):
             owner=spec.get("owner", ""),
             tags=spec.get("tags"),
             featurizers=_featurizers_from_spec(spec["featurizers"]) if spec.get("featurizers") else None,
+            aggregations=[Aggregation.from_spec(a) for a in spec.get("aggregations") or ()],
         )
+
+
+def _check_aggregations(
+    aggregations: object, schema: Mapping[str, str], roles: Mapping[str, str], owner_text: str
+) -> tuple[tuple[Aggregation, ...], dict[str, str]]:
+    """Check a view's aggregations against its schema (raw and derived features) and its
+    other columns (``roles``: column -> what it is, for the messages); return them as a
+    tuple and ``{aggregate feature: output dtype}``."""
+    if aggregations is None:
+        return (), {}
+    if isinstance(aggregations, Aggregation):
+        aggregations = [aggregations]
+    if isinstance(aggregations, (str, Mapping)) or not isinstance(aggregations, Iterable):
+        raise DefinitionError(
+            f"{owner_text}: aggregations must be a list of fl.Aggregation objects, got {aggregations!r}"
+        )
+    items = tuple(aggregations)
+    # Every name a reader may ask for, or the view's rows carry, ignoring case (as DuckDB does).
+    taken = {c.lower(): f"feature {c!r}" for c in schema}
+    taken.update({c.lower(): f"{role} {c!r}" for c, role in roles.items()})
+    result: dict[str, str] = {}
+    for agg in items:
+        if not isinstance(agg, Aggregation):
+            raise DefinitionError(f"{owner_text}: aggregations must be fl.Aggregation objects, got {agg!r}")
+        if agg.column not in schema:
+            what = roles.get(agg.column, "not a feature of the view")
+            raise DefinitionError(
+                f"{owner_text}: aggregation {agg.name!r} reads column {agg.column!r}, which is {what}; "
+                f"aggregate one of its features ({', '.join(schema)})",
+                column=agg.column,
+                name=agg.name,
+            )
+        column_dtype = schema[agg.column]
+        fitting = functions_for(column_dtype)
+        if agg.function not in fitting:
+            raise DefinitionError(
+                f"{owner_text}: aggregation {agg.name!r} applies {agg.function} to column {agg.column!r} of "
+                f"dtype {column_dtype}, which it does not fit; use one of {', '.join(fitting)} "
+                f"(the others need a column of dtype {', '.join(NUMERIC_DTYPES)})",
+                column=agg.column,
+                dtype=column_dtype,
+                name=agg.name,
+            )
+        clash = taken.get(agg.name.lower())
+        if clash is not None:
+            raise DefinitionError(
+                f"{owner_text}: aggregation name {agg.name!r} is already the name of {clash} "
+                "(names must differ, ignoring case); pass the Aggregation another name=",
+                name=agg.name,
+            )
+        taken[agg.name.lower()] = f"aggregation {agg.name!r}"
+        result[agg.name] = agg.output_dtype(column_dtype)
+    return items, result
 
 
 @dataclass(frozen=True, init=False)

@@ -22,6 +22,7 @@ from .layout import ViewLayout
 from .planning import Catalog, HistoricalPlan, OnDemandPlan
 from .retrieval import key_column, pick_timestamp
 from .types import arrow_type
+from .window_history import aggregates_at
 
 __all__ = ["NARROW_RATIO", "point_in_time", "training_set"]
 
@@ -77,7 +78,7 @@ def _probe(catalog: Catalog, plan: HistoricalPlan, entity: pa.Table, ts_name: st
     """The entity dataframe as the joins' probe: every view's join keys, the time, the
     row number."""
     columns: dict[str, pa.Array] = {}
-    for view in plan.joins:
+    for view in [*plan.joins, *(v for v in plan.windows if v not in plan.joins)]:
         for key, dtype in catalog.layout(view).keys:
             if key not in entity.column_names:
                 raise SchemaError(
@@ -95,7 +96,11 @@ def training_set(
 ) -> pa.Table:
     """``entity`` with the plan's features appended, in the order asked."""
     probe = _probe(catalog, plan, entity, ts_name)
-    joined: dict[tuple[str, str], pa.ChunkedArray] = {}
+    joined: dict[tuple[str, str], pa.ChunkedArray | pa.Array] = {}
+    for view, aggregations in plan.windows.items():
+        with translating(f"the windowed aggregates of view {view!r}", view=view):
+            aggregated, _ = aggregates_at(con, catalog.layout(view), aggregations, probe)
+        joined.update(((view, name), values) for name, values in aggregated.items())
     for view, features in plan.joins.items():
         layout = catalog.layout(view)
         with translating(f"the point-in-time join with view {view!r}", view=view):

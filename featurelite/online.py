@@ -24,6 +24,7 @@ from .onlineindex import OnlineIndex, index_columns, to_python
 from .registry import set_pending
 from .rules import SEQ
 from .types import duckdb_type
+from .window_buffer import WindowBuffer
 
 __all__ = [
     "CATCH_UP_ROWS", "DEFERRED_ONLINE_ROWS", "OnlineState", "OnlineWrite", "add_feature_columns", "create_online",
@@ -166,6 +167,8 @@ class OnlineWrite:
     newest_us: int | None = None
     #: Whether some row lost a tie on key and event time.
     ties: bool = False
+    #: The ingested rows, when few enough for the window buffer to take them (else None).
+    events: pa.Table | None = None
 
 
 class OnlineState:
@@ -185,6 +188,8 @@ class OnlineState:
     def __init__(self, layout: ViewLayout, *, pending: int | None, ties: bool) -> None:
         self.layout = layout
         self.index: OnlineIndex | None = None
+        #: The view's recent events, for windowed aggregates (loaded on first read).
+        self.window: WindowBuffer | None = None
         self.pending = pending
         self.ties = ties
         self._last_event: int | None = None
@@ -216,8 +221,9 @@ class OnlineState:
 
     def relayout(self, layout: ViewLayout) -> None:
         """The view's definition changed: the index is rebuilt on the next read."""
-        if layout != self.layout:
+        if layout != self.layout or layout.view.aggregations != self.layout.view.aggregations:
             self.index = None
+            self.window = None
         self.layout = layout
 
     def load_index(self, con: duckdb.DuckDBPyConnection) -> OnlineIndex:
@@ -234,6 +240,12 @@ class OnlineState:
                 index.merge(_winners_since(con, layout, self.pending))
             self.index = index
         return self.index
+
+    def load_window(self, con: duckdb.DuckDBPyConnection) -> WindowBuffer:
+        """The window buffer, loaded from history (the caller holds the store's lock)."""
+        if self.window is None:
+            self.window = WindowBuffer.load(con, self.layout)
+        return self.window
 
     def last_event_us(self, con: duckdb.DuckDBPyConnection) -> int | None:
         """The latest event time in the view's history (microseconds), cached."""
@@ -286,6 +298,12 @@ class OnlineState:
             last = self._last_event
             self._last_event = write.newest_us if last is None else max(last, write.newest_us)
         self.ties = self.ties or write.ties
+        window = self.window
+        if window is not None:
+            if write.events is None:
+                self.window = None  # a large write: reloaded from history on the next read
+            else:
+                window.append(write.events)
         index = self.index
         if index is not None and write.fresh is not None:
             index.merge(write.fresh)
@@ -296,6 +314,7 @@ class OnlineState:
         """A write failed after it may have committed: never serve from an index that may
         have missed it, nor trust the cached event time. Both are rebuilt on demand."""
         self.index = None
+        self.window = None
         self._last_event_known = False
 
     def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -320,6 +339,7 @@ class OnlineState:
 
     def replaced(self) -> None:
         self.index = None
+        self.window = None
         self.pending = None
 
     def online_rows(self, con: duckdb.DuckDBPyConnection) -> int:

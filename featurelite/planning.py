@@ -21,13 +21,13 @@ from .retrieval import resolve_features
 from .types import arrow_type
 
 if TYPE_CHECKING:
-    from .definitions import OnDemandFeatureView
+    from .definitions import Aggregation, OnDemandFeatureView
     from .featurizer import Featurizer
     from .registry import Binding
 
 __all__ = [
     "Catalog", "FeatureGroup", "FeaturizerCall", "HistoricalPlan", "OnDemandPlan", "OnlinePlan", "RequestInput",
-    "StoredInput", "ViewRead", "on_demand_plan",
+    "StoredInput", "ViewRead", "WindowRead", "on_demand_plan",
 ]
 
 #: Distinct feature lists whose online plan a catalog caches.
@@ -126,10 +126,19 @@ class FeaturizerRun:
     outputs: tuple[tuple[str, int], ...]
 
 
+class WindowRead(NamedTuple):
+    """The windowed aggregates asked of one view, computed at the read time from its
+    recent events (:mod:`featurelite.window_buffer`), returned under ``outputs``."""
+
+    view: str
+    aggregations: tuple[Aggregation, ...]
+    outputs: tuple[str, ...]
+
+
 class OnlinePlan(NamedTuple):
     """How to serve a feature list online: one index read per stored view (which also
-    fetches what on-demand views need from it), then the featurizers. (A NamedTuple: each
-    request unpacks it.)"""
+    fetches what on-demand views need from it), the windowed aggregates, then the
+    featurizers. (A NamedTuple: each request unpacks it.)"""
 
     reads: tuple[ViewRead, ...]
     runs: tuple[FeaturizerRun, ...]
@@ -140,6 +149,7 @@ class OnlinePlan(NamedTuple):
     types: dict[str, pa.DataType]
     #: Join keys of the views read (the columns of a response to no entities).
     key_names: tuple[str, ...]
+    windows: tuple[WindowRead, ...]
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,8 @@ class HistoricalPlan:
     #: Stored features to join per view: those asked for, plus on-demand inputs.
     joins: dict[str, tuple[str, ...]]
     on_demand: dict[str, OnDemandPlan]
+    #: Windowed aggregates to compute per view.
+    windows: dict[str, tuple[Aggregation, ...]]
 
 
 class Catalog:
@@ -186,13 +198,13 @@ class Catalog:
         """Features and dtypes of a feature view or an on-demand feature view."""
         layout = self.layouts.get(name)
         if layout is not None:
-            return layout.view.schema
+            return layout.view.feature_schema
         odfv = self.odfvs.get(name)
         if odfv is not None:
             return odfv.schema
         if name in self.broken:
             raise self.broken[name]
-        return self.layout(name).view.schema  # raises UnknownFeatureViewError
+        return self.layout(name).view.feature_schema  # raises UnknownFeatureViewError
 
     def featurized_views(self) -> list[str]:
         """On-demand views and feature views with write-time featurizers, by name."""
@@ -225,6 +237,17 @@ class Catalog:
         groups, order = resolve_features(features, full_feature_names, self.schema_of)
         return [FeatureGroup(view, tuple(feats), tuple(outs)) for view, feats, outs in groups], order
 
+    def split(self, group: FeatureGroup) -> tuple[FeatureGroup, WindowRead | None]:
+        """A stored view's group as (its stored features, its windowed aggregates or None)."""
+        view = self.layouts[group.view].view
+        by_name = {a.name: a for a in view.aggregations}
+        stored = [(f, o) for f, o in zip(group.features, group.outputs, strict=True) if f not in by_name]
+        windowed = [(by_name[f], o) for f, o in zip(group.features, group.outputs, strict=True) if f in by_name]
+        window = None
+        if windowed:
+            window = WindowRead(group.view, tuple(a for a, _ in windowed), tuple(o for _, o in windowed))
+        return FeatureGroup(group.view, tuple(f for f, _ in stored), tuple(o for _, o in stored)), window
+
     def on_demand(self, group: FeatureGroup) -> OnDemandPlan:
         return on_demand_plan(self.odfvs[group.view], self.bindings[group.view], group.features)
 
@@ -233,16 +256,22 @@ class Catalog:
         groups, order = self._groups(features, full_feature_names)
         joins: dict[str, list[str]] = {}
         on_demand: dict[str, OnDemandPlan] = {}
+        windows: dict[str, tuple[Aggregation, ...]] = {}
         for group in groups:
             if group.view in self.odfvs:
                 on_demand[group.view] = plan = self.on_demand(group)
                 needed = list(plan.stored.items())
             else:
-                needed = [(group.view, group.features)]
+                stored, window = self.split(group)
+                if window is not None:
+                    windows[group.view] = window.aggregations
+                needed = [(group.view, stored.features)] if stored.features else []
             for view, fields in needed:
                 joined = joins.setdefault(view, [])
                 joined.extend(f for f in fields if f not in joined)
-        return HistoricalPlan(tuple(groups), tuple(order), {v: tuple(f) for v, f in joins.items()}, on_demand)
+        return HistoricalPlan(
+            tuple(groups), tuple(order), {v: tuple(f) for v, f in joins.items()}, on_demand, windows
+        )
 
     def online_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> OnlinePlan:
         """How to serve ``features`` online, cached per distinct list."""
@@ -264,7 +293,15 @@ class Catalog:
 
     def _plan_online(self, features: Sequence[str], full_feature_names: bool) -> OnlinePlan:
         groups, order = self._groups(features, full_feature_names)
-        reads = [ViewRead(g.view, g.features, g.outputs) for g in groups if g.view not in self.odfvs]
+        reads: list[ViewRead] = []
+        windows: list[WindowRead] = []
+        for group in groups:
+            if group.view not in self.odfvs:
+                stored, window = self.split(group)
+                if stored.features or window is None:
+                    reads.append(ViewRead(stored.view, stored.features, stored.outputs))
+                if window is not None:
+                    windows.append(window)
         runs: list[FeaturizerRun] = []
         for group in groups:
             if group.view in self.odfvs:
@@ -275,14 +312,15 @@ class Catalog:
             for f, out in zip(g.features, g.outputs, strict=True)
         }
         key_types: dict[str, pa.DataType] = {}
-        for read in reads:
-            key_types.update(self.layout(read.view).keys_arrow_types())
-        # Values are filled read by read, then run by run: only when that is not already
-        # the order asked does the response need slots laid out in advance.
-        natural = [o for read in reads for o in read.outputs] + [out for run in runs for out, _ in run.outputs]
+        for view in [*(read.view for read in reads), *(window.view for window in windows)]:
+            key_types.update(self.layout(view).keys_arrow_types())
+        # Values are filled read by read, window by window, then run by run: only when that
+        # is not already the order asked does the response need slots laid out in advance.
+        natural = [o for read in reads for o in read.outputs] + [o for w in windows for o in w.outputs]
+        natural += [out for run in runs for out, _ in run.outputs]
         return OnlinePlan(
             tuple(reads), tuple(runs), tuple(order) if natural != order else None, {**key_types, **types},
-            tuple(key_types),
+            tuple(key_types), tuple(windows),
         )
 
     def _online_runs(self, group: FeatureGroup, reads: list[ViewRead]) -> list[FeaturizerRun]:

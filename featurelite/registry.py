@@ -462,6 +462,14 @@ def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity])
                 view=view.name,
             )
         for key in entities[name].join_keys:
+            clash = next((a.name for a in view.aggregations if a.name.lower() == key.lower()), None)
+            if clash is not None:
+                raise DefinitionError(
+                    f"feature view {view.name!r}: aggregation {clash!r} has the name of join key {key!r} "
+                    f"of entity {name!r}; pass the Aggregation another name=",
+                    view=view.name,
+                    name=clash,
+                )
             if key.lower() in columns or key.lower() in seen_keys:
                 raise DefinitionError(
                     f"feature view {view.name!r}: join key {key!r} of entity {name!r} clashes with "
@@ -475,7 +483,11 @@ def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity])
 def _breaking_difference(
     old: FeatureView, new: FeatureView, old_entities: dict[str, Entity], new_entities: dict[str, Entity]
 ) -> str | None:
-    """Why replacing ``old`` by ``new`` would break stored rows, or None if it would not."""
+    """Why replacing ``old`` by ``new`` would break stored rows, or None if it would not.
+
+    Aggregations are deliberately not compared: they are computed when read from the
+    stored columns, so adding, removing or changing one changes nothing stored (the view
+    gets a new version all the same, and its tables stay as they are)."""
     old_keys = [(k, d) for e in old.entities for k, d in old_entities[e].key_schema.items()]
     new_keys = [(k, d) for e in new.entities for k, d in new_entities[e].key_schema.items()]
     if old_keys != new_keys:

@@ -17,7 +17,7 @@ from .db import quote
 
 __all__ = [
     "NO_CREATED_US", "SEQ", "VALUE_STATUS", "Status", "Ttl", "WinnerOrder", "row_verdict", "row_verdicts",
-    "value_status",
+    "value_status", "window_status",
 ]
 
 #: Hidden column: a store-wide ingest sequence number, the last tie-break ("ingested last").
@@ -107,6 +107,7 @@ class Status:
     NULL_VALUE = "NULL_VALUE"  #: the winning row stores null for this feature
     NOT_FOUND = "NOT_FOUND"  #: no row for this entity
     OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"  #: the latest value is older than the view's ttl
+    EMPTY_WINDOW = "EMPTY_WINDOW"  #: a windowed aggregate's window held no events (count and sum: 0)
 
 
 #: Verdict on an entity's latest row whose event lies after the read time: the online
@@ -150,3 +151,10 @@ VALUE_STATUS: tuple[str, str] = (Status.NULL_VALUE, Status.PRESENT)
 def value_status(present: bool) -> str:
     """Status of one value of a row that serves: PRESENT, or NULL_VALUE for a null."""
     return VALUE_STATUS[present]
+
+
+def window_status(present: bool, events: int) -> str:
+    """Status of a windowed aggregate: EMPTY_WINDOW when its window held no events (count
+    and sum are then 0, the others null), else as :func:`value_status` (a null then means,
+    say, ``std`` over one event)."""
+    return Status.EMPTY_WINDOW if events == 0 else VALUE_STATUS[present]

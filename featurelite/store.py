@@ -23,7 +23,7 @@ from .db import checkpoint as fold_wal
 from .db import run, transaction, translating
 from .definitions import Entity, FeatureView, OnDemandFeatureView
 from .historical import check_entity_df, training_set
-from .lookup import read_online, resolve_future
+from .lookup import StateWindows, read_online, resolve_future
 from .online import END_PARAM, OnlineState
 from .onlineindex import OnlineIndex
 from .planning import Catalog
@@ -73,6 +73,7 @@ class Store:
             for name, state in self._states.items():
                 state.pending, state.ties = pending.get(name), offline.has_tie_losers(con, state.layout)
             self._seq = writes.SequenceCounter(con, self._catalog.layouts.values())
+        self._windows = StateWindows(self._states, self._conn.lock, self._conn.get)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -319,7 +320,9 @@ class Store:
         self._conn.get()
         plan = self._catalog.online_plan(features, full_feature_names)
         now_us = time.time_ns() // 1000 if now is None else arguments.moment_us(now, "now")
-        return read_online(plan, self._states, self._index, entity_rows, request_data, now_us, self._resolve_future)
+        return read_online(
+            plan, self._states, self._index, entity_rows, request_data, now_us, self._resolve_future, self._windows
+        )
 
     def _resolve_future(
         self, view: str, features: list[str], keys: list[Any], future: list[int], now_us: int,

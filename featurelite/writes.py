@@ -95,6 +95,8 @@ class _Appended:
     rows: int = 0
     #: The ingested rows when they came as one batch (else None).
     only_batch: pa.Table | None = None
+    #: The ingested rows while they are few (for the online window buffer), else None.
+    small: list[pa.Table] | None = None
     batches: int = 0
     earliest_us: int | None = None
     newest_us: int | None = None
@@ -103,6 +105,12 @@ class _Appended:
         self.rows += stored.num_rows
         self.batches += 1
         self.only_batch = stored if self.batches == 1 else None
+        if self.rows > online.DEFERRED_ONLINE_ROWS:
+            self.small = None
+        elif self.batches == 1:
+            self.small = [stored]
+        elif self.small is not None:
+            self.small.append(stored)
         bounds = pc.min_max(stored.column(ts))
         if bounds["min"].is_valid:
             low, high = bounds["min"].cast(pa.int64()).as_py(), bounds["max"].cast(pa.int64()).as_py()
@@ -144,6 +152,8 @@ def _land(con: duckdb.DuckDBPyConnection, state: OnlineState, appended: _Appende
     ties = offline.mark_tie_losers(con, layout, appended.first_seq, within=within, reaches_back=reaches_back) > 0
     write = state.write(con, appended.first_seq, appended.rows, batch if unique else None)
     write.newest_us, write.ties = appended.newest_us, ties
+    if appended.small is not None and layout.view.aggregations:
+        write.events = pa.concat_tables(appended.small)
     return write
 
 

@@ -159,7 +159,7 @@ def test_closed_store_raises(tmp_path):
 
 def test_public_surface_is_pinned():
     assert sorted(fl.__all__) == sorted([
-        "DTYPES", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureView",
+        "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureView",
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "MaterializeResult",
         "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError", "ServerError",
         "SourceError", "Status", "Store", "StoreClosedError", "StoreError", "StoreFormatError", "StoreLockedError",
