@@ -29,7 +29,7 @@ from .layout import ViewLayout
 from .rules import NO_CREATED_US, SEQ
 from .types import from_micros
 from .window_history import engine_values
-from .windows import PICKS, aggregate
+from .windows import FUNCTIONS, KIND_FLOAT, KIND_INT, KIND_NONE, PICKS, run
 
 if TYPE_CHECKING:
     from .definitions import Aggregation
@@ -99,6 +99,7 @@ class WindowBuffer:
         self.lock = threading.Lock()
         self.aggregations: tuple[Aggregation, ...] = tuple(layout.view.aggregations)
         self.longest_us = max(a.window_us for a in self.aggregations)
+        self._plans: dict[Aggregation, tuple[int, int]] = {}
         #: Events at or before this time were not loaded: reads that reach back past it go to history.
         self.horizon_us = horizon_us
         self.columns = sorted({a.column for a in self.aggregations})
@@ -207,6 +208,11 @@ class WindowBuffer:
         _chain(np.asarray(slots, dtype=np.int64), first, self.head, self.prev)
         self.size = end
 
+    def _plan(self, agg: Aggregation) -> tuple[int, int]:
+        """(function code, window) of an aggregation, worked out once."""
+        planned = self._plans[agg] = (FUNCTIONS.index(agg.function), agg.window_us)
+        return planned
+
     def covers(self, now_us: int) -> bool:
         """Whether every window at ``now_us`` lies within what the buffer holds."""
         return now_us - self.longest_us >= self.horizon_us
@@ -217,7 +223,11 @@ class WindowBuffer:
         """Per aggregation: values at ``now_us`` for ``keys`` (Python objects), whether each
         is present, and how many events its window held."""
         with self.lock:
-            slots = np.asarray(self.keys.get_many(list(keys)), dtype=np.int64)
+            if len(keys) == 1:  # the common single-entity read: no vectorised lookup
+                row = self.keys.get(keys[0])
+                slots = np.array([-1 if row is None else row], dtype=np.int64)
+            else:
+                slots = np.asarray(self.keys.get_many(list(keys)), dtype=np.int64)
             n = self.size
             positions, starts = _gather(
                 slots, self.head, self.prev[:n], self.ts[:n], self.created[:n], self.seq[:n],
@@ -234,8 +244,11 @@ class WindowBuffer:
         events_out: list[list[int]] = []
         for agg in aggregations:
             values = gathered[agg.column]
-            result = aggregate(
-                agg.function, agg.window_us, starts, ts, values, valid[agg.column], query_groups, query_ts
+            code, window_us = self._plans.get(agg) or self._plan(agg)
+            kind = KIND_NONE if values is None else (KIND_FLOAT if values.dtype == np.float64 else KIND_INT)
+            result = run(
+                code, window_us, starts, ts, kind, values if kind == KIND_FLOAT else None,
+                values if kind == KIND_INT else None, valid[agg.column], query_groups, query_ts,
             )
             present = result.valid.tolist()
             if agg.function in PICKS:

@@ -82,7 +82,7 @@ import numpy.typing as npt
 
 from .errors import InputError
 
-__all__ = ["FUNCTIONS", "PICKS", "WindowResult", "aggregate"]
+__all__ = ["FUNCTIONS", "KIND_FLOAT", "KIND_INT", "KIND_NONE", "PICKS", "WindowResult", "aggregate", "run"]
 
 FUNCTIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "last", "std", "var")
 #: functions whose result is the index of one chosen event (the caller takes the value from the column,
@@ -538,15 +538,35 @@ def aggregate(
             kind = _KIND_INT
         else:
             raise InputError(f"window function {function!r} needs float64 or int64 values, not {column.dtype}")
+    return run(FUNCTIONS.index(function), int(window_us), starts, times, kind, fvalues, ivalues, flags, groups, at)
+
+
+#: The kind of values :func:`run` takes, by the dtype of a column's engine values.
+KIND_NONE, KIND_FLOAT, KIND_INT = _KIND_NONE, _KIND_FLOAT, _KIND_INT
+_NO_FLOATS = np.empty(0, dtype=np.float64)
+_NO_INTS = np.empty(0, dtype=np.int64)
+
+
+def run(
+    code: int, window_us: int, starts: npt.NDArray[np.int64], times: npt.NDArray[np.int64], kind: int,
+    fvalues: npt.NDArray[np.float64] | None, ivalues: npt.NDArray[np.int64] | None, flags: npt.NDArray[np.bool_],
+    groups: npt.NDArray[np.int64], at: npt.NDArray[np.int64],
+) -> WindowResult:
+    """:func:`aggregate` without its argument checks, for a caller that already holds
+    contiguous arrays of the right dtypes (``code``: the function's position in
+    :data:`FUNCTIONS`): the online buffer, whose reads cannot afford the checks per call.
+    The same compiled sweep runs."""
     n = groups.shape[0]
     index = np.empty(n, dtype=np.int64)
     number = np.empty(n, dtype=np.float64)
     integer = np.empty(n, dtype=np.int64)
     ok = np.empty(n, dtype=np.bool_)
     events = np.empty(n, dtype=np.int64)
+    fvalues = _NO_FLOATS if fvalues is None else fvalues
+    ivalues = _NO_INTS if ivalues is None else ivalues
     status, where = _sweep(
-        FUNCTIONS.index(function),
-        int(window_us),
+        code,
+        window_us,
         starts,
         times,
         kind,
