@@ -81,7 +81,8 @@ def basket_share(basket: float, spend_7d: float = 0.0) -> float:
 
 
 def definitions() -> list[fl.Entity | fl.FeatureView | fl.OnDemandFeatureView]:
-    """The demo's entity, feature view (with a write-time featurizer) and on-demand view."""
+    """The demo's entity, feature view (with a write-time featurizer and a windowed
+    aggregation) and on-demand view."""
     user = fl.Entity("user", join_keys=["user_id"])
     stats = fl.FeatureView(
         "user_stats",
@@ -91,6 +92,9 @@ def definitions() -> list[fl.Entity | fl.FeatureView | fl.OnDemandFeatureView]:
         ttl="30d",
         description="7-day spend per user",
         featurizers={"spend_per_order": spend_per_order},
+        # Computed by the store from the events, exact as of each read: the highest 7-day
+        # spend reported in the last 30 days.
+        aggregations=[fl.Aggregation("spend_7d", "max", "30d")],
     )
     basket = fl.RequestSource("checkout", schema={"basket": "float64"})
     shares = fl.OnDemandFeatureView("shares", sources=[stats, basket], featurizers={"basket_share": basket_share})
@@ -107,16 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         result = store.ingest("user_stats", example_events(end=end))
         print(f"ingest: {result.rows} history rows into {result.view!r} (spend_per_order computed on the way in)")
         spine = example_spine(end=end)
-        train = store.get_historical_features(
-            spine, ["user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:country", "shares:basket_share"]
-        )
+        features = [
+            "user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:spend_7d_max_30d", "user_stats:country",
+            "shares:basket_share",
+        ]
+        train = store.get_historical_features(spine, features)
         print("training set (point-in-time correct):")
         print(_text_table(train))
         users = spine.column("user_id").to_pylist()[:3]
         online = store.get_online_features(
-            [{"user_id": u} for u in users],
-            ["user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:country", "shares:basket_share"],
-            request_data={"basket": [25.0] * len(users)}, now=end,
+            [{"user_id": u} for u in users], features, request_data={"basket": [25.0] * len(users)}, now=end,
         )
         print(f"online values now ({end.isoformat()}):", online.to_dict())
         print("statuses:", online.statuses)
