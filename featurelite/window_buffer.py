@@ -41,6 +41,10 @@ __all__ = ["EXTRA_RETENTION_US", "WindowBuffer"]
 EXTRA_RETENTION_US = 0
 
 _NUMERIC = ("int32", "int64", "float32", "float64")
+#: The per-event int64 arrays of a buffer.
+_EVENT_ARRAYS = ("prev", "ts", "created", "seq", "slot")
+#: A buffer is not compacted below this many events.
+_COMPACT_MIN = 1 << 16
 
 
 @numba.njit(cache=True)
@@ -112,6 +116,11 @@ class WindowBuffer:
         self.ts = np.zeros(0, dtype=np.int64)
         self.created = np.zeros(0, dtype=np.int64)
         self.seq = np.zeros(0, dtype=np.int64)
+        #: each event's key slot (to rebuild the chains when old events are dropped)
+        self.slot = np.zeros(0, dtype=np.int64)
+        #: the latest event time held, and the size at which old events are next dropped
+        self.newest_us: int | None = None
+        self._compact_at = _COMPACT_MIN
         #: per aggregated column: (engine values or None, validity, the values as Python objects for picks)
         self.values: dict[str, np.ndarray | None] = {c: None for c in self.columns}
         self.valid: dict[str, np.ndarray] = {c: np.zeros(0, dtype=np.bool_) for c in self.columns}
@@ -144,7 +153,7 @@ class WindowBuffer:
         if needed <= capacity:
             return
         capacity = max(needed, capacity * 2, 1024)
-        for name in ("prev", "ts", "created", "seq"):
+        for name in _EVENT_ARRAYS:
             old = getattr(self, name)
             grown = np.zeros(capacity, dtype=np.int64)
             grown[: self.size] = old[: self.size]
@@ -205,8 +214,37 @@ class WindowBuffer:
             self.valid[c][first:end] = valid
             if c in self.objects:
                 self.objects[c][first:end] = _python_values(table.column(c), dtype)
+        self.slot[first:end] = slots
         _chain(np.asarray(slots, dtype=np.int64), first, self.head, self.prev)
         self.size = end
+        newest = int(self.ts[first:end].max())
+        self.newest_us = newest if self.newest_us is None else max(self.newest_us, newest)
+        if self.size >= self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the events no window can reach any more (older than the longest window
+        before the earlier of the clock and the latest event), so a long-running server's
+        buffer stays bounded by what its windows hold; then wait until it doubles again."""
+        assert self.newest_us is not None
+        horizon = min(time.time_ns() // 1000, self.newest_us) - self.longest_us - EXTRA_RETENTION_US
+        n = self.size
+        keep = self.ts[:n] > max(horizon, self.horizon_us)
+        kept = int(keep.sum())
+        if kept < n:
+            for name in _EVENT_ARRAYS:
+                setattr(self, name, getattr(self, name)[:n][keep].copy())
+            for c in self.columns:
+                self.valid[c] = self.valid[c][:n][keep].copy()
+                values = self.values[c]
+                self.values[c] = None if values is None else values[:n][keep].copy()
+                if c in self.objects:
+                    self.objects[c] = self.objects[c][:n][keep].copy()
+            self.head[:] = -1
+            _chain(self.slot, 0, self.head, self.prev)
+            self.size = kept
+            self.horizon_us = max(horizon, self.horizon_us)
+        self._compact_at = max(2 * kept, _COMPACT_MIN)
 
     def _plan(self, agg: Aggregation) -> tuple[int, int]:
         """(function code, window) of an aggregation, worked out once."""

@@ -194,3 +194,30 @@ def test_an_aggregation_added_to_a_view_with_events_sees_them(tmp_path: Any, reo
         with fl.open(path) as store:
             store.apply([view()])
             assert store.get_online_features([{"user_id": 1}], ["ev:x_sum_1h"], now=at(6)).to_dict()["x_sum_1h"] == [5.0]
+
+
+def test_the_online_buffer_drops_what_no_window_reaches_and_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run of pushes with advancing event times: the buffer keeps only what the
+    longest window (here 1h) can reach, and reads still equal the training set."""
+    from featurelite import window_buffer
+
+    monkeypatch.setattr(window_buffer, "_COMPACT_MIN", 64)
+    hour = 3_600_000_000
+    with fl.open() as store:
+        store.apply([user, view()])
+        store.ingest("ev", events_table([(1, 1.0, 0, None, "a")]))
+        refs = ["ev:x_sum_1h", "ev:x_count_1h", "ev:x_max_1h", "ev:tag_last_10us"]
+        store.get_online_features([{"user_id": 1}], refs, now=at(0))  # loads the buffer
+        sizes = []
+        for step in range(1, 60):
+            t = step * hour // 10  # ten pushes an hour
+            store.ingest("ev", events_table([(k, float(step), t, None, "b") for k in range(1, 4)]))
+            sizes.append(store._states["ev"].window.size)
+        assert max(sizes[-20:]) <= 3 * 11 * 2 + 64  # about an hour's events, not all 178
+        now = 59 * hour // 10
+        online = store.get_online_features({"user_id": [1, 2, 3]}, refs, now=at(now)).to_dict()
+        spine = pa.table({"user_id": pa.array([1, 2, 3], pa.int64()), "event_timestamp": pa.array([at(now)] * 3, pa.timestamp("us"))})
+        train = store.get_historical_features(spine, refs)
+        for ref in refs:
+            name = ref.split(":")[1]
+            assert online[name] == train.column(name).to_pylist(), name
