@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from .compare import main as compare_main
-from .config import DOCS_PAGE, FULL_RESULTS, QUICK_RESULTS, SCALES, SEED
+from .config import DOCS_PAGE, FULL_RESULTS, QUICK_RESULTS, SCALES, SEED, WORK_DIR
 from .render import render, summary_lines
-from .runner import run
+from .runner import ONLY, run
 
 __all__ = ["main"]
 
@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also run Feast 0.67 on the same data (default: with --full only; installs it into its own venv "
         "under benchmarks/work/)",
     )
+    run_cmd.add_argument(
+        "--only", choices=sorted(ONLY),
+        help="run only this group of workloads (JSON to benchmarks/work/only-NAME-SCALE.json unless --output; "
+        "docs untouched)",
+    )
     compare_cmd = commands.add_parser("compare", help="compare a run with earlier committed runs, ratio by ratio")
     compare_cmd.add_argument("--before", nargs="+", required=True, help="git revisions with committed full results")
     compare_cmd.add_argument("--after", type=Path, default=FULL_RESULTS, help="the results JSON to compare")
@@ -62,14 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(render(json.loads(args.input.read_text())))
         return 0
     full = args.scale == "full"
+    default = FULL_RESULTS if full else QUICK_RESULTS
+    if args.only:  # a part of the suite: never the published results or docs
+        default = WORK_DIR / f"only-{args.only}-{args.scale}.json"
     results = run(
         SCALES[args.scale],
         seed=args.seed,
-        output=args.output or (FULL_RESULTS if full else QUICK_RESULTS),
-        docs=DOCS_PAGE if full else None,
+        output=args.output or default,
+        docs=DOCS_PAGE if full and not args.only else None,
         command=" ".join(["python -m benchmarks", *args_list]),
         keep_work=args.keep_work,
         feast=full if args.feast is None else args.feast,
+        only=args.only,
     )
     print("\n".join(summary_lines(results)))
     return 0

@@ -46,6 +46,10 @@ class Scale:
     cold_start_runs: int  #: timed fresh processes per side of the cold-start workload
     http_requests: int  #: timed HTTP reads per side (all clients together)
     push_batches: int  #: 1,000-row pushes in the push workload
+    agg_entities: int  #: entities of the windowed-aggregation workloads
+    agg_events: int  #: events (over AGG_DAYS days) of the windowed-aggregation workloads
+    agg_spine_rows: int  #: entity rows of the windowed-aggregation training set
+    agg_pushes: int  #: 1,000-row pushes per side in the windowed-aggregation push comparison
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +70,10 @@ QUICK = Scale(
     cold_start_runs=1,
     http_requests=600,
     push_batches=20,
+    agg_entities=1_000,
+    agg_events=20_000,
+    agg_spine_rows=5_000,
+    agg_pushes=20,
 )
 
 FULL = Scale(
@@ -83,6 +91,10 @@ FULL = Scale(
     cold_start_runs=5,
     http_requests=60_000,
     push_batches=1_000,
+    agg_entities=100_000,
+    agg_events=10_000_000,
+    agg_spine_rows=1_000_000,
+    agg_pushes=300,
 )
 
 SCALES = {"quick": QUICK, "full": FULL}

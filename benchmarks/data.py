@@ -12,8 +12,8 @@ import pyarrow as pa
 from .config import FEATURES, KEY, TS, Scale
 
 __all__ = [
-    "TIE_SHARE", "extra_history", "featurizer_columns", "history", "history_with_ties", "request_keys", "spine",
-    "tie_winners",
+    "AGG_DAYS", "TIE_SHARE", "agg_request_keys", "agg_spine", "events", "extra_history", "featurizer_columns",
+    "history", "history_with_ties", "pushes", "request_keys", "spine", "tie_winners",
 ]
 
 #: First event time of the generated history (well in the past, so that online reads at
@@ -30,6 +30,11 @@ TIE_SHARE = 0.10
 
 #: Independent random streams, one per generator, derived from the run's seed.
 _HISTORY, _SPINE, _REQUESTS, _TIES, _FEATURIZER, _EXTRA = 1, 2, 3, 4, 5, 6
+_EVENTS, _AGG_SPINE, _AGG_REQUESTS, _AGG_PUSH = 7, 8, 9, 10
+
+#: Days the events of the windowed-aggregation workloads span (from START).
+AGG_DAYS = 30
+_DAY_US = 24 * 3600 * 1_000_000
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -130,3 +135,58 @@ def featurizer_columns(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray]
     of the batch featurizer workload."""
     rng = _rng(seed, _FEATURIZER)
     return rng.standard_normal(scale.featurizer_rows), rng.standard_normal(scale.featurizer_rows)
+
+
+def events(scale: Scale, seed: int) -> pa.Table:
+    """Events of the windowed-aggregation workloads: ``scale.agg_events`` rows of
+    (user_id, amount, ts), every one of ``scale.agg_entities`` keys appearing about equally
+    often, in random order, ``amount`` standard normal float64, ``ts`` uniform microseconds
+    over AGG_DAYS days from START."""
+    rng = _rng(seed, _EVENTS)
+    rows = scale.agg_events
+    return pa.table(
+        {
+            KEY: pa.array(rng.permutation(np.arange(rows, dtype=np.int64) % scale.agg_entities)),
+            "amount": pa.array(rng.standard_normal(rows)),
+            TS: _timestamps(rng, rows, START_US, START_US + AGG_DAYS * _DAY_US),
+        }
+    )
+
+
+def agg_spine(scale: Scale, seed: int) -> pa.Table:
+    """Entity rows of the windowed-aggregation training set: (user_id, event_timestamp,
+    label), keys uniform, times uniform from a day before the events to a day after."""
+    rng = _rng(seed, _AGG_SPINE)
+    rows = scale.agg_spine_rows
+    return pa.table(
+        {
+            KEY: pa.array(rng.integers(0, scale.agg_entities, rows, dtype=np.int64)),
+            "event_timestamp": _timestamps(rng, rows, START_US - _DAY_US, START_US + (AGG_DAYS + 1) * _DAY_US),
+            "label": pa.array(rng.integers(0, 2, rows, dtype=np.int8)),
+        }
+    )
+
+
+def agg_request_keys(scale: Scale, seed: int, count: int) -> list[int]:
+    """``count`` keys for online reads of the windowed-aggregation workloads."""
+    keys: list[int] = _rng(seed, _AGG_REQUESTS).integers(0, scale.agg_entities, count, dtype=np.int64).tolist()
+    return keys
+
+
+def pushes(scale: Scale, seed: int, count: int, after_us: int, size: int = 1_000) -> list[pa.Table]:
+    """``count`` batches of ``size`` fresh events (user_id, amount, ts): distinct keys per
+    batch, event times after ``after_us``, each batch a second after the one before."""
+    rng = _rng(seed, _AGG_PUSH)
+    out = []
+    for b in range(count):
+        base = after_us + (b + 1) * 1_000_000
+        out.append(
+            pa.table(
+                {
+                    KEY: pa.array(rng.choice(scale.agg_entities, size, replace=False).astype(np.int64)),
+                    "amount": pa.array(rng.standard_normal(size)),
+                    TS: pa.array(base + np.arange(size, dtype=np.int64), pa.timestamp("us")),
+                }
+            )
+        )
+    return out

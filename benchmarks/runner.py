@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -12,13 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import charts, data, ondemand, peer, serving, workloads
-from .config import N_FEATURES, WORK_DIR, Scale
+from . import aggregations, charts, data, ondemand, peer, serving, workloads
+from .config import N_FEATURES, REPO, WORK_DIR, Scale
+from .feast_setup import ensure_feast_venv
 from .machine import describe, load, source
 from .measure import stopwatch
 from .render import render
 
-__all__ = ["log", "run"]
+__all__ = ["AGGREGATION_WORKLOADS", "ONLY", "log", "run"]
 
 
 def log(message: str) -> None:
@@ -50,6 +52,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results["cold_start"] = _step("cold start", lambda: ondemand.cold_start(ctx))
     results["http_online"] = _step("HTTP serving", lambda: serving.http_online(ctx))
     results["push"] = _step("push while serving", lambda: serving.push(ctx))
+    results.update(_step("windowed aggregations", lambda: aggregations.run(ctx)))
     order = [
         "online_single",
         "online_batch",
@@ -62,28 +65,66 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
         "cold_start",
         "http_online",
         "push",
+        *AGGREGATION_WORKLOADS,
     ]
     return {name: results[name] for name in order}
 
 
+#: The workloads of :mod:`benchmarks.aggregations`, in the order the page shows them.
+AGGREGATION_WORKLOADS = [
+    "aggregations_online",
+    "aggregations_online_batch",
+    "aggregations_training",
+    "aggregations_ingest",
+    "aggregations_push",
+]
+#: Groups of workloads ``--only`` can run by themselves.
+ONLY = {"aggregations": AGGREGATION_WORKLOADS}
+
+
+def _only(ctx: workloads.Context, name: str) -> dict[str, Any]:
+    results = _step("windowed aggregations", lambda: aggregations.run(ctx))
+    return {key: results[key] for key in ONLY[name]}
+
+
+def _feast_aggregations(ctx: workloads.Context) -> dict[str, Any]:
+    """Feast's side of the windowed aggregations: the smallest example, in its venv."""
+    python = ensure_feast_venv(WORK_DIR)
+    done = subprocess.run(
+        [str(python), str(REPO / "benchmarks" / "feast_aggregations.py"), str(ctx.work / "feast-aggregations")],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=600,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"the Feast aggregation probe failed: {done.stderr[-3000:]}")
+    return aggregations.feast_section(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def run(
     scale: Scale, *, seed: int, output: Path, docs: Path | None, command: str, keep_work: bool = False,
-    feast: bool = False,
+    feast: bool = False, only: str | None = None,
 ) -> dict[str, Any]:
     """Generate the data, run every workload, write ``output`` (JSON) and, if given,
     ``docs`` (Markdown). Working files live in a fresh folder under benchmarks/work/,
-    removed afterwards unless ``keep_work``."""
+    removed afterwards unless ``keep_work``. ``only``: run just that group of workloads
+    (a key of ``ONLY``), with Feast's side of it if ``feast``."""
     started, watch, load_before, source_before = datetime.now(timezone.utc), stopwatch(), load(), source()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{scale.name}-", dir=WORK_DIR))
     try:
-        history = _step(f"generate {scale.history_rows:,} history rows", lambda: data.history(scale, seed))
+        history = None if only else _step(
+            f"generate {scale.history_rows:,} history rows", lambda: data.history(scale, seed)
+        )
         spine = data.spine(scale, seed)
         ctx = workloads.Context(scale=scale, seed=seed, work=work, history=history, spine=spine, log=log)
         del history
-        inputs = _step("write the data as Parquet for Feast", lambda: peer.write_inputs(ctx)) if feast else None
-        measured = _workloads(ctx)
+        inputs = _step("write the data as Parquet for Feast", lambda: peer.write_inputs(ctx)) if feast and not only \
+            else None
+        measured = _only(ctx, only) if only else _workloads(ctx)
         versus = _step("Feast 0.67 on the same data", lambda: peer.versus_feast(ctx, inputs)) if inputs else None
+        if feast and (only is None or only == "aggregations"):
+            measured["feast_aggregations"] = _step(
+                "Feast 0.67: windowed aggregations in a training set", lambda: _feast_aggregations(ctx)
+            )
     finally:
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
@@ -91,6 +132,7 @@ def run(
         "schema_version": 1,
         "mode": scale.name,
         "command": command,
+        **({"only": only} if only else {}),
         "seed": seed,
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": watch(),

@@ -27,6 +27,11 @@ WORKLOADS = {
     "cold_start",
     "http_online",
     "push",
+    "aggregations_online",
+    "aggregations_online_batch",
+    "aggregations_training",
+    "aggregations_ingest",
+    "aggregations_push",
 }
 
 
