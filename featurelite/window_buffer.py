@@ -29,7 +29,7 @@ from .layout import ViewLayout
 from .rules import NO_CREATED_US, SEQ
 from .types import from_micros
 from .window_history import engine_values
-from .windows import FUNCTIONS, KIND_FLOAT, KIND_INT, KIND_NONE, PICKS, run
+from .windows import FUNCTIONS, KIND_FLOAT, KIND_INT, KIND_NONE, PICKS, run_many
 
 if TYPE_CHECKING:
     from .definitions import Aggregation
@@ -41,6 +41,9 @@ __all__ = ["EXTRA_RETENTION_US", "WindowBuffer"]
 EXTRA_RETENTION_US = 0
 
 _NUMERIC = ("int32", "int64", "float32", "float64")
+#: How a read computes a list of aggregations: per column (column, function codes,
+#: windows, positions of those aggregations in the list).
+_ReadPlan = list[tuple[str, np.ndarray, np.ndarray, tuple[int, ...]]]
 #: The per-event int64 arrays of a buffer.
 _EVENT_ARRAYS = ("prev", "ts", "created", "seq", "slot")
 #: A buffer is not compacted below this many events.
@@ -103,7 +106,7 @@ class WindowBuffer:
         self.lock = threading.Lock()
         self.aggregations: tuple[Aggregation, ...] = tuple(layout.view.aggregations)
         self.longest_us = max(a.window_us for a in self.aggregations)
-        self._plans: dict[Aggregation, tuple[int, int]] = {}
+        self._plans: dict[tuple[Aggregation, ...], _ReadPlan] = {}
         #: Events at or before this time were not loaded: reads that reach back past it go to history.
         self.horizon_us = horizon_us
         self.columns = sorted({a.column for a in self.aggregations})
@@ -246,9 +249,24 @@ class WindowBuffer:
             self.horizon_us = max(horizon, self.horizon_us)
         self._compact_at = max(2 * kept, _COMPACT_MIN)
 
-    def _plan(self, agg: Aggregation) -> tuple[int, int]:
-        """(function code, window) of an aggregation, worked out once."""
-        planned = self._plans[agg] = (FUNCTIONS.index(agg.function), agg.window_us)
+    def _plan(self, aggregations: tuple[Aggregation, ...]) -> _ReadPlan:
+        """Per aggregated column: the engine's (function codes, windows) and the positions of
+        those aggregations in ``aggregations``; worked out once per list asked."""
+        by_column: dict[str, list[int]] = {}
+        for place, agg in enumerate(aggregations):
+            by_column.setdefault(agg.column, []).append(place)
+        planned = [
+            (
+                column,
+                np.array([FUNCTIONS.index(aggregations[p].function) for p in places], dtype=np.int64),
+                np.array([aggregations[p].window_us for p in places], dtype=np.int64),
+                tuple(places),
+            )
+            for column, places in by_column.items()
+        ]
+        if len(self._plans) >= 256:
+            self._plans.clear()
+        self._plans[aggregations] = planned
         return planned
 
     def covers(self, now_us: int) -> bool:
@@ -272,33 +290,41 @@ class WindowBuffer:
                 now_us - self.longest_us, now_us,
             )
             ts = self.ts[positions]
-            gathered = {c: (None if v is None else v[positions]) for c, v in self.values.items()}
-            valid = {c: v[positions] for c, v in self.valid.items()}
-            objects = {c: o[positions] for c, o in self.objects.items()}
+            plan = self._plans.get(tuple(aggregations)) or self._plan(tuple(aggregations))
+            gathered = {}
+            for column, _, _, _ in plan:
+                values = self.values[column]
+                objects = self.objects.get(column)
+                gathered[column] = (
+                    None if values is None else values[positions], self.valid[column][positions],
+                    None if objects is None else objects[positions],
+                )
         query_groups = np.arange(len(slots), dtype=np.int64)
         query_ts = np.full(len(slots), now_us, dtype=np.int64)
-        values_out: list[list[Any]] = []
-        present_out: list[list[bool]] = []
-        events_out: list[list[int]] = []
-        for agg in aggregations:
-            values = gathered[agg.column]
-            code, window_us = self._plans.get(agg) or self._plan(agg)
+        values_out: list[list[Any]] = [[] for _ in aggregations]
+        present_out: list[list[bool]] = [[] for _ in aggregations]
+        events_out: list[list[int]] = [[] for _ in aggregations]
+        for column, codes, windows, places in plan:  # one engine call per column
+            values, valid, objects = gathered[column]
             kind = KIND_NONE if values is None else (KIND_FLOAT if values.dtype == np.float64 else KIND_INT)
-            result = run(
-                code, window_us, starts, ts, kind, values if kind == KIND_FLOAT else None,
-                values if kind == KIND_INT else None, valid[agg.column], query_groups, query_ts,
+            results = run_many(
+                codes, windows, starts, ts, kind, values if kind == KIND_FLOAT else None,
+                values if kind == KIND_INT else None, valid, query_groups, query_ts,
             )
-            present = result.valid.tolist()
-            if agg.function in PICKS:
-                picked = (objects[agg.column] if values is None else values).tolist()
-                out = [picked[i] if ok else None for i, ok in zip(result.index.tolist(), present, strict=True)]
-            elif agg.function == "count" or (values is not None and values.dtype == np.int64 and agg.function == "sum"):
-                out = [v if ok else None for v, ok in zip(result.integer.tolist(), present, strict=True)]
-            else:
-                out = [v if ok else None for v, ok in zip(result.number.tolist(), present, strict=True)]
-            values_out.append(out)
-            present_out.append(present)
-            events_out.append(result.events.tolist())
+            for place, result in zip(places, results, strict=True):
+                agg = aggregations[place]
+                present = result.valid.tolist()
+                if agg.function in PICKS:
+                    source = values if values is not None else objects
+                    assert source is not None  # a non-numeric column keeps its Python values
+                    picked = source.tolist()
+                    chosen = [picked[i] if ok else None for i, ok in zip(result.index.tolist(), present, strict=True)]
+                elif agg.function == "count" or (kind == KIND_INT and agg.function == "sum"):
+                    chosen = [v if ok else None for v, ok in zip(result.integer.tolist(), present, strict=True)]
+                else:
+                    chosen = [v if ok else None for v, ok in zip(result.number.tolist(), present, strict=True)]
+                values_out[place], present_out[place] = chosen, present
+                events_out[place] = result.events.tolist()
         return values_out, present_out, events_out
 
     def nbytes(self) -> int:

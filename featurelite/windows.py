@@ -82,7 +82,9 @@ import numpy.typing as npt
 
 from .errors import InputError
 
-__all__ = ["FUNCTIONS", "KIND_FLOAT", "KIND_INT", "KIND_NONE", "PICKS", "WindowResult", "aggregate", "run"]
+__all__ = [
+    "FUNCTIONS", "KIND_FLOAT", "KIND_INT", "KIND_NONE", "PICKS", "WindowResult", "aggregate", "run", "run_many",
+]
 
 FUNCTIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "last", "std", "var")
 #: functions whose result is the index of one chosen event (the caller takes the value from the column,
@@ -452,6 +454,37 @@ def _sweep(
 # -- the public entry point -----------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True)
+def _sweep_many(
+    codes: npt.NDArray[np.int64],
+    windows: npt.NDArray[np.int64],
+    group_starts: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+    kind: int,
+    fvalues: npt.NDArray[np.float64],
+    ivalues: npt.NDArray[np.int64],
+    valid: npt.NDArray[np.bool_],
+    query_groups: npt.NDArray[np.int64],
+    query_ts: npt.NDArray[np.int64],
+    out_index: npt.NDArray[np.int64],
+    out_number: npt.NDArray[np.float64],
+    out_integer: npt.NDArray[np.int64],
+    out_valid: npt.NDArray[np.bool_],
+    out_events: npt.NDArray[np.int64],
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """:func:`_sweep` for several (function, window) pairs over one column's events, row ``k``
+    of each 2-D output for pair ``k``: one call from Python however many aggregates a read
+    asks of a column."""
+    for k in range(codes.shape[0]):
+        status, where = _sweep(
+            codes[k], windows[k], group_starts, ts, kind, fvalues, ivalues, valid, query_groups, query_ts,
+            out_index[k], out_number[k], out_integer[k], out_valid[k], out_events[k],
+        )
+        if status != _OK:
+            return status, where
+    return _OK, -1
+
+
 @dataclass(frozen=True)
 class WindowResult:
     """One windowed aggregate per query, in query order (see the module docstring)."""
@@ -545,6 +578,29 @@ def aggregate(
 KIND_NONE, KIND_FLOAT, KIND_INT = _KIND_NONE, _KIND_FLOAT, _KIND_INT
 _NO_FLOATS = np.empty(0, dtype=np.float64)
 _NO_INTS = np.empty(0, dtype=np.int64)
+
+
+def run_many(
+    codes: npt.NDArray[np.int64], windows: npt.NDArray[np.int64], starts: npt.NDArray[np.int64],
+    times: npt.NDArray[np.int64], kind: int, fvalues: npt.NDArray[np.float64] | None,
+    ivalues: npt.NDArray[np.int64] | None, flags: npt.NDArray[np.bool_], groups: npt.NDArray[np.int64],
+    at: npt.NDArray[np.int64],
+) -> list[WindowResult]:
+    """:func:`run` for several (function code, window) pairs over the same events and
+    queries, in one call of the compiled code: the same sweep per pair."""
+    shape = (codes.shape[0], groups.shape[0])
+    index = np.empty(shape, dtype=np.int64)
+    number = np.empty(shape, dtype=np.float64)
+    integer = np.empty(shape, dtype=np.int64)
+    ok = np.empty(shape, dtype=np.bool_)
+    events = np.empty(shape, dtype=np.int64)
+    status, where = _sweep_many(
+        codes, windows, starts, times, kind, _NO_FLOATS if fvalues is None else fvalues,
+        _NO_INTS if ivalues is None else ivalues, flags, groups, at, index, number, integer, ok, events,
+    )
+    if status != _OK:
+        raise InputError(f"windowed aggregate: {_MESSAGES[status].format(where)}")
+    return [WindowResult(index[k], number[k], integer[k], ok[k], events[k]) for k in range(shape[0])]
 
 
 def run(
