@@ -87,6 +87,9 @@ def aggregates_at(
         f"h.{quote(c)}::DOUBLE AS {quote(c)}" if layout.view.schema[c] == "float32" else f"h.{quote(c)}"
         for c in columns
     )
+    # Only ``last`` looks at the order of events with the same time (the winner order);
+    # every other function gives the same bits in any such order, so the sort skips it.
+    tie_order = f", _fl_c, h.{SEQ}" if any(a.function == "last" for a in aggregations) else ""
     events_sql = (
         f"WITH k AS ({numbered}) "
         f"SELECT k.{_GROUP}, epoch_us(h.{quote(layout.ts)}) AS _fl_t, {created} AS _fl_c, h.{SEQ}"
@@ -94,7 +97,7 @@ def aggregates_at(
         f"FROM {layout.history_table} h JOIN k ON {layout.key_match('h', 'k')} "
         f"WHERE h.{quote(layout.ts)} <= (SELECT max({PROBE_TS}) FROM {PROBE}) "
         f"AND epoch_us(h.{quote(layout.ts)}) > (SELECT epoch_us(min({PROBE_TS})) FROM {PROBE}) - {int(longest)} "
-        f"ORDER BY k.{_GROUP}, _fl_t, _fl_c, h.{SEQ}"
+        f"ORDER BY k.{_GROUP}, _fl_t{tie_order}"
     )
     queries_sql = (
         f"WITH k AS ({numbered}) "
