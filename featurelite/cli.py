@@ -380,8 +380,8 @@ def get_historical_features(
 @_store_arg
 @_format_option()
 def list_(store: str, fmt: str) -> None:
-    """Entities, feature views (with row counts and last event time), on-demand views and
-    their featurizers, with their versions.
+    """Entities, feature views (with row counts and last event time, their featurizers and
+    windowed aggregations), on-demand views and their featurizers, with their versions.
 
     In Python: store.list_entities(), store.list_feature_views(), store.list_on_demand_feature_views()."""
     with opened(store, read_only=True) as s, _errors():
@@ -398,9 +398,10 @@ def list_(store: str, fmt: str) -> None:
                            f"last event {info['last_event']}",
                 "history_rows": info["history_rows"], "online_rows": info["online_rows"],
                 "last_event": info["last_event"],
-                "features": view.features,
+                "features": list(view.feature_schema),
             })
             rows += _featurizer_rows(view.name, view.featurizers)
+            rows += _aggregation_rows(view)
         for odfv in s.list_on_demand_feature_views():
             rows.append({"kind": "on_demand_feature_view", "name": odfv.name, "version": odfv.version,
                          "details": ", ".join(odfv.features), "features": odfv.features})
@@ -408,6 +409,14 @@ def list_(store: str, fmt: str) -> None:
     if fmt == "table":
         rows = [{k: r.get(k) for k in ("kind", "name", "version", "details")} for r in rows]
     emit(rows, fmt)
+
+
+def _aggregation_rows(view: Any) -> list[dict[str, Any]]:
+    return [
+        {"kind": "aggregation", "name": f"{view.name}:{a.name}", "version": None,
+         "details": f"{a.function} of {a.column} over {a.window_text} -> {dtype}", "features": [a.name]}
+        for a, dtype in zip(view.aggregations, view.aggregation_schema.values(), strict=True)
+    ]
 
 
 def _featurizer_rows(owner: str, featurizers: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pyarrow as pa
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Catalog", "FeatureGroup", "FeaturizerCall", "HistoricalPlan", "OnDemandPlan", "OnlinePlan", "RequestInput",
-    "StoredInput", "ViewRead", "WindowRead", "on_demand_plan",
+    "StoredInput", "ViewRead", "WindowInput", "WindowRead", "on_demand_plan",
 ]
 
 #: Distinct feature lists whose online plan a catalog caches.
@@ -59,7 +59,8 @@ class OnDemandPlan:
     """What an on-demand view needs to compute some of its features."""
 
     view: str
-    #: Stored features to read per source view, in first-use order.
+    #: Features to read per source view, in first-use order: stored features and windowed
+    #: aggregates alike (:meth:`Catalog.split` tells them apart).
     stored: dict[str, tuple[str, ...]]
     calls: tuple[FeaturizerCall, ...]
 
@@ -109,6 +110,15 @@ class StoredInput:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowInput:
+    """A featurizer argument computed online: aggregate ``position`` of window read
+    number ``window``."""
+
+    window: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestInput:
     """A featurizer argument taken from the request's ``request_data[field]``."""
 
@@ -121,14 +131,15 @@ class FeaturizerRun:
 
     view: str
     featurizer: Featurizer
-    inputs: tuple[StoredInput | RequestInput, ...]
+    inputs: tuple[StoredInput | WindowInput | RequestInput, ...]
     #: (output name, index of the featurizer's output)
     outputs: tuple[tuple[str, int], ...]
 
 
 class WindowRead(NamedTuple):
     """The windowed aggregates asked of one view, computed at the read time from its
-    recent events (:mod:`featurelite.window_buffer`), returned under ``outputs``."""
+    recent events (:mod:`featurelite.window_buffer`): the first ``len(outputs)`` are
+    returned under ``outputs``, the rest feed featurizers only."""
 
     view: str
     aggregations: tuple[Aggregation, ...]
@@ -162,7 +173,7 @@ class HistoricalPlan:
     #: Stored features to join per view: those asked for, plus on-demand inputs.
     joins: dict[str, tuple[str, ...]]
     on_demand: dict[str, OnDemandPlan]
-    #: Windowed aggregates to compute per view.
+    #: Windowed aggregates to compute per view: those asked for, plus on-demand inputs.
     windows: dict[str, tuple[Aggregation, ...]]
 
 
@@ -206,9 +217,11 @@ class Catalog:
             raise self.broken[name]
         return self.layout(name).view.feature_schema  # raises UnknownFeatureViewError
 
-    def featurized_views(self) -> list[str]:
-        """On-demand views and feature views with write-time featurizers, by name."""
-        return sorted([*self.odfvs, *(v for v, layout in self.layouts.items() if layout.view.featurizers)])
+    def verified_views(self) -> list[str]:
+        """The views ``Store.verify`` checks by default, by name: on-demand views and feature
+        views with write-time featurizers or windowed aggregates."""
+        checked = (v for v, layout in self.layouts.items() if layout.view.featurizers or layout.view.aggregations)
+        return sorted([*self.odfvs, *checked])
 
     def featurizer_sources(self, view: str) -> list[tuple[Featurizer, tuple[str, ...], dict[str, tuple[str, str]]]]:
         """Each featurizer of a view (on-demand or with write-time featurizers):
@@ -220,7 +233,10 @@ class Catalog:
             found = []
             for key, fz in odfv.featurizers.items():
                 features = (key,) if isinstance(key, str) else key
-                sources = {p: (src, f) for p, (kind, src, f) in bindings[features[0]].items() if kind == "view"}
+                sources = {
+                    p: (src, f) for p, (kind, src, f) in bindings[features[0]].items()
+                    if kind == "view" and f in self.layouts[src].view.schema  # not a windowed aggregate
+                }
                 found.append((fz, features, sources))
             return found
         self.schema_of(view)  # raises for an unknown or broken view
@@ -256,21 +272,23 @@ class Catalog:
         groups, order = self._groups(features, full_feature_names)
         joins: dict[str, list[str]] = {}
         on_demand: dict[str, OnDemandPlan] = {}
-        windows: dict[str, tuple[Aggregation, ...]] = {}
+        windows: dict[str, list[Aggregation]] = {}
         for group in groups:
             if group.view in self.odfvs:
                 on_demand[group.view] = plan = self.on_demand(group)
-                needed = list(plan.stored.items())
+                needed = [self.split(FeatureGroup(view, fields, fields)) for view, fields in plan.stored.items()]
             else:
-                stored, window = self.split(group)
+                needed = [self.split(group)]
+            for stored, window in needed:
+                if stored.features:
+                    joined = joins.setdefault(stored.view, [])
+                    joined.extend(f for f in stored.features if f not in joined)
                 if window is not None:
-                    windows[group.view] = window.aggregations
-                needed = [(group.view, stored.features)] if stored.features else []
-            for view, fields in needed:
-                joined = joins.setdefault(view, [])
-                joined.extend(f for f in fields if f not in joined)
+                    computed = windows.setdefault(window.view, [])
+                    computed.extend(a for a in window.aggregations if a not in computed)
         return HistoricalPlan(
-            tuple(groups), tuple(order), {v: tuple(f) for v, f in joins.items()}, on_demand, windows
+            tuple(groups), tuple(order), {v: tuple(f) for v, f in joins.items()}, on_demand,
+            {v: tuple(a) for v, a in windows.items()},
         )
 
     def online_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> OnlinePlan:
@@ -305,7 +323,7 @@ class Catalog:
         runs: list[FeaturizerRun] = []
         for group in groups:
             if group.view in self.odfvs:
-                runs.extend(self._online_runs(group, reads))
+                runs.extend(self._online_runs(group, reads, windows))
         types = {
             out: arrow_type(self.schema_of(g.view)[f])
             for g in groups
@@ -323,27 +341,50 @@ class Catalog:
             tuple(key_types), tuple(windows),
         )
 
-    def _online_runs(self, group: FeatureGroup, reads: list[ViewRead]) -> list[FeaturizerRun]:
-        """The featurizer runs of an on-demand group, widening ``reads`` (in place) by the
-        stored inputs they need."""
+    def _online_runs(
+        self, group: FeatureGroup, reads: list[ViewRead], windows: list[WindowRead]
+    ) -> list[FeaturizerRun]:
+        """The featurizer runs of an on-demand group, widening ``reads`` and ``windows`` (in
+        place) by the stored features and windowed aggregates they need."""
         plan = self.on_demand(group)
         for view, fields in plan.stored.items():
-            at = next((i for i, read in enumerate(reads) if read.view == view), None)
-            if at is None:  # a view read only for the featurizers
-                reads.append(ViewRead(view, (), ()))
-                at = len(reads) - 1
-            read = reads[at]
-            reads[at] = ViewRead(view, read.features + tuple(f for f in fields if f not in read.features), read.outputs)
+            stored, window = self.split(FeatureGroup(view, fields, fields))
+            if stored.features:
+                at = _find(reads, view, ViewRead(view, (), ()))  # appended if read only for featurizers
+                read = reads[at]
+                extra = tuple(f for f in stored.features if f not in read.features)
+                reads[at] = ViewRead(view, read.features + extra, read.outputs)
+            if window is not None:
+                at = _find(windows, view, WindowRead(view, (), ()))
+                have = windows[at]
+                more = tuple(a for a in window.aggregations if a not in have.aggregations)
+                windows[at] = WindowRead(view, have.aggregations + more, have.outputs)
         runs = []
         for call in plan.calls:
-            inputs: list[StoredInput | RequestInput] = []
+            inputs: list[StoredInput | WindowInput | RequestInput] = []
             for kind, source, field in call.bindings:
-                if kind == "view":
+                if kind != "view":
+                    inputs.append(RequestInput(field))
+                elif field in self.layouts[source].view.schema:
                     at = next(i for i, read in enumerate(reads) if read.view == source)
                     inputs.append(StoredInput(at, reads[at].features.index(field)))
-                else:
-                    inputs.append(RequestInput(field))
+                else:  # a windowed aggregate
+                    at = next(i for i, w in enumerate(windows) if w.view == source)
+                    names = [a.name for a in windows[at].aggregations]
+                    inputs.append(WindowInput(at, names.index(field)))
             outputs = tuple((group.outputs[position], output) for position, output in call.places)
             runs.append(FeaturizerRun(group.view, call.featurizer, tuple(inputs), outputs))
         return runs
 
+
+
+_Read = TypeVar("_Read", ViewRead, WindowRead)
+
+
+def _find(found: list[_Read], view: str, empty: _Read) -> int:
+    """Position of ``view``'s read in ``found``; appends ``empty`` when there is none."""
+    at = next((i for i, read in enumerate(found) if read.view == view), None)
+    if at is None:
+        found.append(empty)
+        at = len(found) - 1
+    return at

@@ -528,8 +528,9 @@ def _breaking_difference(
 class Binding(NamedTuple):
     """Where a featurizer input comes from."""
 
-    #: "view" (a stored feature of a source view), "request" (request data) or "column"
-    #: (a raw column of the view being ingested, for a write-time featurizer).
+    #: "view" (a stored feature or a windowed aggregate of a source view), "request"
+    #: (request data) or "column" (a raw column of the view being ingested, for a
+    #: write-time featurizer).
     kind: str
     #: The source view's or request source's name (the view itself for "column").
     source: str
@@ -553,7 +554,8 @@ def odfv_bindings(odfv: OnDemandFeatureView, views: Mapping[str, FeatureView]) -
             for f, d in source.schema.items():
                 provided.setdefault(f, []).append(("request", source.name, d))
         else:
-            for f, d in views[source].schema.items():
+            # Stored features and windowed aggregates alike (aggregates feed on-demand views).
+            for f, d in views[source].feature_schema.items():
                 provided.setdefault(f, []).append(("view", source, d))
     return _bind(f"on-demand feature view {odfv.name!r}", odfv.outputs, provided)
 

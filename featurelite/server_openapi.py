@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
+from .rules import Status
 
-__all__ = ["ARROW_STREAM", "OPENAPI"]
+__all__ = ["ARROW_STREAM", "OPENAPI", "STATUSES"]
+
+#: Every status a read reports (featurelite.Status), so the document cannot miss one.
+STATUSES: list[str] = [value for name, value in vars(Status).items() if name.isupper()]
 
 #: The media type of an Arrow IPC stream push.
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -45,7 +49,10 @@ OPENAPI: dict[str, Any] = {
             "responses": {
                 "200": {"description": "values per column and statuses per feature", "content": {"application/json": {
                     "schema": {"type": "object", "properties": {
-                        "values": {"type": "object"}, "statuses": {"type": "object"}}}}}},
+                        "values": {"type": "object"},
+                        "statuses": {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"type": "string", "enum": STATUSES}}},
+                    }}}}},
                 "404": {"description": "unknown view or feature"},
                 "422": {"description": "bad entities or request data"},
             },

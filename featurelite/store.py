@@ -31,6 +31,7 @@ from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_o
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .sources import DataSource, to_table
 from .types import as_utc, utc_naive
+from .verifying import verify_view
 
 __all__ = ["Store", "open"]
 
@@ -365,13 +366,15 @@ class Store:
 
     def verify(self, name: str | None = None, *, examples: int = 1000, seed: int = 0) -> list[VerifyResult]:
         """Check that each featurizer of view ``name`` (default: every on-demand view and
-        every feature view with write-time featurizers) gives the same bits in the batch
-        path and the per-request path.
+        every feature view with write-time featurizers or windowed aggregates) gives the
+        same bits in the batch path and the per-request path, and that each windowed
+        aggregate does in the training-set path and the online path.
 
-        Inputs are generated from the declared types (special values, random values over
-        each type's range, nulls), plus a sample of the stored history of the columns
-        they are bound to, and then searched and shrunk with Hypothesis. A mismatch is
-        reported with the simplest input row that shows it."""
+        Featurizer inputs are generated from the declared types (special values, random
+        values over each type's range, nulls), plus a sample of the stored history of the
+        columns they are bound to, and then searched and shrunk with Hypothesis. Aggregates
+        are compared at up to ``examples`` (key, time) pairs around sampled events' window
+        edges. A mismatch is reported with the simplest input that shows it."""
         examples = arguments.whole_number(examples, "examples")
         seed = arguments.whole_number(seed, "seed", minimum=0)
         if name is not None:
@@ -379,17 +382,12 @@ class Store:
         with self._conn.lock:
             con = self._conn.get()
             catalog = self._catalog
-            results = []
-            for view in [name] if name is not None else catalog.featurized_views():
-                for fz, features, sources in catalog.featurizer_sources(view):
-                    samples = {
-                        param: offline.sample(con, catalog.layout(source), field, examples)
-                        for param, (source, field) in sources.items()
-                    }
-                    mismatch = fz.verify(examples=examples, seed=seed, samples=samples)
-                    results.append(VerifyResult(view, features, fz.name, examples, mismatch))
-            return results
-
+            online = self._windows.aggregates
+            return [
+                result
+                for view in ([name] if name is not None else catalog.verified_views())
+                for result in verify_view(con, catalog, view, online, examples=examples, seed=seed)
+            ]
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)

@@ -125,7 +125,11 @@ class WindowBuffer:
         self.newest_us: int | None = None
         self._compact_at = _COMPACT_MIN
         #: per aggregated column: (engine values or None, validity, the values as Python objects for picks)
-        self.values: dict[str, np.ndarray | None] = {c: None for c in self.columns}
+        self.values: dict[str, np.ndarray | None] = {
+            c: None if layout.view.schema[c] not in _NUMERIC
+            else np.zeros(0, dtype=np.float64 if layout.view.schema[c].startswith("float") else np.int64)
+            for c in self.columns
+        }
         self.valid: dict[str, np.ndarray] = {c: np.zeros(0, dtype=np.bool_) for c in self.columns}
         #: Python values of the columns the engine cannot hold (not numeric), for ``last``.
         self.objects: dict[str, np.ndarray] = {
@@ -208,11 +212,8 @@ class WindowBuffer:
         for c in self.columns:
             dtype = self.layout.view.schema[c]
             values, valid = engine_values(table.column(c), dtype)
-            if values is not None:
-                if self.values[c] is None:
-                    self.values[c] = np.zeros(len(self.ts), dtype=values.dtype)
-                target = self.values[c]
-                assert target is not None
+            target = self.values[c]
+            if values is not None and target is not None:
                 target[first:end] = values
             self.valid[c][first:end] = valid
             if c in self.objects:

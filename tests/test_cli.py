@@ -296,3 +296,56 @@ def test_the_progress_bar_shows_when_stderr_is_a_terminal(monkeypatch):
     with cli_module._progress("ingest stats", quiet=True)(["a.parquet"]) as bar:
         assert list(bar) == ["a.parquet"]
     assert quiet.getvalue() == ""
+
+
+AGGREGATING = '''
+import featurelite as fl
+
+@fl.featurizer
+def spend_per_txn(amount_sum_1d: float, amount_count_1d: int) -> float:
+    return amount_sum_1d / amount_count_1d if amount_count_1d > 0 else 0.0
+
+user = fl.Entity("user", join_keys=["user_id"])
+txn = fl.FeatureView(
+    "txn", entities=[user], timestamp_field="ts", schema={"amount": "float64"},
+    aggregations=[fl.Aggregation("amount", "sum", "1d"), fl.Aggregation("amount", "count", "1d"),
+                  fl.Aggregation("amount", "max", "1h")],
+)
+ratios = fl.OnDemandFeatureView("ratios", sources=[txn], featurizers={"spend_per_txn": spend_per_txn})
+'''
+
+
+def test_aggregates_online_historical_list_describe_and_verify(cli, tmp_path):
+    (tmp_path / "aggs.py").write_text(AGGREGATING)
+    pq.write_table(pa.table({
+        "user_id": [42, 42, 7], "amount": [10.0, 12.5, 3.0],
+        "ts": [datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 12), datetime(2026, 1, 1, 11)],
+    }), tmp_path / "txns.parquet")
+    assert cli("apply", "aggs.duckdb", "aggs.py").exit_code == 0
+    assert cli("ingest", "aggs.duckdb", "txn", "txns.parquet").exit_code == 0
+    features = ["-f", "txn:amount_sum_1d", "-f", "txn:amount_count_1d", "-f", "txn:amount_max_1h",
+                "-f", "ratios:spend_per_txn"]
+    got = json.loads(cli("get-online-features", "aggs.duckdb", *features, "-e", "user_id=42", "-e", "user_id=9",
+                         "--now", "2026-01-01T12:30:00", "--statuses").output)
+    assert got["values"] == {"user_id": [42, 9], "amount_sum_1d": [22.5, 0.0], "amount_count_1d": [2, 0],
+                             "amount_max_1h": [12.5, None], "spend_per_txn": [11.25, 0.0]}
+    assert got["statuses"]["amount_count_1d"] == ["PRESENT", "EMPTY_WINDOW"]
+    assert got["statuses"]["amount_max_1h"] == ["PRESENT", "EMPTY_WINDOW"]
+    pq.write_table(pa.table({"user_id": [42, 42, 7], "event_timestamp": [
+        datetime(2026, 1, 1, 11), datetime(2026, 1, 1, 12, 30), datetime(2026, 1, 3)]}), tmp_path / "spine.parquet")
+    train = json.loads(cli("get-historical-features", "aggs.duckdb", "spine.parquet", *features,
+                           "--format", "json").output)
+    assert [r["amount_sum_1d"] for r in train] == [10.0, 22.5, 0.0]
+    assert [r["amount_max_1h"] for r in train] == [None, 12.5, None]
+    assert [r["spend_per_txn"] for r in train] == [10.0, 11.25, 0.0]
+    listed = json.loads(cli("list", "aggs.duckdb").output)
+    assert ("aggregation", "txn:amount_max_1h") in [(r["kind"], r["name"]) for r in listed]
+    view = next(r for r in listed if r["name"] == "txn")
+    assert view["features"] == ["amount", "amount_sum_1d", "amount_count_1d", "amount_max_1h"]
+    assert "count of amount over 1d -> int64" in cli("list", "aggs.duckdb", "--format", "table").output
+    spec = json.loads(cli("describe", "aggs.duckdb", "txn").output)["spec"]
+    assert [(a["column"], a["function"]) for a in spec["aggregations"]] == [
+        ("amount", "sum"), ("amount", "count"), ("amount", "max")]
+    checked = json.loads(cli("verify", "aggs.duckdb", "--examples", "50").output)
+    assert {(r["view"], r["featurizer"], r["ok"]) for r in checked} == {
+        ("txn", "aggregations", True), ("ratios", "spend_per_txn", True)}

@@ -249,3 +249,50 @@ def test_readers_see_every_acknowledged_push_while_one_client_pushes(tmp_path):
     assert errors == []
     assert reads[0] > 100 and max(acked.values()) > 3
     print(json.dumps({"reads": reads[0], "pushes": max(acked.values())}))
+
+
+AGGREGATING = '''
+import featurelite as fl
+
+@fl.featurizer
+def spend_per_txn(amount_sum_1d: float, amount_count_1d: int) -> float:
+    return amount_sum_1d / amount_count_1d if amount_count_1d > 0 else 0.0
+
+user = fl.Entity("user", join_keys=["user_id"])
+txn = fl.FeatureView(
+    "txn", entities=[user], timestamp_field="ts", schema={"amount": "float64"},
+    aggregations=[fl.Aggregation("amount", "sum", "1d"), fl.Aggregation("amount", "count", "1d")],
+)
+ratios = fl.OnDemandFeatureView("ratios", sources=[txn], featurizers={"spend_per_txn": spend_per_txn})
+'''
+
+
+def test_aggregates_over_http_empty_windows_and_a_push_seen_by_the_next_read(tmp_path):
+    (tmp_path / "aggs.py").write_text(AGGREGATING)
+    with fl.open(tmp_path / "served.duckdb") as store:
+        store.apply(load_definitions(str(tmp_path / "aggs.py")))
+    now = (T0 + timedelta(hours=12)).isoformat()
+    with serving(tmp_path) as server:
+        get = {"features": ["txn:amount_sum_1d", "txn:amount_count_1d", "ratios:spend_per_txn"],
+               "entities": [{"user_id": 1}, {"user_id": 2}], "now": now}
+        empty = server.post("/get-online-features", get)
+        assert empty.status_code == 200, empty.text
+        assert empty.json() == {
+            "values": {"user_id": [1, 2], "amount_sum_1d": [0.0, 0.0], "amount_count_1d": [0, 0],
+                       "spend_per_txn": [0.0, 0.0]},
+            "statuses": {"amount_sum_1d": ["EMPTY_WINDOW"] * 2, "amount_count_1d": ["EMPTY_WINDOW"] * 2,
+                         "spend_per_txn": ["PRESENT"] * 2},
+        }
+        for hours, amount in ((1, 4.0), (2, 5.0)):
+            pushed = server.post("/push", {"view": "txn", "rows": [
+                {"user_id": 1, "amount": amount, "ts": (T0 + timedelta(hours=hours)).isoformat()}]})
+            assert pushed.status_code == 200, pushed.text
+            after = server.post("/get-online-features", get).json()  # the push is in the next read's window
+            assert after["values"]["amount_count_1d"] == [hours, 0]
+        assert after["values"]["amount_sum_1d"] == [9.0, 0.0] and after["values"]["spend_per_txn"] == [4.5, 0.0]
+        assert after["statuses"]["amount_sum_1d"] == ["PRESENT", "EMPTY_WINDOW"]
+        later = server.post("/get-online-features", {**get, "now": (T0 + timedelta(days=3)).isoformat()}).json()
+        assert later["statuses"]["amount_count_1d"] == ["EMPTY_WINDOW"] * 2  # the window slid past both events
+        spec = httpx.get(server.url + "/openapi.json", timeout=30).json()
+        ok = spec["paths"]["/get-online-features"]["post"]["responses"]["200"]["content"]["application/json"]
+        assert "EMPTY_WINDOW" in ok["schema"]["properties"]["statuses"]["additionalProperties"]["items"]["enum"]

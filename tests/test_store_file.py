@@ -178,7 +178,9 @@ def test_demo_runs(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "training set" in out and "PRESENT" in out
-    assert out.count("same bits in both paths") == 2 and "MISMATCH" not in out
+    # the two featurizers, and user_stats' windowed aggregation (verify covers aggregations)
+    assert out.count("same bits in both paths") == 3 and "MISMATCH" not in out
+    assert "verify user_stats:spend_7d_max_30d" in out
 
 
 def test_the_same_file_twice_in_one_process_is_refused(tmp_path):
