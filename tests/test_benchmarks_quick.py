@@ -32,7 +32,6 @@ WORKLOADS = {
     "aggregations_training",
     "aggregations_ingest",
     "aggregations_push",
-    "aggregations_http",
 }
 
 
