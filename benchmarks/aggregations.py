@@ -17,6 +17,8 @@ buffer loads the events the longest window (7 days) reaches back from the latest
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import time
 from collections.abc import Callable
@@ -481,6 +483,45 @@ def _push(ctx: Context, store: fl.Store, now_us: int) -> dict[str, Any]:
     )
 
 
+def _http(ctx: Context, store_path: Path, now: datetime) -> dict[str, Any]:
+    """Single-entity reads over HTTP from a real `featurelite serve`: the four aggregates
+    against 4 plain features, alternating, one keep-alive connection."""
+    from .serving import _post, _Process
+
+    n = max(200, ctx.scale.http_requests // 8)
+    keys = data.agg_request_keys(ctx.scale, ctx.seed + 3, n)
+
+    def body(refs: list[str], key: int) -> bytes:
+        return json.dumps({"features": refs, "entities": [{KEY: key}], "now": now.isoformat()}).encode()
+
+    bodies = {"featurelite": [body(AGG_REFS, k) for k in keys], "limit": [body(PROFILE_REFS, k) for k in keys]}
+    server = _Process(["-m", "featurelite", "serve", str(store_path)])
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        def read(side: str) -> Callable[[int], Any]:
+            return lambda i: _post(conn, "/get-online-features", bodies[side][i])
+
+        stats = alternate_latency(
+            {"featurelite": read("featurelite"), "limit": read("limit")}, n, min(ctx.scale.warmup_iterations, n)
+        )
+        conn.close()
+    finally:
+        server.stop()
+    return workload(
+        "Windowed aggregations: online read over HTTP, 1 entity",
+        f"`POST /get-online-features` to a `featurelite serve` subprocess, one keep-alive connection "
+        f"(`http.client`), the four aggregates of one random entity at `now`, {n:,} timed requests, alternating "
+        "with the limit's.",
+        f"the same request for 4 plain features of `{PROFILE_VIEW}` (no aggregations), same server",
+        [
+            metric_row("p50", "us", stats["featurelite"]["p50_us"], stats["limit"]["p50_us"],
+                       Target("ratio", "<=", 1.2)),
+            metric_row("p99", "us", stats["featurelite"]["p99_us"], stats["limit"]["p99_us"]),
+        ],
+        stats,
+    )
+
+
 def run(ctx: Context) -> dict[str, dict[str, Any]]:
     """All windowed-aggregation workloads, in their own store and DuckDB file."""
     events = ctx_log_step(ctx, "aggregations: generate events", lambda: data.events(ctx.scale, ctx.seed))
@@ -506,6 +547,7 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
         results["aggregations_online_batch"] = ctx_log_step(
             ctx, "aggregations: online reads, batched", lambda: _online_batch(ctx, store, now))
         results["aggregations_push"] = ctx_log_step(ctx, "aggregations: pushes", lambda: _push(ctx, store, now_us))
+    results["aggregations_http"] = ctx_log_step(ctx, "aggregations: HTTP reads", lambda: _http(ctx, store_path, now))
     for path in (store_path, sql_path):
         _remove_db(path)
     return results

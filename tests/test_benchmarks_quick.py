@@ -32,6 +32,7 @@ WORKLOADS = {
     "aggregations_training",
     "aggregations_ingest",
     "aggregations_push",
+    "aggregations_http",
 }
 
 
