@@ -77,6 +77,7 @@ AGGREGATION_WORKLOADS = [
     "aggregations_training",
     "aggregations_ingest",
     "aggregations_push",
+    "aggregations_http",
 ]
 #: Groups of workloads ``--only`` can run by themselves.
 ONLY = {"aggregations": AGGREGATION_WORKLOADS}
