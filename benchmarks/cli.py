@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .compare import main as compare_main
-from .config import DOCS_PAGE, FULL_RESULTS, QUICK_RESULTS, SCALES, SEED, WORK_DIR
+from .config import DOCS_PAGE, FULL_RESULTS, QUICK_RESULTS, REPO, SCALES, SEED, WORK_DIR
 from .render import render, summary_lines
 from .runner import ONLY, run
 
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_main(args.before, args.after))
         return 0
     if args.command == "render":
-        args.output.write_text(render(json.loads(args.input.read_text())))
+        source = args.input.resolve().relative_to(REPO) if args.input.resolve().is_relative_to(REPO) else args.input
+        args.output.write_text(render(json.loads(args.input.read_text()), str(source)))
         return 0
     full = args.scale == "full"
     default = FULL_RESULTS if full else QUICK_RESULTS
