@@ -7,14 +7,16 @@ See the docs folder for the quickstart, concepts and the Python API.
 """
 
 from ._version import __version__
-from .definitions import Aggregation, Entity, FeatureView, OnDemandFeatureView, RequestSource
+from .definitions import Aggregation, Entity, FeatureService, FeatureView, OnDemandFeatureView, RequestSource
 from .errors import (
     BreakingChangeError,
     DefinitionError,
     FeatureliteError,
     FeaturizerError,
     InputError,
+    ManifestError,
     NotFoundError,
+    PinnedVersionError,
     ReadOnlyError,
     SchemaError,
     ServerError,
@@ -25,10 +27,13 @@ from .errors import (
     StoreLockedError,
     UnknownEntityError,
     UnknownFeatureError,
+    UnknownFeatureServiceError,
     UnknownFeatureViewError,
+    UnknownVersionError,
 )
 from .featurizer import Featurizer, Timestamp, featurizer
-from .registry import ApplyResult, Change
+from .manifest import Manifest, ManifestFeature
+from .registry import ApplyResult, Change, ServiceImpact
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .rules import Status
 from .store import Store, open
@@ -42,20 +47,26 @@ __all__ = [
     "Change",
     "DefinitionError",
     "Entity",
+    "FeatureService",
     "FeatureView",
     "FeatureliteError",
     "Featurizer",
     "FeaturizerError",
     "IngestResult",
     "InputError",
+    "Manifest",
+    "ManifestError",
+    "ManifestFeature",
     "MaterializeResult",
     "NotFoundError",
     "OnDemandFeatureView",
     "OnlineResponse",
+    "PinnedVersionError",
     "ReadOnlyError",
     "RequestSource",
     "SchemaError",
     "ServerError",
+    "ServiceImpact",
     "SourceError",
     "Status",
     "Store",
@@ -66,7 +77,9 @@ __all__ = [
     "Timestamp",
     "UnknownEntityError",
     "UnknownFeatureError",
+    "UnknownFeatureServiceError",
     "UnknownFeatureViewError",
+    "UnknownVersionError",
     "VerifyResult",
     "__version__",
     "featurizer",

@@ -18,10 +18,12 @@ from typing import Any
 
 from .errors import DefinitionError
 from .featurizer import Featurizer
+from .references import parse_reference
 from .types import DTYPES, KEY_DTYPES, MAX_US, MIN_US
 
 __all__ = [
-    "AGGREGATION_FUNCTIONS", "NUMERIC_DTYPES", "Aggregation", "Entity", "FeatureView", "OnDemandFeatureView",
+    "AGGREGATION_FUNCTIONS", "NUMERIC_DTYPES", "Aggregation", "Entity", "FeatureService", "FeatureView",
+    "OnDemandFeatureView",
     "RequestSource", "aggregation_dtype", "functions_for", "parse_ttl",
 ]
 
@@ -768,3 +770,106 @@ class OnDemandFeatureView(_Versioned):
             owner=spec.get("owner", ""),
             tags=spec.get("tags"),
         )
+
+
+@dataclass(frozen=True, init=False)
+class FeatureService(_Versioned):
+    """A named list of features a model reads, pinned to the definitions' versions.
+
+    ``features`` are ``"view:feature"`` references (of feature views, their windowed
+    aggregates, or on-demand views), or ``"view@version:feature"`` to pin a version
+    explicitly (any prefix of at least 4 digits of a version hash). ``Store.apply`` records,
+    for every definition the service reads (the on-demand views' source views among them),
+    the version in force at that moment, or the one a reference names: reading through the
+    service uses those versions until the service is applied again. ``pins`` holds them
+    (``{definition name: version}``; empty on a service not yet applied).
+    ``full_feature_names=True`` names the service's columns ``view__feature``.
+    """
+
+    name: str
+    features: tuple[str, ...]
+    description: str = ""
+    owner: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    full_feature_names: bool = False
+    pins: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __init__(
+        self,
+        name: str,
+        features: Iterable[str],
+        *,
+        description: str = "",
+        owner: str = "",
+        tags: Mapping[str, str] | None = None,
+        full_feature_names: bool = False,
+    ) -> None:
+        _check_name("feature service", name)
+        owner_text = f"feature service {name!r}"
+        if isinstance(features, (str, bytes, Mapping)) or not isinstance(features, Iterable):
+            raise DefinitionError(
+                f"{owner_text}: features must be a list of 'view:feature' references, not {type(features).__name__}",
+                name=name,
+            )
+        refs = list(features)
+        if not refs:
+            raise DefinitionError(f"{owner_text} names no features; list 'view:feature' references", name=name)
+        if not isinstance(full_feature_names, bool):
+            raise DefinitionError(f"{owner_text}: full_feature_names must be True or False", name=name)
+        outputs: dict[str, str] = {}
+        for ref in refs:
+            try:
+                parsed = parse_reference(ref)
+            except (ValueError, LookupError) as exc:
+                raise DefinitionError(f"{owner_text}: {exc}", name=name) from None
+            _check_name("feature view", parsed.view, owner_text)
+            out = f"{parsed.view}__{parsed.feature}" if full_feature_names else parsed.feature
+            if out in outputs:
+                fix = (
+                    "list it once" if outputs[out] == ref or full_feature_names
+                    else "pass full_feature_names=True to name the columns view__feature"
+                )
+                raise DefinitionError(
+                    f"{owner_text}: features {outputs[out]!r} and {ref!r} would both be named {out!r}; {fix}",
+                    name=name,
+                )
+            outputs[out] = ref
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "features", tuple(refs))
+        object.__setattr__(self, "description", str(description))
+        object.__setattr__(self, "owner", str(owner))
+        object.__setattr__(self, "tags", _check_tags(tags, owner_text))
+        object.__setattr__(self, "full_feature_names", full_feature_names)
+        object.__setattr__(self, "pins", {})
+
+    def pinned(self, pins: Mapping[str, str]) -> FeatureService:
+        """This service with its versions resolved (``{definition: full version}``): what
+        ``Store.apply`` records."""
+        copy = FeatureService(
+            self.name, self.features, description=self.description, owner=self.owner, tags=self.tags,
+            full_feature_names=self.full_feature_names,
+        )
+        object.__setattr__(copy, "pins", dict(sorted(pins.items())))
+        return copy
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-ready description; its hash is the version (the pins are part of it)."""
+        return {
+            "kind": "feature_service",
+            "name": self.name,
+            "features": list(self.features),
+            "full_feature_names": self.full_feature_names,
+            "pins": [[name, version] for name, version in self.pins.items()],
+            "description": self.description,
+            "owner": self.owner,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> FeatureService:
+        """Rebuild a (pinned) FeatureService from :meth:`spec` output."""
+        service = cls(
+            spec["name"], spec["features"], description=spec.get("description", ""), owner=spec.get("owner", ""),
+            tags=spec.get("tags"), full_feature_names=bool(spec.get("full_feature_names", False)),
+        )
+        return service.pinned({name: version for name, version in spec.get("pins") or ()})

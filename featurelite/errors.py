@@ -11,14 +11,18 @@ The tree::
      ├── ServerError                     the HTTP server cannot start or serve as asked
      ├── DefinitionError (ValueError)    an Entity or FeatureView that is not valid
      │    ├── BreakingChangeError        apply would break data already stored
-     │    └── FeaturizerError            a featurizer Numba cannot compile, or a bad signature
+     │    ├── FeaturizerError            a featurizer Numba cannot compile, or a bad signature
+     │    └── PinnedVersionError         a pinned version the stored data can no longer serve
      ├── NotFoundError (LookupError)     an unknown name
      │    ├── UnknownEntityError
      │    ├── UnknownFeatureViewError
-     │    └── UnknownFeatureError
+     │    ├── UnknownFeatureError
+     │    ├── UnknownFeatureServiceError
+     │    └── UnknownVersionError        a view@version prefix that matches no version, or several
      └── InputError (ValueError)         data handed to ingest / retrieval is not usable
           ├── SchemaError                missing / extra columns, a value that does not fit
-          └── SourceError                a file that is missing or not Parquet / CSV
+          ├── SourceError                a file that is missing or not Parquet / CSV
+          └── ManifestError              a training-set manifest that does not fit this store or read
 
 A message is one sentence naming the object and the fix; structured details live in
 attributes declared on the classes (``view``, ``column``, ``row``, ``path``, ...; ``None``
@@ -36,7 +40,9 @@ __all__ = [
     "FeatureliteError",
     "FeaturizerError",
     "InputError",
+    "ManifestError",
     "NotFoundError",
+    "PinnedVersionError",
     "ReadOnlyError",
     "SchemaError",
     "ServerError",
@@ -47,7 +53,9 @@ __all__ = [
     "StoreLockedError",
     "UnknownEntityError",
     "UnknownFeatureError",
+    "UnknownFeatureServiceError",
     "UnknownFeatureViewError",
+    "UnknownVersionError",
 ]
 
 
@@ -153,6 +161,17 @@ class FeaturizerError(DefinitionError):
     mismatch: Any = None
 
 
+class PinnedVersionError(DefinitionError):
+    """A feature service, manifest or ``view@version`` reference pins a version of a
+    definition that the stored data can no longer serve (its columns changed since), or
+    that differs from what a manifest was built with."""
+
+    #: The pinned version (full hash).
+    pinned: str | None = None
+    #: The version in force now (None when the definition was deleted).
+    current: str | None = None
+
+
 class NotFoundError(FeatureliteError, LookupError):
     """A name that the registry does not know."""
 
@@ -172,6 +191,17 @@ class UnknownFeatureError(NotFoundError):
     reference: str | None = None
 
 
+class UnknownFeatureServiceError(NotFoundError):
+    """A feature service name that is not registered."""
+
+
+class UnknownVersionError(NotFoundError):
+    """A version (or a prefix of one) that names no version of a definition, or several."""
+
+    #: The stored versions the prefix was matched against (or those it matched, when several).
+    candidates: list[str] | None = None
+
+
 class InputError(FeatureliteError, ValueError):
     """Data handed to featurelite cannot be used."""
 
@@ -188,3 +218,11 @@ class SchemaError(InputError):
 
 class SourceError(InputError):
     """A data source (file path or object) that cannot be read."""
+
+
+class ManifestError(InputError):
+    """A training-set manifest that cannot be used here: unreadable, from another store,
+    or pinning other versions than what would be served."""
+
+    #: Output features the problem concerns (for example those whose values moved).
+    features: list[str] | None = None

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .conform import ColumnSpec
 from .db import quote
-from .rules import SEQ, WinnerOrder
+from .rules import SEQ, Ttl, WinnerOrder
 from .types import arrow_type, dtype, duckdb_type
 
 if TYPE_CHECKING:
@@ -64,6 +64,11 @@ class ViewLayout:
     @property
     def features(self) -> list[tuple[str, str]]:
         return list(self.view.schema.items())
+
+    @property
+    def ttl_us(self) -> int | None:
+        """The view's ttl in microseconds (None: values never expire)."""
+        return Ttl.of(self.view.ttl).micros
 
     @property
     def ts(self) -> str:

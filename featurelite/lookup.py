@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["FutureResolver", "StateWindows", "WindowSource", "read_online", "resolve_future"]
 
 #: Resolves entities whose latest event lies after ``now`` from history:
-#: (view, features, keys, indexes of those keys, now_us, values, statuses) -> None.
-FutureResolver = Callable[[str, list[str], list[Any], list[int], int, list[list[Any]], list[list[str]]], None]
+#: (view as the plan reads it, features, keys, indexes of those keys, now_us, values,
+#: statuses) -> None.
+FutureResolver = Callable[
+    [ViewLayout, list[str], list[Any], list[int], int, list[list[Any]], list[list[str]]], None
+]
 
 
 #: The aggregates of a read without windows (shared, never written).
@@ -54,7 +57,7 @@ def read_online(
         raise InputError(
             f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}"
         )
-    reads, runs, order, types, key_names, window_reads = plan
+    reads, runs, order, types, key_names, window_reads, _ = plan
     columns = entity_columns(entity_rows)
     if not columns:  # no entities: an empty response with the right columns
         columns = {k: [] for k in key_names}
@@ -63,7 +66,7 @@ def read_online(
     values: dict[str, Any] = {} if order is None else dict.fromkeys(order)
     statuses: dict[str, Any] = {} if order is None else dict.fromkeys(order)
     stored: list[list[list[Any]]] = []
-    for view, features, outputs in reads:
+    for view, features, outputs, ttl_us, layout in reads:
         state = states.get(view)
         index = None if state is None else state.index
         if index is None:
@@ -72,9 +75,9 @@ def read_online(
         for k in index.key_names:
             if k not in key_out:
                 key_out[k] = columns[k]
-        vals, stats, future = index.read(keys, features, now_us)
+        vals, stats, future = index.read(keys, features, now_us, ttl_us)
         if future:
-            resolve(view, list(features), keys, future, now_us, vals, stats)
+            resolve(layout, list(features), keys, future, now_us, vals, stats)
         stored.append(vals)
         if outputs:
             # Only the first len(outputs) features are returned; the rest of vals/stats were
@@ -227,7 +230,7 @@ class StateWindows:
         if buffer is None:
             with self._lock, translating(f"loading the recent events of view {view!r}", view=view):
                 buffer = self._state(view).load_window(self._con())
-        if buffer.covers(now_us):
+        if buffer.covers(now_us) and buffer.holds(aggregations):
             return buffer.read(keys, aggregations, now_us)
         with self._lock, translating(f"the windowed aggregates of view {view!r}", view=view):
             return _aggregates_from_history(self._con(), state.layout, aggregations, keys, now_us)
@@ -251,7 +254,8 @@ def _aggregates_from_history(
     found, present, counts = [], [], []
     for agg in aggregations:
         array = arrays[agg.name]
-        found.append(to_python(array, layout.view.aggregation_schema[agg.name]))
+        # (the aggregation's own dtype rule: a pinned version's aggregation may not be the view's now)
+        found.append(to_python(array, agg.output_dtype(layout.view.schema[agg.column])))
         present.append(array.is_valid().to_pylist())
         counts.append(events[agg.name].tolist())
     return found, present, counts

@@ -151,7 +151,8 @@ def mark_tie_losers(
 
 
 def point_in_time_sql(
-    layout: ViewLayout, features: list[str], *, event_time: bool = False, losers: bool = True, narrow: bool = False
+    layout: ViewLayout, features: list[str], *, event_time: bool = False, losers: bool = True, narrow: bool = False,
+    up_to: int | None = None,
 ) -> str:
     """For every probe row, the requested features of the winning history row: same keys,
     event time <= the probe time (and >= probe time - ttl), ties broken by
@@ -165,6 +166,10 @@ def point_in_time_sql(
     the view has none. ``narrow=True`` (for a probe much smaller than the history) first
     keeps only history rows of the probe's keys and not after its latest time, so the join
     sorts those instead of the whole history.
+
+    ``up_to`` (an ingest position) reads the history as it was when the row with that
+    sequence number had just been ingested: later rows are left out, and a row that lost
+    its tie only to one of them is ranked again (so it wins, as it did then).
     """
     keys = ", ".join(quote(k) for k in layout.key_names)
     ts = quote(layout.ts)
@@ -186,12 +191,16 @@ def point_in_time_sql(
         f"{quote(f)}::DOUBLE AS {quote(f)}" if schema.get(f) == "float32" else quote(f) for f in features
     )
     history = f"SELECT {keys}, {ts}, {carried} FROM {layout.history_table}"
-    where = [f"NOT {LOST}"] if losers else []
+    where = [f"NOT {LOST}"] if losers and up_to is None else []
+    if up_to is not None:
+        where.append(f"{SEQ} <= {int(up_to)}")  # an int: the relation API binds no parameters
     if narrow:
         where.append(f"{ts} <= (SELECT max({PROBE_TS}) FROM {PROBE})")
         where.append(f"({keys}) IN (SELECT DISTINCT {keys} FROM {PROBE})")
     if where:
         history += " WHERE " + " AND ".join(where)
+    if losers and up_to is not None:  # the ties among the rows up to the position, decided again
+        history += f" QUALIFY row_number() OVER (PARTITION BY {keys}, {ts} ORDER BY {layout.order_key()} DESC) = 1"
     return (
         f"SELECT p.{PROBE_ROW}, {selected} FROM {PROBE} p "
         f"ASOF LEFT JOIN ({history}) h ON {layout.key_match('p', 'h')} AND p.{PROBE_TS} >= h.{ts}"

@@ -106,7 +106,6 @@ class OnlineIndex:
             self.slot[feature] = (kind.family, len(cols))
             cols.append(i)
         self.ttl = Ttl.of(layout.view.ttl)
-        self._ttl_us = self.ttl.micros  # read per request: an attribute, not a method call
         self.keys: KeyIndex = key_index_for([d for _, d in layout.keys])
         self.int_keys = isinstance(self.keys, IntKeyIndex)
         self.size = 0
@@ -267,12 +266,13 @@ class OnlineIndex:
             self._plans[features] = plan
         return plan
 
-    def _read_one(self, key: Any, plan: _ReadPlan, now_us: int) -> tuple[list[list[Any]], list[list[str]], list[int]]:
+    def _read_one(
+        self, key: Any, plan: _ReadPlan, now_us: int, ttl: int | None
+    ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
         """:meth:`read` for one key: the hot path of online serving, kept free of NumPy calls
         beyond two row slices."""
         with self.lock:
             row = self.keys.get(key)
-            ttl = self._ttl_us
             verdict = row_verdict(
                 None if row is None else int(self.terms[0][row]), now_us, None if ttl is None else now_us - ttl
             )
@@ -295,9 +295,11 @@ class OnlineIndex:
         return values, statuses, []
 
     def read(
-        self, keys: list[Any], features: tuple[str, ...], now_us: int
+        self, keys: list[Any], features: tuple[str, ...], now_us: int, ttl_us: int | None
     ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
-        """Values and statuses of ``features`` for ``keys`` at time ``now_us``.
+        """Values and statuses of ``features`` for ``keys`` at time ``now_us``, for values
+        at most ``ttl_us`` old (None: any age): the ttl of the definition the read plans
+        with, which for a pinned version may differ from :attr:`ttl`.
 
         Returns (values per feature, statuses per feature, indexes of keys whose latest
         event lies after ``now_us``: the caller resolves those from history).
@@ -305,7 +307,7 @@ class OnlineIndex:
         plan = self._plan(features)
         n = len(keys)
         if n == 1:
-            return self._read_one(keys[0], plan, now_us)
+            return self._read_one(keys[0], plan, now_us, ttl_us)
         with self.lock:
             found_array = self.keys.get_many(keys)
             found = found_array.tolist()
@@ -315,7 +317,7 @@ class OnlineIndex:
             ts = self.terms[0][rows]
             valid = _rows_list(self.valid, rows)
             blocks = {fam: _rows_list(self.mats[fam], rows) for fam in plan.families}
-        oldest = None if self._ttl_us is None else now_us - self._ttl_us
+        oldest = None if ttl_us is None else now_us - ttl_us
         # Per found key: None if it serves, else the status that replaces every value.
         verdicts = row_verdicts(ts, now_us, oldest)
         values: list[list[Any]] = []

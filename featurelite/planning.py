@@ -11,23 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 import pyarrow as pa
 
-from .errors import InputError, UnknownFeatureViewError
+from .compatibility import storage_difference
+from .errors import (
+    InputError,
+    PinnedVersionError,
+    UnknownFeatureServiceError,
+    UnknownFeatureViewError,
+    UnknownVersionError,
+)
 from .layout import ViewLayout
+from .references import FeatureRef, parse_references
 from .retrieval import resolve_features
 from .types import arrow_type
 
 if TYPE_CHECKING:
-    from .definitions import Aggregation, OnDemandFeatureView
+    from .definitions import Aggregation, FeatureService, FeatureView, OnDemandFeatureView
     from .featurizer import Featurizer
     from .registry import Binding
 
 __all__ = [
     "Catalog", "FeatureGroup", "FeaturizerCall", "HistoricalPlan", "OnDemandPlan", "OnlinePlan", "RequestInput",
-    "StoredInput", "ViewRead", "WindowInput", "WindowRead", "on_demand_plan",
+    "StoredInput", "Versions", "ViewRead", "WindowInput", "WindowRead", "on_demand_plan",
 ]
 
 #: Distinct feature lists whose online plan a catalog caches.
@@ -94,11 +102,15 @@ def on_demand_plan(
 class ViewRead(NamedTuple):
     """One online index read of a stored view: ``features`` are read; the first
     ``len(outputs)`` are returned under ``outputs``, the rest feed featurizers only.
-    (A NamedTuple: the per-request loop unpacks it.)"""
+    ``layout`` is the view as this plan reads it (a pinned version's ttl, say), and
+    ``ttl_us`` its ttl in microseconds (None: forever). (A NamedTuple: the per-request
+    loop unpacks it.)"""
 
     view: str
     features: tuple[str, ...]
     outputs: tuple[str, ...]
+    ttl_us: int | None
+    layout: ViewLayout
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +173,14 @@ class OnlinePlan(NamedTuple):
     #: Join keys of the views read (the columns of a response to no entities).
     key_names: tuple[str, ...]
     windows: tuple[WindowRead, ...]
+    #: The version of every definition the plan reads (on-demand views' sources too).
+    pins: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class HistoricalPlan:
-    """How to build a training set: the point-in-time joins, then the featurizers."""
+    """How to build a training set: the point-in-time joins, then the featurizers, in
+    ``catalog`` (the definitions at the versions the request pins)."""
 
     groups: tuple[FeatureGroup, ...]
     #: Output names in request order.
@@ -175,20 +190,65 @@ class HistoricalPlan:
     on_demand: dict[str, OnDemandPlan]
     #: Windowed aggregates to compute per view: those asked for, plus on-demand inputs.
     windows: dict[str, tuple[Aggregation, ...]]
+    #: The version of every definition the plan reads (on-demand views' sources too).
+    pins: Mapping[str, str]
+    #: The references as asked, and the service asked for (if any).
+    references: tuple[str, ...]
+    service: FeatureService | None
+    catalog: Catalog
+
+
+class Versions(Protocol):
+    """Every stored version of the definitions (the registry): what pinned reads need."""
+
+    def versions_of(self, name: str) -> list[tuple[str, str]]:
+        """(kind, version) of every version of ``name`` ever applied, oldest first."""
+        ...
+
+    def view_at(self, name: str, version: str) -> FeatureView: ...
+
+    def odfv_at(self, name: str, version: str) -> OnDemandFeatureView: ...
+
+    def bind(
+        self, odfv: OnDemandFeatureView, views: Mapping[str, FeatureView]
+    ) -> Mapping[str, Mapping[str, Binding]]: ...
+
+
+#: Plan-cache keys of service reads start with this (no feature reference can).
+_SERVICE = "\0service"
 
 
 class Catalog:
-    """The registered views at one moment, and the plans made from them."""
+    """The registered views at one moment, and the plans made from them.
+
+    A read that pins versions other than those in force (``view@version:feature``, a feature
+    service, a manifest) is planned in a *pinned* catalog (:meth:`pinned`): the same one
+    with those definitions swapped for their pinned versions, reading the same tables.
+    """
 
     def __init__(
         self, layouts: Mapping[str, ViewLayout], odfvs: Mapping[str, OnDemandFeatureView],
         bindings: Mapping[str, Mapping[str, Mapping[str, Binding]]], broken: Mapping[str, Exception],
+        services: Mapping[str, FeatureService] | None = None, versions: Versions | None = None,
+        *, tables: Mapping[str, ViewLayout] | None = None,
     ) -> None:
         self.layouts = dict(layouts)
         self.odfvs = dict(odfvs)
         self.bindings = dict(bindings)
         self.broken = dict(broken)
+        self.services = dict(services or {})
+        self.versions = versions
+        #: Views whose definition here is a pinned version: the layout in force, which
+        #: wrote their tables (empty in the catalog of the versions in force).
+        self.tables = dict(tables or {})
         self._online_plans: dict[tuple[tuple[str, ...], bool], OnlinePlan] = {}
+        self._pinned: dict[frozenset[tuple[str, str]], Catalog] = {}
+
+    def with_services(self, services: Mapping[str, FeatureService]) -> Catalog:
+        """The same definitions with other feature services."""
+        return Catalog(
+            self.layouts, self.odfvs, self.bindings, self.broken, services, self.versions, tables=self.tables
+        )
 
     def layout(self, view: str) -> ViewLayout:
         """A stored view's layout; UnknownFeatureViewError names the registered ones."""
@@ -249,8 +309,195 @@ class Catalog:
             for fz, (_, names, inputs) in zip(layout.view.featurizers.values(), layout.derived, strict=True)
         ]
 
-    def _groups(self, features: Sequence[str], full_feature_names: bool) -> tuple[list[FeatureGroup], list[str]]:
-        groups, order = resolve_features(features, full_feature_names, self.schema_of)
+    # -- versions and pins -------------------------------------------------------------
+
+    def version_of(self, name: str) -> str | None:
+        """The version of feature view or on-demand view ``name`` in this catalog."""
+        layout = self.layouts.get(name)
+        if layout is not None:
+            return layout.view.version
+        odfv = self.odfvs.get(name)
+        return None if odfv is None else odfv.version
+
+    def _stored_versions(self, name: str) -> list[tuple[str, str]]:
+        found = [] if self.versions is None else [
+            (kind, v) for kind, v in self.versions.versions_of(name) if kind != "feature_service"
+        ]
+        current = self.version_of(name)
+        if current is not None and all(v != current for _, v in found):
+            kind = "feature_view" if name in self.layouts else "on_demand_feature_view"
+            found.append((kind, current))  # applied with this very request (apply pins it)
+        return found
+
+    def resolve_version(self, name: str, prefix: str) -> str:
+        """The full version of ``name`` that ``prefix`` starts, among every version ever
+        applied; UnknownVersionError lists the candidates when none or several match."""
+        known = [v for _, v in self._stored_versions(name)]
+        if not known:
+            self.schema_of(name)  # raises: not a view at all
+        matches = [v for v in known if v.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownVersionError(
+                f"{name!r} has no version starting with {prefix!r} (versions, oldest first: {', '.join(known)}); "
+                f"see `featurelite list-versions STORE {name}`",
+                name=name, candidates=known,
+            )
+        raise UnknownVersionError(
+            f"version prefix {prefix!r} of {name!r} is ambiguous: it starts {', '.join(matches)}; give more digits",
+            name=name, candidates=matches,
+        )
+
+    def _kind_at(self, name: str, version: str) -> str:
+        for kind, v in self._stored_versions(name):
+            if v == version:
+                return kind
+        raise UnknownVersionError(
+            f"{name!r} has no version {version!r} in this store (versions: "
+            f"{', '.join(v for _, v in self._stored_versions(name)) or 'none'}); was the manifest or service "
+            "made with another store?",
+            name=name, candidates=[v for _, v in self._stored_versions(name)],
+        )
+
+    def pins_for(self, refs: Sequence[FeatureRef]) -> dict[str, str]:
+        """The version of every definition ``refs`` read: the one a reference names, else
+        the one in force; an on-demand view's source views at the version in force unless
+        a reference pins them too. Two versions of one definition in one request is an
+        InputError."""
+        pins: dict[str, str] = {}
+        for ref in refs:
+            if ref.version is None:
+                version = self.version_of(ref.view)
+                if version is None:
+                    self.schema_of(ref.view)  # raises: unknown, or an on-demand view that cannot be built
+                    raise self.unknown(ref.view)  # pragma: no cover (schema_of raised)
+            else:
+                version = self.resolve_version(ref.view, ref.version)
+            other = pins.setdefault(ref.view, version)
+            if other != version:
+                raise InputError(
+                    f"features name two versions of {ref.view!r} ({other} and {version}); a request reads one "
+                    "version of each definition: pin one of them in every reference",
+                    name=ref.view,
+                )
+        for name, version in list(pins.items()):
+            if self._kind_at(name, version) != "on_demand_feature_view":
+                continue
+            odfv = self.odfvs[name] if self.version_of(name) == version else self._versions().odfv_at(name, version)
+            for source in odfv.view_sources:
+                if source not in pins:
+                    current = self.layouts.get(source)
+                    if current is None:
+                        raise PinnedVersionError(
+                            f"on-demand view {name!r} at version {version} reads feature view {source!r}, which "
+                            "is not registered any more; apply the view again or read the current version",
+                            view=name, pinned=version,
+                        )
+                    pins[source] = current.view.version
+        return pins
+
+    def _versions(self) -> Versions:
+        if self.versions is None:  # pragma: no cover (the store's catalogs always have them)
+            raise RuntimeError("this catalog has no stored versions to pin")
+        return self.versions
+
+    def pinned(self, pins: Mapping[str, str]) -> Catalog:
+        """This catalog with the definitions in ``pins`` (``{name: full version}``) at those
+        versions (cached per distinct set; ``self`` when every pin is in force)."""
+        changed = {n: v for n, v in pins.items() if self.version_of(n) != v}
+        if not changed:
+            return self
+        key = frozenset(changed.items())
+        found = self._pinned.get(key)
+        if found is not None:
+            return found
+        versions = self._versions()
+        layouts, odfvs, tables = dict(self.layouts), dict(self.odfvs), dict(self.tables)
+        for name, version in sorted(changed.items()):
+            if self._kind_at(name, version) == "feature_view":
+                table = self.tables.get(name, self.layouts.get(name))
+                if table is None:
+                    raise PinnedVersionError(
+                        f"feature view {name!r} is pinned at version {version}, but the view is not registered "
+                        "any more (its stored data went with it); pin a version of a view that exists",
+                        view=name, pinned=version,
+                    )
+                layouts[name] = ViewLayout(versions.view_at(name, version), table.keys, table.derived)
+                tables[name] = table
+                odfvs.pop(name, None)
+            else:
+                odfvs[name] = versions.odfv_at(name, version)
+        views = {n: layout.view for n, layout in layouts.items()}
+        bindings = dict(self.bindings)
+        for name, odfv in odfvs.items():
+            if name in changed or any(source in changed for source in odfv.view_sources):
+                bindings[name] = versions.bind(odfv, views)
+        catalog = Catalog(layouts, odfvs, bindings, self.broken, self.services, versions, tables=tables)
+        if len(self._pinned) >= PLAN_CACHE_SIZE:
+            self._pinned.clear()
+        self._pinned[key] = catalog
+        return catalog
+
+    def _check_stored(self, view: str, columns: Sequence[str]) -> None:
+        """Refuse to read ``columns`` of a view pinned at a version whose storage the
+        tables no longer have (PinnedVersionError naming both versions and the fix)."""
+        table = self.tables.get(view)
+        if table is None:
+            return
+        pinned = self.layouts[view].view
+        if pinned.entities != table.view.entities:
+            problem: str | None = f"its entities change from {list(pinned.entities)} to {list(table.view.entities)}"
+        else:
+            problem = storage_difference(pinned, table.view, table.keys, table.keys, columns)
+        if problem is not None:
+            raise PinnedVersionError(
+                f"feature view {view!r} is pinned at version {pinned.version}, but its stored data is now that of "
+                f"version {table.view.version}, in which {problem}; pin the current version (re-apply the feature "
+                "service, or build a new training set and model)",
+                view=view, pinned=pinned.version, current=table.view.version,
+            )
+
+    def service(self, name: str) -> FeatureService:
+        """A registered feature service; UnknownFeatureServiceError names the registered ones."""
+        found = self.services.get(name) if isinstance(name, str) else None
+        if found is None:
+            raise UnknownFeatureServiceError(
+                f"feature service {name!r} is not registered (registered: "
+                f"{', '.join(sorted(self.services)) or 'none'}); apply it first",
+                name=str(name),
+            )
+        return found
+
+    def _resolve(
+        self, features: Sequence[str] | str | None, service: str | None, pins: Mapping[str, str] | None,
+    ) -> tuple[Catalog, list[FeatureRef], dict[str, str], FeatureService | None]:
+        """What a request reads: the catalog to plan it in, its references without versions
+        (resolved into that catalog), every pin, and the service asked for. ``pins`` (from a
+        manifest) fix the versions of every definition read."""
+        found = None
+        if service is not None:
+            if features is not None:
+                raise InputError("pass either features or service=, not both")
+            found = self.service(service)
+            features = list(found.features)
+        if features is None:
+            raise InputError("no features requested; pass references like 'view:feature', or service=")
+        refs = parse_references(features)
+        if pins is not None:
+            for ref in refs:
+                if ref.view not in pins:
+                    raise InputError(f"feature {ref.text!r} reads {ref.view!r}, which the manifest does not pin")
+            chosen = dict(pins)
+        else:
+            chosen = dict(found.pins) if found is not None else self.pins_for(refs)
+        catalog = self.pinned(chosen)
+        return catalog, [FeatureRef(r.view, None, r.feature, r.text) for r in refs], chosen, found
+
+    def _groups(
+        self, refs: Sequence[FeatureRef], full_feature_names: bool
+    ) -> tuple[list[FeatureGroup], list[str]]:
+        groups, order = resolve_features(refs, full_feature_names, self.schema_of)
         return [FeatureGroup(view, tuple(feats), tuple(outs)) for view, feats, outs in groups], order
 
     def split(self, group: FeatureGroup) -> tuple[FeatureGroup, WindowRead | None]:
@@ -267,9 +514,20 @@ class Catalog:
     def on_demand(self, group: FeatureGroup) -> OnDemandPlan:
         return on_demand_plan(self.odfvs[group.view], self.bindings[group.view], group.features)
 
-    def historical_plan(self, features: Sequence[str], full_feature_names: bool) -> HistoricalPlan:
-        """What a training set of ``features`` joins and computes."""
-        groups, order = self._groups(features, full_feature_names)
+    def historical_plan(
+        self, features: Sequence[str] | str | None, full_feature_names: bool, *, service: str | None = None,
+        pins: Mapping[str, str] | None = None,
+    ) -> HistoricalPlan:
+        """What a training set of ``features`` (or of feature service ``service``) joins and
+        computes, at the versions the references, the service or ``pins`` name."""
+        catalog, refs, chosen, found = self._resolve(features, service, pins)
+        return catalog._historical(refs, _full_names(full_feature_names, found), chosen, found)
+
+    def _historical(
+        self, refs: Sequence[FeatureRef], full_feature_names: bool, pins: dict[str, str],
+        service: FeatureService | None,
+    ) -> HistoricalPlan:
+        groups, order = self._groups(refs, full_feature_names)
         joins: dict[str, list[str]] = {}
         on_demand: dict[str, OnDemandPlan] = {}
         windows: dict[str, list[Aggregation]] = {}
@@ -286,44 +544,84 @@ class Catalog:
                 if window is not None:
                     computed = windows.setdefault(window.view, [])
                     computed.extend(a for a in window.aggregations if a not in computed)
+        self._check_reads(joins, windows)
         return HistoricalPlan(
             tuple(groups), tuple(order), {v: tuple(f) for v, f in joins.items()}, on_demand,
-            {v: tuple(a) for v, a in windows.items()},
+            {v: tuple(a) for v, a in windows.items()}, dict(sorted(pins.items())), tuple(r.text for r in refs),
+            service, self,
         )
 
-    def online_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> OnlinePlan:
+    def _check_reads(self, stored: Mapping[str, Sequence[str]], windows: Mapping[str, Sequence[Aggregation]]) -> None:
+        """Every stored column a plan reads exists as the pinned versions expect."""
+        for view in {*stored, *windows}:
+            columns = [*stored.get(view, ()), *(a.column for a in windows.get(view, ()))]
+            self._check_stored(view, list(dict.fromkeys(columns)))
+
+    def online_plan(self, features: Sequence[str] | str | None, full_feature_names: bool) -> OnlinePlan:
         """How to serve ``features`` online, cached per distinct list."""
         if isinstance(features, str):
             features = [features]
         key: tuple[tuple[str, ...], bool] | None
         try:
-            key = (tuple(features), full_feature_names)
+            key = (tuple(features), full_feature_names)  # type: ignore[arg-type]  # (None: TypeError, said below)
             plan = self._online_plans.get(key)
         except TypeError:  # not a list of strings: resolve_features says what is wrong
             key, plan = None, None
         if plan is None:
-            plan = self._plan_online(features, full_feature_names)
-            if key is not None:
-                if len(self._online_plans) >= PLAN_CACHE_SIZE:
-                    self._online_plans.clear()  # callers with endless distinct lists: start over
-                self._online_plans[key] = plan
+            catalog, refs, pins, _ = self._resolve(features, None, None)
+            plan = catalog._plan_online(refs, full_feature_names, pins)
+            self._remember(key, plan)
         return plan
 
-    def _plan_online(self, features: Sequence[str], full_feature_names: bool) -> OnlinePlan:
-        groups, order = self._groups(features, full_feature_names)
+    def service_plan(self, service: str, full_feature_names: bool) -> OnlinePlan:
+        """How to serve feature service ``service`` online (at its pinned versions), cached."""
+        key = ((_SERVICE, service), full_feature_names)
+        plan = self._online_plans.get(key)
+        if plan is None:
+            catalog, refs, pins, found = self._resolve(None, service, None)
+            plan = catalog._plan_online(refs, _full_names(full_feature_names, found), pins)
+            self._remember(key, plan)
+        return plan
+
+    def pinned_plan(
+        self, features: Sequence[str], pins: Mapping[str, str], full_feature_names: bool, key: str
+    ) -> OnlinePlan:
+        """How to serve ``features`` at exactly the versions ``pins`` names (a manifest's),
+        cached under ``key`` (the manifest's identity)."""
+        cache_key = ((_SERVICE, key), full_feature_names)
+        plan = self._online_plans.get(cache_key)
+        if plan is None:
+            catalog, refs, chosen, _ = self._resolve(features, None, pins)
+            plan = catalog._plan_online(refs, full_feature_names, chosen)
+            self._remember(cache_key, plan)
+        return plan
+
+    def _remember(self, key: tuple[tuple[str, ...], bool] | None, plan: OnlinePlan) -> None:
+        if key is not None:
+            if len(self._online_plans) >= PLAN_CACHE_SIZE:
+                self._online_plans.clear()  # callers with endless distinct lists: start over
+            self._online_plans[key] = plan
+
+    def _read(self, view: str, features: tuple[str, ...], outputs: tuple[str, ...]) -> ViewRead:
+        layout = self.layout(view)
+        return ViewRead(view, features, outputs, layout.ttl_us, layout)
+
+    def _plan_online(self, refs: Sequence[FeatureRef], full_feature_names: bool, pins: dict[str, str]) -> OnlinePlan:
+        groups, order = self._groups(refs, full_feature_names)
         reads: list[ViewRead] = []
         windows: list[WindowRead] = []
         for group in groups:
             if group.view not in self.odfvs:
                 stored, window = self.split(group)
                 if stored.features or window is None:
-                    reads.append(ViewRead(stored.view, stored.features, stored.outputs))
+                    reads.append(self._read(stored.view, stored.features, stored.outputs))
                 if window is not None:
                     windows.append(window)
         runs: list[FeaturizerRun] = []
         for group in groups:
             if group.view in self.odfvs:
                 runs.extend(self._online_runs(group, reads, windows))
+        self._check_reads({r.view: r.features for r in reads}, {w.view: w.aggregations for w in windows})
         types = {
             out: arrow_type(self.schema_of(g.view)[f])
             for g in groups
@@ -338,7 +636,7 @@ class Catalog:
         natural += [out for run in runs for out, _ in run.outputs]
         return OnlinePlan(
             tuple(reads), tuple(runs), tuple(order) if natural != order else None, {**key_types, **types},
-            tuple(key_types), tuple(windows),
+            tuple(key_types), tuple(windows), dict(sorted(pins.items())),
         )
 
     def _online_runs(
@@ -350,10 +648,10 @@ class Catalog:
         for view, fields in plan.stored.items():
             stored, window = self.split(FeatureGroup(view, fields, fields))
             if stored.features:
-                at = _find(reads, view, ViewRead(view, (), ()))  # appended if read only for featurizers
+                at = _find(reads, view, self._read(view, (), ()))  # appended if read only for featurizers
                 read = reads[at]
                 extra = tuple(f for f in stored.features if f not in read.features)
-                reads[at] = ViewRead(view, read.features + extra, read.outputs)
+                reads[at] = read._replace(features=read.features + extra)
             if window is not None:
                 at = _find(windows, view, WindowRead(view, (), ()))
                 have = windows[at]
@@ -376,6 +674,14 @@ class Catalog:
             runs.append(FeaturizerRun(group.view, call.featurizer, tuple(inputs), outputs))
         return runs
 
+
+
+def _full_names(asked: bool, service: FeatureService | None) -> bool:
+    """Whether columns are named ``view__feature``: as asked, or as the service declares.
+    (A value that is not a bool passes through: resolve_features names the mistake.)"""
+    if service is None or asked is not False:
+        return asked
+    return service.full_feature_names
 
 
 _Read = TypeVar("_Read", ViewRead, WindowRead)

@@ -17,6 +17,7 @@ The registry also binds featurizer inputs to what feeds them (:func:`odfv_bindin
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,11 +26,13 @@ from typing import Any, NamedTuple
 import duckdb
 
 from .arguments import shown
+from .compatibility import storage_difference
 from .db import path_of, run, transaction, translating
-from .definitions import Entity, FeatureView, OnDemandFeatureView, RequestSource
+from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView, RequestSource
 from .errors import (
     BreakingChangeError,
     DefinitionError,
+    FeatureliteError,
     FeaturizerError,
     InputError,
     NotFoundError,
@@ -37,21 +40,25 @@ from .errors import (
     StoreFormatError,
     UnknownEntityError,
     UnknownFeatureViewError,
+    UnknownVersionError,
 )
 from .featurizer import Featurizer
 from .layout import ViewLayout
+from .planning import Catalog
+from .references import parse_references
 from .types import DTYPE_OF
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Binding", "Change", "Registry", "derived_bindings",
-    "odfv_bindings", "pending_online", "set_pending",
+    "FORMAT_NAME", "FORMAT_VERSION", "ApplyResult", "Binding", "Change", "Registry", "ServiceImpact",
+    "derived_bindings", "odfv_bindings", "pending_online", "seq_floor", "set_pending", "set_seq_floor",
+    "store_id",
 ]
 
 FORMAT_NAME = "featurelite"
 #: Generated examples each featurizer is checked on when applied (Store.verify does more).
 QUICK_VERIFY_EXAMPLES = 300
 #: The kinds of definition the registry keeps versions of.
-KINDS = ("entity", "feature_view", "on_demand_feature_view")
+KINDS = ("entity", "feature_view", "on_demand_feature_view", "feature_service")
 #: Bump when the file layout changes; a file with a higher number is refused.
 FORMAT_VERSION = 1
 
@@ -85,6 +92,20 @@ class Change:
 
 
 @dataclass(frozen=True)
+class ServiceImpact:
+    """A feature service that pins a version of a definition an apply changes: the service
+    keeps reading ``pinned_version`` until it is applied again."""
+
+    service: str
+    definition: str
+    pinned_version: str
+    new_version: str
+    #: Why the service can no longer serve its pinned version after the change (the stored
+    #: data changed under it), or None when it still serves it.
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """What ``Store.apply`` did (or, with ``dry_run=True``, would do)."""
 
@@ -92,6 +113,8 @@ class ApplyResult:
     changed: list[Change] = field(default_factory=list)
     unchanged: list[Change] = field(default_factory=list)
     dry_run: bool = False
+    #: Services (not in this apply) that pin an older version of a definition it changes.
+    affected_services: list[ServiceImpact] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         """True when the apply added or changed anything."""
@@ -117,6 +140,7 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
                 ("format", FORMAT_NAME),
                 ("format_version", str(FORMAT_VERSION)),
                 ("created_by", version),
+                (_STORE_ID, uuid.uuid4().hex),
             ):
                 run(con, "INSERT INTO fl_meta VALUES (?, ?)", [key, value])
         return
@@ -160,6 +184,43 @@ def _damaged_row(con: duckdb.DuckDBPyConnection, table: str, what: str) -> Store
     )
 
 
+#: fl_meta key of the store's identity (a random hex id given when the file is created,
+#: or when a file from before it is first opened for writing).
+_STORE_ID = "store_id"
+#: fl_meta key of the lowest sequence number the next ingest may use: recorded when a
+#: view's history is deleted, so a number a manifest's ingest position covers is never reused.
+_SEQ_FLOOR = "seq_floor"
+
+
+def store_id(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> str | None:
+    """The store's identity; given now to a writable store from before identities (None
+    for such a store opened read-only)."""
+    rows = run(con, "SELECT value FROM fl_meta WHERE key = ?", [_STORE_ID])
+    if rows:
+        return str(rows[0][0])
+    if read_only:
+        return None
+    made = uuid.uuid4().hex
+    with translating("giving the store its identity (nothing was written)", committed=False), transaction(con):
+        run(con, "INSERT INTO fl_meta VALUES (?, ?)", [_STORE_ID, made])
+    return made
+
+
+def seq_floor(con: duckdb.DuckDBPyConnection) -> int:
+    """The lowest sequence number the next ingest may use (0 if none was recorded)."""
+    rows = run(con, "SELECT value FROM fl_meta WHERE key = ?", [_SEQ_FLOOR])
+    try:
+        return int(rows[0][0]) if rows else 0
+    except ValueError as exc:
+        raise _damaged_row(con, "fl_meta", "the seq_floor value") from exc
+
+
+def set_seq_floor(con: duckdb.DuckDBPyConnection, seq: int) -> None:
+    """Record (inside the caller's transaction) that sequence numbers below ``seq`` are used."""
+    run(con, "DELETE FROM fl_meta WHERE key = ?", [_SEQ_FLOOR])
+    run(con, "INSERT INTO fl_meta VALUES (?, ?)", [_SEQ_FLOOR, str(int(seq))])
+
+
 def set_pending(con: duckdb.DuckDBPyConnection, view: str, seq: int | None) -> None:
     """Record (inside the caller's transaction) that ``view``'s online table lags from
     ``seq`` on, or (``None``) that it is up to date."""
@@ -179,6 +240,12 @@ class Registry:
         self.broken: dict[str, FeaturizerError] = {}
         #: per on-demand view: {output: {input: Binding}}
         self.bindings: dict[str, dict[str, dict[str, Binding]]] = {}
+        #: feature services, with their pins
+        self.services: dict[str, FeatureService] = {}
+        #: (kind, name) -> {version: spec JSON}, every version ever applied, oldest first
+        self._specs: dict[tuple[str, str], dict[str, str]] = {}
+        #: definitions rebuilt from stored versions (a version never changes: kept for good)
+        self._built: dict[tuple[str, str, str], Any] = {}
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Read the definitions in force from the file. Rows that do not parse, or that
@@ -190,6 +257,12 @@ class Registry:
         self.views = {}
         self.odfvs = {}
         self.broken = {}
+        self.services = {}
+        self._specs = {}
+        self._built = {}
+        every = run(con, "SELECT kind, name, version, spec FROM fl_versions ORDER BY first_applied_at, version")
+        for kind, name, version, spec in every:
+            self._specs.setdefault((kind, name), {})[version] = spec
         for kind, name, spec in rows:
             try:
                 data = json.loads(spec)
@@ -204,6 +277,8 @@ class Registry:
                         # One unusable featurizer must not lock the whole store: its view's
                         # features raise this error when asked for, everything else works.
                         self.broken[data["name"]] = exc
+                elif kind == "feature_service":
+                    self.services[data["name"]] = FeatureService.from_spec(data)
                 else:
                     raise ValueError(f"unknown kind {kind!r}")
             except FeaturizerError:
@@ -224,8 +299,8 @@ class Registry:
             raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
 
     def check_deletable(self, view: str) -> None:
-        """Refuse to delete a feature view that on-demand views read (DefinitionError
-        naming them)."""
+        """Refuse to delete a view that on-demand views read or feature services pin
+        (DefinitionError naming them)."""
         users = sorted(o.name for o in self.odfvs.values() if view in o.view_sources)
         if users:
             raise DefinitionError(
@@ -233,25 +308,78 @@ class Registry:
                 "delete those first",
                 name=view,
             )
+        pinning = sorted(s.name for s in self.services.values() if view in s.pins)
+        if pinning:
+            raise DefinitionError(
+                f"view {view!r} is pinned by feature service(s) {', '.join(pinning)}; delete those first "
+                "(store.delete_feature_service) or apply them without it",
+                name=view,
+            )
 
     def adopt(
-        self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
+        self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView],
+        services: dict[str, FeatureService],
     ) -> None:
         """Install the definitions an apply put in force (as :meth:`plan` returned them, after
         they were recorded) and bind the on-demand views' inputs again."""
         bindings = _all_bindings(odfvs, views)
         self.entities, self.views, self.odfvs, self.bindings = entities, views, odfvs, bindings
+        self.services = services
+        for kind, current in (
+            ("entity", entities), ("feature_view", views), ("on_demand_feature_view", odfvs),
+            ("feature_service", services),
+        ):
+            for name, obj in current.items():
+                known = self._specs.setdefault((kind, name), {})
+                if obj.version not in known:
+                    known[obj.version] = json.dumps(obj.spec(), sort_keys=True)
 
     def remove(self, kind: str, name: str) -> None:
-        """Drop a deleted feature view (``kind`` "feature_view") or on-demand feature view
-        ("on_demand_feature_view") and its bindings, after the deletion was recorded."""
+        """Drop a deleted feature view (``kind`` "feature_view"), on-demand feature view
+        ("on_demand_feature_view") or feature service ("feature_service"), after the
+        deletion was recorded."""
         if kind == "feature_view":
             del self.views[name]
         elif kind == "on_demand_feature_view":
             del self.odfvs[name]
             self.bindings.pop(name, None)
+        elif kind == "feature_service":
+            del self.services[name]
         else:
             raise ValueError(f"cannot remove a definition of kind {kind!r}")
+
+    # -- stored versions (planning.Versions) ----------------------------------------
+
+    def versions_of(self, name: str) -> list[tuple[str, str]]:
+        """(kind, version) of every version of ``name`` ever applied, oldest first."""
+        return [(kind, v) for (kind, n), specs in self._specs.items() if n == name for v in specs]
+
+    def view_at(self, name: str, version: str) -> FeatureView:
+        """Feature view ``name`` as it was at ``version``, rebuilt from its stored spec."""
+        built: FeatureView = self._at("feature_view", name, version, FeatureView.from_spec)
+        return built
+
+    def odfv_at(self, name: str, version: str) -> OnDemandFeatureView:
+        """On-demand view ``name`` at ``version``, its featurizers compiled from the stored source."""
+        built: OnDemandFeatureView = self._at("on_demand_feature_view", name, version, OnDemandFeatureView.from_spec)
+        return built
+
+    def bind(self, odfv: OnDemandFeatureView, views: Mapping[str, FeatureView]) -> dict[str, dict[str, Binding]]:
+        """An on-demand view's inputs bound to ``views`` (see :func:`odfv_bindings`)."""
+        return odfv_bindings(odfv, views)
+
+    def _at(self, kind: str, name: str, version: str, build: Callable[[Mapping[str, Any]], Any]) -> Any:
+        key = (kind, name, version)
+        found = self._built.get(key)
+        if found is None:
+            spec = self._specs.get((kind, name), {}).get(version)
+            if spec is None:
+                raise UnknownVersionError(
+                    f"{kind.replace('_', ' ')} {name!r} has no stored version {version!r}",
+                    name=name, candidates=list(self._specs.get((kind, name), {})),
+                )
+            found = self._built[key] = build(json.loads(spec))
+        return found
 
     def entity(self, name: str) -> Entity:
         try:
@@ -275,15 +403,16 @@ class Registry:
 
     def plan(
         self,
-        objects: Iterable[Entity | FeatureView | OnDemandFeatureView],
+        objects: Iterable[Entity | FeatureView | OnDemandFeatureView | FeatureService],
         rows_stored: Callable[[str], int],
-    ) -> tuple[ApplyResult, dict[str, Entity], dict[str, FeatureView], dict[str, OnDemandFeatureView]]:
+    ) -> tuple[ApplyResult, Definitions]:
         """Validate ``objects`` against the registry and say what applying them changes.
 
-        Returns the result plus the entity and view sets as they would be afterwards.
-        Raises DefinitionError / UnknownEntityError / BreakingChangeError; changes nothing.
+        Returns the result plus the definitions as they would be afterwards (services
+        pinned). Raises DefinitionError / UnknownEntityError / BreakingChangeError /
+        PinnedVersionError; changes nothing.
         """
-        entities, views, odfvs = _collect(objects)
+        entities, views, odfvs, services = _collect(objects)
         new_entities = {**self.entities, **entities}
         new_views = {**self.views, **views}
         new_odfvs = {**self.odfvs, **odfvs}
@@ -293,24 +422,48 @@ class Registry:
                 keys = {k: d for e in view.entities for k, d in new_entities[e].key_schema.items()}
                 derived_bindings(view, keys)  # raises if an input is unbound or mistyped
         _check_featurizers(views, odfvs)
-        result = self._changes(entities, views, odfvs)
         for name, view in new_views.items():
             old_view = self.views.get(name)
-            problem = None if old_view is None else _breaking_difference(old_view, view, self.entities, new_entities)
+            problem = None if old_view is None else storage_difference(
+                old_view, view, _key_schema(old_view, self.entities), _key_schema(view, new_entities)
+            )
             if problem:
                 _refuse_if_stored(name, problem, rows_stored(name))
-        return result, new_entities, new_views, new_odfvs
+        views_by_name = {n.lower() for n in [*new_views, *new_odfvs]}
+        for name in sorted({*services, *self.services}):
+            if name.lower() in views_by_name:
+                raise DefinitionError(
+                    f"feature service {name!r} has the name of a view; rename one of them", name=name
+                )
+        # Services are pinned against the definitions as they will be after this apply.
+        catalog = self._catalog(new_entities, new_views, new_odfvs)
+        pinned = {name: _pin(catalog, service) for name, service in services.items()}
+        result = self._changes(entities, views, odfvs, pinned)
+        new_services = {**self.services, **pinned}
+        result.affected_services.extend(_impacts(catalog, new_services, pinned))
+        return result, Definitions(new_entities, new_views, new_odfvs, new_services)
+
+    def _catalog(
+        self, entities: Mapping[str, Entity], views: Mapping[str, FeatureView],
+        odfvs: Mapping[str, OnDemandFeatureView],
+    ) -> Catalog:
+        """A catalog of the given definitions (to plan with before they are in force)."""
+        layouts = {name: layout_of(view, entities) for name, view in views.items()}
+        return Catalog(layouts, odfvs, _all_bindings(odfvs, views), {}, self.services, self)
 
     def _changes(
-        self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView]
+        self, entities: dict[str, Entity], views: dict[str, FeatureView], odfvs: dict[str, OnDemandFeatureView],
+        services: dict[str, FeatureService],
     ) -> ApplyResult:
         """Which of the given definitions are added, changed or unchanged."""
         result = ApplyResult()
-        for kind, given, current in (
+        given_and_current: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = [
             ("entity", entities, self.entities),
             ("feature_view", views, self.views),
             ("on_demand_feature_view", odfvs, self.odfvs),
-        ):
+            ("feature_service", services, self.services),
+        ]
+        for kind, given, current in given_and_current:
             for name, obj in given.items():
                 old = current.get(name)
                 if old is None:
@@ -322,13 +475,13 @@ class Registry:
         return result
 
     def record(
-        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, entities: Mapping[str, Entity],
-        views: Mapping[str, FeatureView], odfvs: Mapping[str, OnDemandFeatureView], now: datetime,
+        self, con: duckdb.DuckDBPyConnection, result: ApplyResult, definitions: Definitions, now: datetime,
     ) -> None:
-        """Write an apply's changes inside the caller's transaction (``entities``, ``views``,
-        ``odfvs``: the definitions :meth:`plan` returned)."""
+        """Write an apply's changes inside the caller's transaction (``definitions``: what
+        :meth:`plan` returned)."""
         objects: dict[str, Mapping[str, Any]] = {
-            "entity": entities, "feature_view": views, "on_demand_feature_view": odfvs,
+            "entity": definitions.entities, "feature_view": definitions.views,
+            "on_demand_feature_view": definitions.odfvs, "feature_service": definitions.services,
         }
         for change in [*result.added, *result.changed]:
             obj = objects[change.kind][change.name]
@@ -352,10 +505,10 @@ class Registry:
         run(con, "DELETE FROM fl_current WHERE kind = ? AND name = ?", [kind, name])
         run(con, "INSERT INTO fl_apply_log VALUES (?, ?, ?, NULL, 'deleted')", [now, kind, name])
 
-    @staticmethod
-    def versions(con: duckdb.DuckDBPyConnection, name: str, kind: str | None = None) -> list[dict[str, object]]:
+    def versions(self, con: duckdb.DuckDBPyConnection, name: str, kind: str | None = None) -> list[dict[str, object]]:
         """Every version of ``name`` ever applied, oldest first, with ``current`` marking
-        the one in force. Raises NotFoundError for a name never applied."""
+        the one in force and ``pinned_by`` the feature services that read it. Raises
+        NotFoundError for a name never applied."""
         query = (
             "SELECT v.kind, v.name, v.version, v.first_applied_at, v.spec, c.version IS NOT NULL "
             "FROM fl_versions v LEFT JOIN fl_current c USING (kind, name, version) WHERE v.name = ?"
@@ -373,7 +526,9 @@ class Registry:
             return [
                 {
                     "kind": k, "name": n, "version": v, "applied_at": at.replace(tzinfo=timezone.utc),
-                    "current": bool(current), "spec": json.loads(s),
+                    "current": bool(current),
+                    "pinned_by": sorted(svc.name for svc in self.services.values() if svc.pins.get(n) == v),
+                    "spec": json.loads(s),
                 }
                 for k, n, v, at, s, current in rows
             ]
@@ -397,21 +552,23 @@ def _check_rebuildable(owner_text: str, fz: Featurizer) -> None:
 
 
 def _collect(
-    objects: Iterable[Entity | FeatureView | OnDemandFeatureView],
-) -> tuple[dict[str, Entity], dict[str, FeatureView], dict[str, OnDemandFeatureView]]:
+    objects: Iterable[Entity | FeatureView | OnDemandFeatureView | FeatureService],
+) -> tuple[dict[str, Entity], dict[str, FeatureView], dict[str, OnDemandFeatureView], dict[str, FeatureService]]:
     entities: dict[str, Entity] = {}
     views: dict[str, FeatureView] = {}
     odfvs: dict[str, OnDemandFeatureView] = {}
+    services: dict[str, FeatureService] = {}
     kinds: list[tuple[type, dict[str, Any], str]] = [
         (Entity, entities, "entities"),
         (FeatureView, views, "feature views"),
         (OnDemandFeatureView, odfvs, "on-demand feature views"),
+        (FeatureService, services, "feature services"),
     ]
     try:
         items = list(objects)
     except TypeError:  # not iterable
         raise DefinitionError(
-            "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, "
+            "apply takes an Entity, FeatureView, OnDemandFeatureView or FeatureService, or a list of them, "
             f"not {type(objects).__name__}: {shown(objects)}"
         ) from None
     for obj in items:
@@ -425,7 +582,8 @@ def _collect(
                 break
         else:
             raise DefinitionError(
-                f"apply takes Entity, FeatureView and OnDemandFeatureView objects, got {type(obj).__name__}: {obj!r}"
+                "apply takes Entity, FeatureView, OnDemandFeatureView and FeatureService objects, "
+                f"got {type(obj).__name__}: {obj!r}"
             )
     # Definitions a view was built with are applied with it unless given separately.
     for odfv in odfvs.values():
@@ -445,7 +603,56 @@ def _collect(
                     "than the one passed to apply; use one definition",
                     name=ent.name,
                 )
-    return entities, views, odfvs
+    return entities, views, odfvs, services
+
+
+def _key_schema(view: FeatureView, entities: Mapping[str, Entity]) -> list[tuple[str, str]]:
+    return [(k, d) for e in view.entities for k, d in entities[e].key_schema.items()]
+
+
+class Definitions(NamedTuple):
+    """Every definition in force (after an apply)."""
+
+    entities: dict[str, Entity]
+    views: dict[str, FeatureView]
+    odfvs: dict[str, OnDemandFeatureView]
+    services: dict[str, FeatureService]
+
+
+def _pin(catalog: Catalog, service: FeatureService) -> FeatureService:
+    """``service`` with the version of every definition it reads pinned (the one a
+    reference names, else the one in force), checked to plan: every feature exists at its
+    pinned version and the stored data can serve it."""
+    try:
+        refs = parse_references(list(service.features))
+        pins = catalog.pins_for(refs)
+        pinned = service.pinned(pins)
+        catalog.with_services({service.name: pinned}).historical_plan(None, False, service=service.name)
+    except FeatureliteError as exc:  # name the service in whatever its features got wrong
+        raise type(exc)(f"feature service {service.name!r}: {exc.message}", **exc.details) from None
+    return pinned
+
+
+def _impacts(
+    catalog: Catalog, services: Mapping[str, FeatureService], applied: Mapping[str, FeatureService]
+) -> list[ServiceImpact]:
+    """Services not in this apply whose pins differ from the versions ``catalog`` puts in force."""
+    found = []
+    for name in sorted(services):
+        if name in applied:
+            continue
+        service = services[name]
+        moved = [(d, v, catalog.version_of(d)) for d, v in service.pins.items() if catalog.version_of(d) != v]
+        if not moved:
+            continue
+        try:
+            catalog.with_services(services).historical_plan(None, False, service=name)
+            problem = None
+        except (DefinitionError, LookupError, InputError) as exc:
+            problem = str(exc)
+        for definition, pinned, new in moved:
+            found.append(ServiceImpact(name, definition, pinned, new or "(deleted)", problem))
+    return found
 
 
 def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity]) -> None:
@@ -478,48 +685,6 @@ def _check_view_against_entities(view: FeatureView, entities: dict[str, Entity])
                     column=key,
                 )
             seen_keys.add(key.lower())
-
-
-def _breaking_difference(
-    old: FeatureView, new: FeatureView, old_entities: dict[str, Entity], new_entities: dict[str, Entity]
-) -> str | None:
-    """Why replacing ``old`` by ``new`` would break stored rows, or None if it would not.
-
-    Aggregations are deliberately not compared: they are computed when read from the
-    stored columns, so adding, removing or changing one changes nothing stored (the view
-    gets a new version all the same, and its tables stay as they are)."""
-    old_keys = [(k, d) for e in old.entities for k, d in old_entities[e].key_schema.items()]
-    new_keys = [(k, d) for e in new.entities for k, d in new_entities[e].key_schema.items()]
-    if old_keys != new_keys:
-        return f"its join keys change from {old_keys} to {new_keys}"
-    if old.timestamp_field != new.timestamp_field:
-        return f"timestamp_field changes from {old.timestamp_field!r} to {new.timestamp_field!r}"
-    if old.created_timestamp_field != new.created_timestamp_field:
-        return (
-            f"created_timestamp_field changes from {old.created_timestamp_field!r} "
-            f"to {new.created_timestamp_field!r}"
-        )
-    for feature, dtype in old.schema.items():
-        if feature not in new.schema:
-            return f"feature {feature!r} is removed"
-        if new.schema[feature] != dtype:
-            return f"feature {feature!r} changes dtype from {dtype!r} to {new.schema[feature]!r}"
-    # Stored derived values were computed by the featurizer version in force when they
-    # arrived: a different computation (or none) would leave history inconsistent.
-    old_derived = {f: (fz.version, i) for f, (fz, i) in old.derived.items()}
-    new_derived = {f: (fz.version, i) for f, (fz, i) in new.derived.items()}
-    for feature in sorted(set(old_derived) | set(new_derived)):
-        before, after = old_derived.get(feature), new_derived.get(feature)
-        if before == after:
-            continue
-        if before is None:
-            if feature in old.schema:
-                return f"feature {feature!r} changes from ingested to computed by a featurizer"
-            return f"write-time feature {feature!r} is added, which the stored rows would lack"
-        if after is None:
-            return f"feature {feature!r} changes from computed by a featurizer to ingested"
-        return f"write-time feature {feature!r} is computed by another featurizer version ({before[0]} -> {after[0]})"
-    return None
 
 
 # -- binding featurizer inputs -----------------------------------------------------------

@@ -14,53 +14,48 @@ import pyarrow as pa
 
 from .arguments import shown
 from .errors import InputError, SchemaError, UnknownFeatureError
+from .references import FeatureRef
 
-__all__ = ["entity_columns", "key_column", "key_values", "keys_for", "pick_timestamp", "resolve_features"]
+__all__ = [
+    "entity_columns", "key_column", "key_values", "keys_for", "output_name", "pick_timestamp", "resolve_features",
+]
 
 
 def resolve_features(
-    features: Sequence[str] | str, full_feature_names: bool, schema_of: Callable[[str], Mapping[str, str]]
+    refs: Sequence[FeatureRef], full_feature_names: bool, schema_of: Callable[[str], Mapping[str, str]]
 ) -> tuple[list[tuple[str, list[str], list[str]]], list[str]]:
-    """Group ``view:feature`` references by view: ([(view, features, output names)], all
-    output names in request order). ``schema_of(view)`` gives a view's features (and
-    raises for an unknown view)."""
+    """Group parsed references (:func:`featurelite.references.parse_references`) by view:
+    ([(view, features, output names)], all output names in request order). ``schema_of(view)``
+    gives a view's features (and raises for an unknown view). A version in a reference was
+    resolved by the caller (``schema_of`` is the pinned definitions')."""
     if not isinstance(full_feature_names, (bool, np.bool_)):
         raise InputError(f"full_feature_names must be True or False, not {type(full_feature_names).__name__}")
-    if isinstance(features, str):
-        features = [features]
-    elif isinstance(features, (bytes, Mapping)) or not isinstance(features, (Sequence, set, frozenset)):
-        raise InputError(
-            f"features must be a list of 'view:feature' references, not {type(features).__name__}: {shown(features)}"
-        )
     groups: dict[str, tuple[list[str], list[str]]] = {}
     seen: dict[str, str] = {}
-    if not features:
-        raise InputError("no features requested; pass references like 'view:feature'")
-    for ref in features:
-        if not isinstance(ref, str):
-            raise InputError(f"feature reference {shown(ref)} is {type(ref).__name__}; pass 'view:feature' strings")
-        if ref.count(":") != 1:
-            raise UnknownFeatureError(
-                f"feature reference {ref!r} is not of the form 'view:feature'", reference=ref
-            )
-        view_name, feature = ref.split(":")
+    for ref in refs:
+        view_name, feature = ref.view, ref.feature
         schema = schema_of(view_name)
         if feature not in schema:
             raise UnknownFeatureError(
                 f"feature view {view_name!r} has no feature {feature!r} "
                 f"(features: {', '.join(schema)})",
-                reference=ref,
+                reference=ref.text,
                 view=view_name,
             )
-        out = f"{view_name}__{feature}" if full_feature_names else feature
+        out = output_name(ref, full_feature_names)
         if out in seen:
             hint = "" if full_feature_names else "; pass full_feature_names=True to prefix names with the view"
-            raise InputError(f"features {seen[out]!r} and {ref!r} would both be named {out!r}{hint}", name=out)
-        seen[out] = ref
+            raise InputError(f"features {seen[out]!r} and {ref.text!r} would both be named {out!r}{hint}", name=out)
+        seen[out] = ref.text
         feats, outs = groups.setdefault(view_name, ([], []))
         feats.append(feature)
         outs.append(out)
     return [(view, feats, outs) for view, (feats, outs) in groups.items()], list(seen)
+
+
+def output_name(ref: FeatureRef, full_feature_names: bool) -> str:
+    """The column a referenced feature is returned as (a version never shows in it)."""
+    return f"{ref.view}__{ref.feature}" if full_feature_names else ref.feature
 
 
 def pick_timestamp(entity: pa.Table, requested: str | None) -> str:

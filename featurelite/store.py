@@ -21,13 +21,16 @@ from ._version import __version__
 from .connection import StoreConnection
 from .db import checkpoint as fold_wal
 from .db import run, transaction, translating
-from .definitions import Entity, FeatureView, OnDemandFeatureView
-from .historical import check_entity_df, training_set
+from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
+from .errors import InputError, ManifestError
+from .historical import check_entity_df, manifest_for, training_set
+from .layout import ViewLayout
 from .lookup import StateWindows, read_online, resolve_future
+from .manifest import Manifest
 from .online import END_PARAM, OnlineState
 from .onlineindex import OnlineIndex
-from .planning import Catalog
-from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_online
+from .planning import Catalog, OnlinePlan
+from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_online, set_seq_floor, store_id
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .sources import DataSource, to_table
 from .types import as_utc, utc_naive
@@ -35,7 +38,7 @@ from .verifying import verify_view
 
 __all__ = ["Store", "open"]
 
-Definition = Entity | FeatureView | OnDemandFeatureView
+Definition = Entity | FeatureView | OnDemandFeatureView | FeatureService
 INGEST_BATCH_ROWS = writes.INGEST_BATCH_ROWS
 
 
@@ -67,6 +70,8 @@ class Store:
         with self._conn.opening():
             con = self._conn.get()
             init_or_check(con, self.path, read_only=read_only, version=__version__)
+            #: The store's identity, recorded in the manifests of its training sets.
+            self.store_id = store_id(con, read_only=read_only)
             self._registry = Registry()
             self._registry.load(con)
             self._refresh()
@@ -122,7 +127,9 @@ class Store:
         registry = self._registry
         layouts = {name: layout_of(view, registry.entities) for name, view in registry.views.items()}
         OnlineState.follow(self._states, layouts)  # a new view has its state before a plan can name it
-        self._catalog = Catalog(layouts, registry.odfvs, registry.bindings, registry.broken)
+        self._catalog = Catalog(
+            layouts, registry.odfvs, registry.bindings, registry.broken, registry.services, registry
+        )
         OnlineState.prune(self._states, layouts)
 
     def _state(self, view: str) -> OnlineState:
@@ -134,28 +141,32 @@ class Store:
     # -- definitions ----------------------------------------------------------------
 
     def apply(self, objects: Iterable[Definition] | Definition, *, dry_run: bool = False) -> ApplyResult:
-        """Register entities and feature views, creating their tables.
+        """Register entities, feature views, on-demand views and feature services, creating
+        their tables.
 
         Idempotent: applying the same definitions again changes nothing. Returns which
-        definitions were added, changed and unchanged. A change that would break stored
-        data (a dtype change, a removed feature or key) raises BreakingChangeError and
-        changes nothing. With ``dry_run=True`` nothing is written.
+        definitions were added, changed and unchanged, and which feature services (not in
+        this apply) pin an older version of a definition it changes. A change that would
+        break stored data (a dtype change, a removed feature or key) raises
+        BreakingChangeError and changes nothing. A feature service is pinned to the version
+        of every definition it reads as they are after this apply. With ``dry_run=True``
+        nothing is written.
         """
         dry_run = arguments.flag(dry_run, "dry_run")  # (what objects may be: registry.plan checks)
         with self._conn.lock, self._conn.closing_if_fatal():
             con = self._conn.get() if dry_run else self._conn.writable()
-            if isinstance(objects, (Entity, FeatureView, OnDemandFeatureView)):
+            if isinstance(objects, (Entity, FeatureView, OnDemandFeatureView, FeatureService)):
                 objects = [objects]
             old = self._catalog.layouts
             stored = lambda view: offline.row_count(con, old[view]) if view in old else 0  # noqa: E731 (rows a change would break)
-            result, entities, views, odfvs = self._registry.plan(objects, stored)
+            result, new = self._registry.plan(objects, stored)
             if dry_run or not result:
                 return replace(result, dry_run=True) if dry_run else result
             with translating("apply (nothing was changed)", committed=False), transaction(con):
-                self._registry.record(con, result, entities, views, odfvs, _now())
-                for name, view in views.items():
-                    writes.sync_tables(con, old.get(name), layout_of(view, entities))
-            self._registry.adopt(entities, views, odfvs)
+                self._registry.record(con, result, new, _now())
+                for name, view in new.views.items():
+                    writes.sync_tables(con, old.get(name), layout_of(view, new.entities))
+            self._registry.adopt(*new)
             self._refresh()
             # Definitions change rarely: fold them into the file at once. The change is
             # committed by now, and the error (a full disk) says so.
@@ -176,9 +187,32 @@ class Store:
             with translating(what, view=name, committed=False), transaction(con):
                 if layout is not None:
                     writes.drop_tables(con, layout)
+                    set_seq_floor(con, self._seq.next)  # its sequence numbers stay used (manifests cite them)
                 self._registry.record_delete(con, kind, name, _now())
             self._registry.remove(kind, name)
             self._refresh()
+
+    def delete_feature_service(self, name: str) -> None:
+        """Remove a feature service (its versions stay in the registry's history)."""
+        arguments.name(name, "the feature service to delete")
+        with self._conn.lock, self._conn.closing_if_fatal():
+            con = self._conn.writable()
+            self._catalog.service(name)  # raises for an unknown service
+            with translating(f"deleting feature service {name!r} (nothing was changed)", committed=False), \
+                    transaction(con):
+                self._registry.record_delete(con, "feature_service", name, _now())
+            self._registry.remove("feature_service", name)
+            self._refresh()
+
+    def list_feature_services(self) -> list[FeatureService]:
+        """Registered feature services (with their pinned versions), by name."""
+        self._conn.get()
+        return [self._registry.services[n] for n in sorted(self._registry.services)]
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        """The registered feature service ``name``, with its pinned versions."""
+        self._conn.get()
+        return self._catalog.service(arguments.name(name, "the feature service"))
 
     def list_entities(self) -> list[Entity]:
         """Registered entities, by name."""
@@ -210,14 +244,21 @@ class Store:
         and when it was first applied."""
         arguments.name(name, "the definition")
         with self._conn.lock, translating("reading the registry"):
-            return Registry.versions(self.con, name, kind)
+            return self._registry.versions(self.con, name, kind)
 
     def describe(self, name: str) -> dict[str, Any]:
-        """A feature view's definition, version and data statistics, or an on-demand
-        feature view's definition and version (``kind`` tells which)."""
+        """A feature view's definition, version and data statistics, an on-demand feature
+        view's definition and version, or a feature service's features and pinned versions
+        (``kind`` tells which)."""
         arguments.name(name, "the view to describe")
         with self._conn.lock, translating(f"describing view {name!r}", view=name):
             con = self._conn.get()
+            service = self._registry.services.get(name)
+            if service is not None and name not in self._catalog.layouts and name not in self._registry.odfvs:
+                return {
+                    "name": name, "kind": "feature_service", "version": service.version, "spec": service.spec(),
+                    "pins": dict(service.pins),
+                }
             odfv = self._registry.odfvs.get(name)
             if odfv is not None:
                 return {"name": name, "kind": "on_demand_feature_view", "version": odfv.version, "spec": odfv.spec()}
@@ -303,8 +344,10 @@ class Store:
     def get_online_features(
         self,
         entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
-        features: Sequence[str],
+        features: Sequence[str] | None = None,
         *,
+        service: str | None = None,
+        manifest: Manifest | None = None,
         request_data: Mapping[str, Sequence[Any]] | None = None,
         full_feature_names: bool = False,
         now: datetime | None = None,
@@ -312,36 +355,78 @@ class Store:
         """Latest feature values for each entity, from the in-memory online index.
 
         ``entity_rows`` is a list of ``{join key: value}`` dicts, or one dict of
-        ``{join key: [values]}``. ``features`` are ``"view:feature"`` references. A value
-        is the one a point-in-time lookup at ``now`` (default: the current time) returns;
-        a value older than its view's ttl is ``None`` with status ``OUTSIDE_MAX_AGE``.
-        Features of on-demand views are computed per entity by their featurizers, from
-        those values and ``request_data`` (``{field: [value per entity]}``).
+        ``{join key: [values]}``. ``features`` are ``"view:feature"`` references (or
+        ``"view@version:feature"``); or pass ``service=`` to read a feature service at its
+        pinned versions. A value is the one a point-in-time lookup at ``now`` (default: the
+        current time) returns; a value older than its view's ttl is ``None`` with status
+        ``OUTSIDE_MAX_AGE``. Features of on-demand views are computed per entity by their
+        featurizers, from those values and ``request_data`` (``{field: [value per entity]}``).
+
+        ``manifest`` (a training set's :class:`Manifest`) serves exactly the features and
+        versions the set was built with, and refuses (ManifestError) when ``features`` or
+        ``service`` would serve anything else, or the manifest is from another store.
         """
         self._conn.get()
-        plan = self._catalog.online_plan(features, full_feature_names)
+        catalog = self._catalog
+        if manifest is not None:
+            plan = self._manifest_plan(catalog, manifest, features, service, full_feature_names)
+        elif service is not None:
+            if features is not None:
+                raise InputError("pass either features or service=, not both")
+            plan = catalog.service_plan(service, full_feature_names)
+        else:
+            plan = catalog.online_plan(features, full_feature_names)
         now_us = time.time_ns() // 1000 if now is None else arguments.moment_us(now, "now")
         return read_online(
             plan, self._states, self._index, entity_rows, request_data, now_us, self._resolve_future, self._windows
         )
 
+    def _manifest_plan(
+        self, catalog: Catalog, manifest: Manifest, features: Sequence[str] | None, service: str | None,
+        full_feature_names: bool,
+    ) -> OnlinePlan:
+        """The plan that serves ``manifest``'s features at its versions, after checking that
+        what the caller asked for (if anything) is what the manifest pinned."""
+        self._check_manifest(manifest)
+        if features is not None or service is not None:
+            asked = catalog.online_plan(features, full_feature_names) if service is None else \
+                catalog.service_plan(service, full_feature_names)
+            if features is not None and service is not None:
+                raise InputError("pass either features or service=, not both")
+            _refuse_other_versions(manifest, asked.pins, "serving")
+        return catalog.pinned_plan(list(manifest.references), manifest.pins, manifest.full_feature_names, manifest.key)
+
+    def _check_manifest(self, manifest: object) -> None:
+        if not isinstance(manifest, Manifest):
+            raise ManifestError(
+                f"manifest must be a featurelite.Manifest (Manifest.from_table(training_set)), "
+                f"not {type(manifest).__name__}"
+            )
+        if manifest.store_id != self.store_id:
+            raise ManifestError(
+                f"the manifest is from another store ({manifest.store_id}), not this one ({self.store_id}, "
+                f"{self.path!r}); open the store the training set was built from"
+            )
+
     def _resolve_future(
-        self, view: str, features: list[str], keys: list[Any], future: list[int], now_us: int,
+        self, layout: ViewLayout, features: list[str], keys: list[Any], future: list[int], now_us: int,
         values: list[list[Any]], statuses: list[list[str]],
     ) -> None:
         with self._conn.lock:
-            state = self._state(view)
-            resolve_future(self.con, state.layout, features, keys, future, now_us, values, statuses, ties=state.ties)
+            state = self._state(layout.name)
+            resolve_future(self.con, layout, features, keys, future, now_us, values, statuses, ties=state.ties)
 
     def get_historical_features(
         self,
         entity_df: DataSource,
-        features: Sequence[str],
+        features: Sequence[str] | None = None,
         *,
+        service: str | None = None,
+        as_of: Manifest | None = None,
         timestamp_field: str | None = None,
         full_feature_names: bool = False,
     ) -> pa.Table:
-        """A point-in-time correct training set.
+        """A point-in-time correct training set, carrying its :class:`Manifest`.
 
         ``entity_df`` (a pyarrow Table, pandas / polars DataFrame or file path) has the
         join keys of every requested view and an event timestamp column
@@ -351,16 +436,40 @@ class Store:
         the row's timestamp (and within the view's ttl); ties go to the latest created
         timestamp, then to the row ingested last. No match gives null; no row is dropped.
         Other columns of ``entity_df`` are carried through unchanged.
+
+        ``features`` are ``"view:feature"`` (or ``"view@version:feature"``) references; or
+        pass ``service=`` to read a feature service at its pinned versions. ``as_of`` (a
+        manifest) rebuilds that training set: its features at its versions, from the rows
+        ingested up to its ingest position only (late events and backfills since are left
+        out), so the same ``entity_df`` gives the same digest. The result's schema metadata
+        holds the manifest (``Manifest.from_table(result)``).
         """
         if timestamp_field is not None:
             arguments.name(timestamp_field, "timestamp_field")
         with self._conn.lock:
             con = self._conn.get()
             catalog = self._catalog
-            plan = catalog.historical_plan(features, full_feature_names)
+            up_to: int | None = None
+            if as_of is not None:
+                self._check_manifest(as_of)
+                if features is not None or service is not None:
+                    asked = catalog.historical_plan(features, full_feature_names, service=service)
+                    _refuse_other_versions(as_of, asked.pins, "rebuilding")
+                plan = catalog.historical_plan(list(as_of.references), as_of.full_feature_names, pins=as_of.pins)
+                up_to = as_of.ingest_position
+                named = (as_of.service, as_of.service_version or "") if as_of.service else None
+            else:
+                plan = catalog.historical_plan(features, full_feature_names, service=service)
+                named = None if plan.service is None else (plan.service.name, plan.service.version)
             entity = to_table(entity_df)
             ts_name = check_entity_df(entity, plan.order, timestamp_field, full_feature_names)
-            return training_set(con, catalog, plan, entity, ts_name, lambda view: self._state(view).ties)
+            table = training_set(con, plan, entity, ts_name, lambda view: self._state(view).ties, up_to=up_to)
+            position = self._seq.next - 1 if up_to is None else up_to
+            manifest = manifest_for(
+                plan, table, entity, ts_name, store_id=self.store_id, position=position, version=__version__,
+                service=named,
+            )
+            return manifest.attach(table)
 
     # -- featurizers -----------------------------------------------------------------
 
@@ -388,6 +497,19 @@ class Store:
                 for view in ([name] if name is not None else catalog.verified_views())
                 for result in verify_view(con, catalog, view, online, examples=examples, seed=seed)
             ]
+
+def _refuse_other_versions(manifest: Manifest, pins: Mapping[str, str], doing: str) -> None:
+    """ManifestError unless every definition ``pins`` reads is at the manifest's version."""
+    moved = sorted(
+        (name, manifest.pins.get(name), version) for name, version in pins.items() if manifest.pins.get(name) != version
+    )
+    if moved:
+        shown = "; ".join(f"{name}: manifest {was or 'does not read it'}, now {now}" for name, was, now in moved)
+        raise ManifestError(
+            f"{doing} would read other versions than the manifest pins ({shown}); pass the manifest alone to "
+            "use its versions, or build a new training set (and model) on the current ones",
+        )
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)

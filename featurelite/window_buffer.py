@@ -107,6 +107,7 @@ class WindowBuffer:
         self.aggregations: tuple[Aggregation, ...] = tuple(layout.view.aggregations)
         self.longest_us = max(a.window_us for a in self.aggregations)
         self._plans: dict[tuple[Aggregation, ...], _ReadPlan] = {}
+        self._held: dict[tuple[Aggregation, ...], bool] = {}
         #: Events at or before this time were not loaded: reads that reach back past it go to history.
         self.horizon_us = horizon_us
         self.columns = sorted({a.column for a in self.aggregations})
@@ -269,6 +270,18 @@ class WindowBuffer:
             self._plans.clear()
         self._plans[aggregations] = planned
         return planned
+
+    def holds(self, aggregations: tuple[Aggregation, ...]) -> bool:
+        """Whether the buffer has the events ``aggregations`` need: their columns, over
+        windows no longer than the longest it keeps (a pinned older version of the view
+        may ask for others; those reads go to history)."""
+        found = self._held.get(aggregations)
+        if found is None:
+            found = all(a.column in self.values and a.window_us <= self.longest_us for a in aggregations)
+            if len(self._held) >= 256:
+                self._held.clear()
+            self._held[aggregations] = found
+        return found
 
     def covers(self, now_us: int) -> bool:
         """Whether every window at ``now_us`` lies within what the buffer holds."""

@@ -68,10 +68,12 @@ def result_array(agg: Aggregation, dtype: str, column: pa.Array, result: WindowR
 
 def aggregates_at(
     con: duckdb.DuckDBPyConnection, layout: ViewLayout, aggregations: Sequence[Aggregation], probe: pa.Table,
+    *, up_to: int | None = None,
 ) -> tuple[dict[str, pa.Array], dict[str, np.ndarray]]:
     """Each aggregation at every probe row: ``probe`` has the view's join keys, ``_fl_ts``
     (the time, timestamp[us]) and ``_fl_row`` (0..n-1). Returns, in probe-row order, the
-    arrays by feature name and how many events each window held."""
+    arrays by feature name and how many events each window held. ``up_to``: count only
+    events ingested up to that sequence number (the history as it was then)."""
     columns = sorted({a.column for a in aggregations})
     longest = max(a.window_us for a in aggregations)
     keys = ", ".join(quote(k) for k in layout.key_names)
@@ -97,6 +99,7 @@ def aggregates_at(
         f"FROM {layout.history_table} h JOIN k ON {layout.key_match('h', 'k')} "
         f"WHERE h.{quote(layout.ts)} <= (SELECT max({PROBE_TS}) FROM {PROBE}) "
         f"AND epoch_us(h.{quote(layout.ts)}) > (SELECT epoch_us(min({PROBE_TS})) FROM {PROBE}) - {int(longest)} "
+        f"{'' if up_to is None else f'AND h.{SEQ} <= {int(up_to)} '}"
         f"ORDER BY k.{_GROUP}, _fl_t{tie_order}"
     )
     queries_sql = (

@@ -25,7 +25,7 @@ from .db import run, transaction, translating
 from .errors import SchemaError
 from .layout import ViewLayout
 from .online import OnlineState, OnlineWrite
-from .registry import pending_online
+from .registry import pending_online, seq_floor
 from .rules import SEQ
 from .sources import DataSource, read_batches, to_reader
 
@@ -48,8 +48,9 @@ class SequenceCounter:
         self.reset(con, layouts)
 
     def reset(self, con: duckdb.DuckDBPyConnection, layouts: Iterable[ViewLayout]) -> None:
-        """Start again past the largest sequence number stored."""
-        found = 0
+        """Start again past the largest sequence number stored (and past the floor a
+        deleted view left)."""
+        found = seq_floor(con)
         for layout in layouts:
             top = run(con, f"SELECT max({SEQ}) FROM {layout.history_table}")[0][0]
             if top is not None:

@@ -138,7 +138,7 @@ ROW = {"user_id": [1], "spend": [1.0], "seen": pa.array([T0], pa.timestamp("us")
     (lambda s: s.ingest("stats", pa.table(ROW), batch_rows=None), fl.InputError, "batch_rows must be a whole number of at least 1, not None"),
     (lambda s: s.ingest("stats", pa.table(ROW), batch_rows=0), fl.InputError, "batch_rows must be a whole number of at least 1"),
     (lambda s: s.ingest(1, pa.table(ROW)), fl.InputError, "the view to ingest into must be a name"),
-    (lambda s: s.apply(1), fl.DefinitionError, "apply takes an Entity, FeatureView or OnDemandFeatureView, or a list of them, not int"),
+    (lambda s: s.apply(1), fl.DefinitionError, "apply takes an Entity, FeatureView, OnDemandFeatureView or FeatureService, or a list of them, not int"),
     (lambda s: s.apply(None), fl.DefinitionError, "apply takes"),
     (lambda s: s.apply([user], dry_run="yes"), fl.InputError, "dry_run must be True or False"),
     (lambda s: s.materialize(1), fl.InputError, "views must be a name or a list of names, not int"),

@@ -110,7 +110,7 @@ def test_unknown_entity_and_duplicates(store):
         store.apply([view(entities=["ghost"])])
     with pytest.raises(fl.DefinitionError, match="two different feature views named 'stats'"):
         store.apply([user, view(), view(description="other")])
-    with pytest.raises(fl.DefinitionError, match="takes Entity, FeatureView and OnDemandFeatureView"):
+    with pytest.raises(fl.DefinitionError, match="takes Entity, FeatureView, OnDemandFeatureView and FeatureService"):
         store.apply([user, "stats"])
     with pytest.raises(fl.DefinitionError, match="different entity 'user'"):
         store.apply([fl.Entity("user", join_keys=["uid"]), view()])

@@ -159,11 +159,13 @@ def test_closed_store_raises(tmp_path):
 
 def test_public_surface_is_pinned():
     assert sorted(fl.__all__) == sorted([
-        "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureView",
-        "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "MaterializeResult",
-        "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "ReadOnlyError", "RequestSource", "SchemaError", "ServerError",
+        "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureService", "FeatureView",
+        "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "Manifest", "ManifestError",
+        "ManifestFeature", "MaterializeResult", "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "PinnedVersionError",
+        "ReadOnlyError", "RequestSource", "SchemaError", "ServerError", "ServiceImpact",
         "SourceError", "Status", "Store", "StoreClosedError", "StoreError", "StoreFormatError", "StoreLockedError",
-        "Timestamp", "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureViewError", "VerifyResult", "__version__", "featurizer",
+        "Timestamp", "UnknownEntityError", "UnknownFeatureError", "UnknownFeatureServiceError", "UnknownFeatureViewError",
+        "UnknownVersionError", "VerifyResult", "__version__", "featurizer",
         "open",
     ])
     for name in fl.__all__:
