@@ -368,11 +368,13 @@ def contract_store_knows_no_cli_or_http() -> list[str]:
 
 
 def contract_rules_and_plans_run_no_sql() -> list[str]:
-    """The rules (`rules`), the planner (`planning`) and the online index (`onlineindex`) do no
-    I/O: they import neither duckdb nor the modules that run SQL (`db` only for quoting names)."""
+    """The rules (`rules`), the planner (`planning`), the online index (`onlineindex`) and the
+    pure helpers of pinning and manifests (`compatibility`, `references`, `manifest`, `digest`)
+    do no I/O: they import neither duckdb nor the modules that run SQL (`db` only for quoting
+    names)."""
     sql = {"offline", "online", "registry", "writes", "historical", "lookup", "store", "connection"}
     problems = []
-    for module in ("rules", "planning", "onlineindex"):
+    for module in ("rules", "planning", "onlineindex", "compatibility", "references", "manifest", "digest"):
         for e in edges():
             if e.source != module or e.type_checking:
                 continue
