@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -82,17 +83,19 @@ class Manifest:
     format: int = MANIFEST_FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    # Cached (a frozen dataclass keeps them in its __dict__): a model serving through its
+    # manifest asks for them on every request.
+    @cached_property
     def outputs(self) -> tuple[str, ...]:
         """Feature column names, in training-set order."""
         return tuple(f.output for f in self.features)
 
-    @property
+    @cached_property
     def references(self) -> tuple[str, ...]:
         """The features as pinned references (``view@version:feature``), in order."""
         return tuple(f.reference for f in self.features)
 
-    @property
+    @cached_property
     def key(self) -> str:
         """What identifies the manifest's features and versions (not its data)."""
         return json.dumps([self.store_id, list(self.references), dict(self.pins), self.full_feature_names])
