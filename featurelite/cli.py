@@ -23,18 +23,21 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .cli_input import MOMENT, at_files, entities_option, request_data_option
+from .cli_input import MOMENT, at_files, entities_option, manifest_file, request_data_option, which_features
 from .cli_output import (
     CommandFailure,
     checked_output,
     emit,
+    emit_text,
     one_line,
     online_rows,
+    table_text,
     with_status_columns,
 )
 from .cli_serve import TOKEN_ENV, check_bind, check_token
-from .definitions import Entity, FeatureView, OnDemandFeatureView
+from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from .errors import FeatureliteError, StoreLockedError
+from .manifest import Manifest
 from .results import OnlineResponse
 from .serving_lock import server_holding
 from .store import Store
@@ -59,9 +62,11 @@ def _errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def opened(path: str, *, read_only: bool) -> Iterator[Store]:
-    """The store at ``path``; a store held by ``featurelite serve`` is reported as such."""
-    if read_only and not os.path.exists(path):
+def opened(path: str, *, read_only: bool, must_exist: bool = False) -> Iterator[Store]:
+    """The store at ``path``; a store held by ``featurelite serve`` is reported as such.
+    A command that reads (or that only changes what is there, ``must_exist``) does not
+    create a missing store."""
+    if (read_only or must_exist) and not os.path.exists(path):
         raise CommandFailure(f"no store at {path!r}; create one with `featurelite init {path}`")
     with _errors():
         try:
@@ -191,10 +196,15 @@ def init(store: str, example: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only show the plan; change nothing.")
 @_format_option()
 def apply(store: str, definitions: str, dry_run: bool, fmt: str) -> None:
-    """Apply the entities, feature views and on-demand views defined in a Python file.
+    """Apply the entities, feature views, on-demand views and feature services defined in
+    a Python file.
 
-    Every Entity, FeatureView and OnDemandFeatureView at the top level of DEFINITIONS is
-    applied. Shows the plan: added, changed, unchanged (a refused change is an error).
+    Every Entity, FeatureView, OnDemandFeatureView and FeatureService at the top level of
+    DEFINITIONS is applied; a feature service is pinned to the versions in force after the
+    apply. Shows the plan: added, changed, unchanged (a refused change is an error), and
+    the affected services: those not in the file that pin an older version of a
+    definition the apply changes (they keep serving it until applied again; `problem` says
+    when they no longer can).
 
     In Python: store.apply([...], dry_run=...)."""
     objects = load_definitions(definitions)
@@ -209,10 +219,26 @@ def apply(store: str, definitions: str, dry_run: bool, fmt: str) -> None:
         for action, changes in (("added", result.added), ("changed", result.changed), ("unchanged", result.unchanged))
         for c in changes
     ]
-    emit(rows if fmt == "table" else {"dry_run": dry_run, "plan": rows}, fmt)
+    affected = [
+        {"service": i.service, "definition": i.definition, "pinned_version": i.pinned_version,
+         "new_version": i.new_version, "problem": i.problem}
+        for i in result.affected_services
+    ]
+    if fmt != "table":
+        emit({"dry_run": dry_run, "plan": rows, "affected_services": affected}, fmt)
+        return
+    text = table_text(rows)
+    if affected:
+        text += ("\n\nfeature services that pin an older version (they keep it until applied again):\n"
+                 + table_text(affected))
+    emit_text(text)
 
 
-def load_definitions(path: str) -> list[Entity | FeatureView | OnDemandFeatureView]:
+Definition = Entity | FeatureView | OnDemandFeatureView | FeatureService
+_DEFINITION_TYPES = (Entity, FeatureView, OnDemandFeatureView, FeatureService)
+
+
+def load_definitions(path: str) -> list[Definition]:
     """The definitions a Python file creates at its top level, in definition order."""
     folder = str(Path(path).resolve().parent)
     sys.path.insert(0, folder)  # so the file can import its neighbours
@@ -227,9 +253,11 @@ def load_definitions(path: str) -> list[Entity | FeatureView | OnDemandFeatureVi
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
-    found = [v for v in namespace.values() if isinstance(v, (Entity, FeatureView, OnDemandFeatureView))]
+    found: list[Definition] = [v for v in namespace.values() if isinstance(v, _DEFINITION_TYPES)]
     if not found:
-        raise CommandFailure(f"{path} defines no Entity, FeatureView or OnDemandFeatureView at its top level")
+        raise CommandFailure(
+            f"{path} defines no Entity, FeatureView, OnDemandFeatureView or FeatureService at its top level"
+        )
     return found
 
 
@@ -286,10 +314,22 @@ def materialize(store: str, views: tuple[str, ...], end_date: datetime | None, q
     emit([{"view": r.view, "online_rows": r.online_rows} for r in results], "json")
 
 
+_service_option = click.option(
+    "--service", "-s", metavar="NAME", help="Read feature service NAME at its pinned versions (instead of --feature)."
+)
+
+
 @main.command("get-online-features")
 @_store_arg
 @click.option(
-    "--feature", "-f", "features", multiple=True, required=True, help="A view:feature reference (repeatable)."
+    "--feature", "-f", "features", multiple=True,
+    help="A view:feature (or view@version:feature) reference (repeatable).",
+)
+@_service_option
+@click.option(
+    "--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="Serve what the training set FILE (Parquet, or its manifest as JSON) was built with: alone, its features "
+    "at its versions; with --feature or --service, refuse if those read other versions.",
 )
 @click.option("--entity", "-e", "entity_pairs", multiple=True, help="A join key value, KEY=VALUE (repeat per entity).")
 @click.option(
@@ -305,28 +345,37 @@ def materialize(store: str, views: tuple[str, ...], end_date: datetime | None, q
 @_format_option(choices=FORMATS)
 @_output
 def get_online_features(
-    store: str, features: tuple[str, ...], entity_pairs: tuple[str, ...], entities_json: str | None,
-    request_pairs: tuple[str, ...], request_json: str | None, now: datetime | None, statuses: bool,
-    full_feature_names: bool, fmt: str, output: str | None,
+    store: str, features: tuple[str, ...], service: str | None, manifest_path: str | None,
+    entity_pairs: tuple[str, ...], entities_json: str | None, request_pairs: tuple[str, ...],
+    request_json: str | None, now: datetime | None, statuses: bool, full_feature_names: bool, fmt: str,
+    output: str | None,
 ) -> None:
     """Latest feature values for some entities.
 
     Example: featurelite get-online-features shop.duckdb -f user_stats:spend_7d -e user_id=42
 
+    Name the features with --feature, or read a feature service with --service NAME, or
+    serve a training set's features with --manifest FILE.
+
     With --format table a value that is not PRESENT shows its status, e.g. [NOT_FOUND] or
     [OUTSIDE_MAX_AGE].
 
-    In Python: store.get_online_features(entities, features, request_data=..., now=...)."""
+    In Python: store.get_online_features(entities, features, service=..., manifest=..., request_data=...,
+    now=...)."""
+    which_features(features, service, manifest_path, "--manifest")
     if entities_json is not None and entity_pairs:
         raise click.UsageError("give entities with --entity or --entities, not both")
     if request_json is not None and request_pairs:
         raise click.UsageError("give request data with --request or --request-data, not both")
     entities = entities_option(entity_pairs, entities_json)
     request = request_data_option(request_pairs, request_json)
-    target = checked_output(output, store=store, inputs=at_files(entities_json, request_json))
+    inputs = at_files(entities_json, request_json) + ([manifest_path] if manifest_path else [])
+    target = checked_output(output, store=store, inputs=inputs)
+    manifest = None if manifest_path is None else manifest_file(manifest_path, "--manifest")
     with opened(store, read_only=True) as s, _errors():
         response = s.get_online_features(
-            entities, list(features), request_data=request or None, full_feature_names=full_feature_names, now=now,
+            entities, list(features) or None, service=service, manifest=manifest, request_data=request or None,
+            full_feature_names=full_feature_names, now=now,
         )
         result = _online_result(response, fmt, statuses)
     emit(result, fmt, target)
@@ -349,7 +398,14 @@ def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
 @_store_arg
 @click.argument("entity_file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
-    "--feature", "-f", "features", multiple=True, required=True, help="A view:feature reference (repeatable)."
+    "--feature", "-f", "features", multiple=True,
+    help="A view:feature (or view@version:feature) reference (repeatable).",
+)
+@_service_option
+@click.option(
+    "--as-of", "as_of_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="Rebuild the training set FILE (Parquet, or its manifest as JSON): its features at its versions, from the "
+    "rows ingested before it was built.",
 )
 @click.option(
     "--timestamp-field", help="The entity file's event time column (default: event_timestamp or the only timestamp)."
@@ -358,20 +414,28 @@ def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
 @_format_option(default="parquet", choices=FORMATS)
 @_output
 def get_historical_features(
-    store: str, entity_file: str, features: tuple[str, ...], timestamp_field: str | None,
-    full_feature_names: bool, fmt: str, output: str | None,
+    store: str, entity_file: str, features: tuple[str, ...], service: str | None, as_of_path: str | None,
+    timestamp_field: str | None, full_feature_names: bool, fmt: str, output: str | None,
 ) -> None:
     """A point-in-time correct training set for the rows of ENTITY_FILE (Parquet or CSV).
 
     Example: featurelite get-historical-features shop.duckdb spine.parquet -f user_stats:spend_7d -o train.parquet
 
-    --output is written whole or not at all, and may not be the store (or its .wal) or ENTITY_FILE.
+    Name the features with --feature, or read a feature service with --service NAME, or
+    rebuild an earlier training set with --as-of FILE. Parquet output carries the
+    training set's manifest in its schema metadata (csv, json and table do not).
 
-    In Python: store.get_historical_features(entity_df, features)."""
-    target = checked_output(output, store=store, inputs=[entity_file])
+    --output is written whole or not at all, and may not be the store (or its .wal), ENTITY_FILE
+    or the --as-of FILE.
+
+    In Python: store.get_historical_features(entity_df, features, service=..., as_of=...)."""
+    which_features(features, service, as_of_path, "--as-of")
+    target = checked_output(output, store=store, inputs=[entity_file, *([as_of_path] if as_of_path else [])])
+    as_of: Manifest | None = None if as_of_path is None else manifest_file(as_of_path, "--as-of")
     with opened(store, read_only=True) as s, _errors():
         table = s.get_historical_features(
-            entity_file, list(features), timestamp_field=timestamp_field, full_feature_names=full_feature_names
+            entity_file, list(features) or None, service=service, as_of=as_of, timestamp_field=timestamp_field,
+            full_feature_names=full_feature_names,
         )
     emit(table, fmt, target)
 
@@ -381,9 +445,11 @@ def get_historical_features(
 @_format_option()
 def list_(store: str, fmt: str) -> None:
     """Entities, feature views (with row counts and last event time, their featurizers and
-    windowed aggregations), on-demand views and their featurizers, with their versions.
+    windowed aggregations), on-demand views and their featurizers, and feature services
+    (with the version of each definition they pin), with their versions.
 
-    In Python: store.list_entities(), store.list_feature_views(), store.list_on_demand_feature_views()."""
+    In Python: store.list_entities(), store.list_feature_views(), store.list_on_demand_feature_views(),
+    store.list_feature_services()."""
     with opened(store, read_only=True) as s, _errors():
         rows: list[dict[str, Any]] = []
         for ent in s.list_entities():
@@ -406,6 +472,14 @@ def list_(store: str, fmt: str) -> None:
             rows.append({"kind": "on_demand_feature_view", "name": odfv.name, "version": odfv.version,
                          "details": ", ".join(odfv.features), "features": odfv.features})
             rows += _featurizer_rows(odfv.name, odfv.featurizers)
+        for service in s.list_feature_services():
+            pins = dict(service.pins)
+            rows.append({
+                "kind": "feature_service", "name": service.name, "version": service.version,
+                "details": f"{len(service.features)} feature(s); pins "
+                           + ", ".join(f"{name}@{version}" for name, version in pins.items()),
+                "features": list(service.features), "pins": pins,
+            })
     if fmt == "table":
         rows = [{k: r.get(k) for k in ("kind", "name", "version", "details")} for r in rows]
     emit(rows, fmt)
@@ -434,8 +508,8 @@ def _featurizer_rows(owner: str, featurizers: Any) -> list[dict[str, Any]]:
 @click.argument("name")
 @_format_option()
 def describe(store: str, name: str, fmt: str) -> None:
-    """A feature view's definition, version, row counts and event time range, or an
-    on-demand view's definition.
+    """A feature view's definition, version, row counts and event time range, an on-demand
+    view's definition, or a feature service's features and pinned versions.
 
     In Python: store.describe(NAME)."""
     with opened(store, read_only=True) as s, _errors():
@@ -450,13 +524,16 @@ def describe(store: str, name: str, fmt: str) -> None:
 @click.argument("name")
 @_format_option()
 def list_versions(store: str, name: str, fmt: str) -> None:
-    """Every version of a definition ever applied, oldest first.
+    """Every version of a definition ever applied, oldest first, with the feature services
+    that pin it (pinned_by).
 
     In Python: store.list_versions(NAME)."""
     with opened(store, read_only=True) as s, _errors():
         versions = s.list_versions(name)
     if fmt == "table":
-        versions = [{k: v for k, v in row.items() if k != "spec"} for row in versions]
+        versions = [
+            {k: ", ".join(v) if k == "pinned_by" else v for k, v in row.items() if k != "spec"} for row in versions
+        ]
     emit(versions, fmt)
 
 
@@ -467,8 +544,21 @@ def delete_feature_view(store: str, name: str) -> None:
     """Remove a feature view and all its data, or an on-demand view.
 
     In Python: store.delete_feature_view(NAME)."""
-    with opened(store, read_only=False) as s, _errors():
+    with opened(store, read_only=False, must_exist=True) as s, _errors():
         s.delete_feature_view(name)
+    emit({"deleted": name}, "json")
+
+
+@main.command("delete-feature-service")
+@_store_arg
+@click.argument("name")
+def delete_feature_service(store: str, name: str) -> None:
+    """Remove a feature service (its versions stay in the store's history; the views it
+    read stay as they are).
+
+    In Python: store.delete_feature_service(NAME)."""
+    with opened(store, read_only=False, must_exist=True) as s, _errors():
+        s.delete_feature_service(name)
     emit({"deleted": name}, "json")
 
 

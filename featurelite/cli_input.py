@@ -1,11 +1,14 @@
 """What a command reads from its options: ISO-8601 times, ``KEY=VALUE`` pairs and JSON
-(inline or ``@FILE``) for entities and request data. Bad input is a usage error (exit
-code 2) that names the option, before the store is opened.
+(inline or ``@FILE``) for entities and request data, which way the features are named, and
+a training set's manifest from a file. Bad input is a usage error (exit code 2) that names
+the option, before the store is opened; a manifest file that is not one is an ``Error:``
+line with exit code 1 (as a ManifestError from the store would be).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -14,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import wire
+from .cli_output import CommandFailure
+from .errors import ManifestError
+from .manifest import Manifest
 from .types import storable_micros
 
-__all__ = ["MOMENT", "at_files", "columns_or_rows", "entities_option", "json_option", "parse_pairs",
-           "request_data_option"]
+__all__ = ["MOMENT", "at_files", "columns_or_rows", "entities_option", "json_option", "manifest_file", "parse_pairs",
+           "request_data_option", "which_features"]
 
 
 if TYPE_CHECKING:
@@ -143,3 +149,55 @@ def request_data_option(pairs: Sequence[str], text: str | None) -> Any:
                                "{field: [values]}", rows_ok=False)
     return parse_pairs(pairs, "'--request'")
 
+
+
+def which_features(features: Sequence[str], service: str | None, manifest: str | None, manifest_option: str) -> None:
+    """A usage error unless the command names its features one way: ``--feature`` references
+    or ``--service``, either of them checked against ``manifest_option`` or that alone."""
+    if features and service is not None:
+        raise click.UsageError("give features with --feature or a feature service with --service, not both")
+    if not features and service is None and manifest is None:
+        raise click.UsageError(
+            f"give the features: --feature VIEW:FEATURE (repeatable), --service NAME or {manifest_option} FILE"
+        )
+
+
+#: The largest JSON file read as a manifest: far above any real manifest (a few KB per
+#: hundred features), far below what a file given by mistake could cost to read.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_PARQUET_MAGIC = b"PAR1"
+
+
+def manifest_file(path: str, option: str) -> Manifest:
+    """The manifest in ``path``: a Parquet training set (the manifest in its schema
+    metadata; only the footer is read) or the manifest's JSON text. A file that is
+    neither is one ``Error:`` line (exit code 1) that names the option and the file."""
+    where = f"{option} {path!r}"
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(_PARQUET_MAGIC))
+            if head == _PARQUET_MAGIC:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                try:
+                    schema = pq.read_schema(path)
+                except (pa.ArrowException, ValueError) as exc:
+                    raise CommandFailure(f"{where} is not a readable Parquet file ({exc})") from None
+                try:
+                    return Manifest.from_table(schema)
+                except ManifestError as exc:
+                    raise CommandFailure(f"{where}: {exc}") from None
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_MANIFEST_BYTES:
+                raise CommandFailure(
+                    f"{where} has {size} bytes and is not Parquet: too large to be a manifest's JSON; give the "
+                    "training set (Parquet) or its manifest (JSON)"
+                )
+            text = head + stream.read()
+    except OSError as exc:
+        raise CommandFailure(f"cannot read {where}: {exc.strerror or exc}") from None
+    try:
+        return Manifest.from_json(text)
+    except ManifestError as exc:
+        raise CommandFailure(f"{where}: {exc}") from None

@@ -25,8 +25,8 @@ import pyarrow as pa
 from . import wire
 from .results import OnlineResponse
 
-__all__ = ["CommandFailure", "checked_output", "emit", "one_line", "online_rows", "to_json",
-           "with_status_columns", "write_atomically"]
+__all__ = ["CommandFailure", "checked_output", "emit", "emit_text", "one_line", "online_rows", "table_text",
+           "to_json", "with_status_columns", "write_atomically"]
 
 
 def one_line(message: str) -> str:
@@ -53,7 +53,8 @@ def to_json(value: Any) -> str:
     return wire.dumps(wire.plain(value))
 
 
-def _table_text(rows: list[dict[str, Any]]) -> str:
+def table_text(rows: list[dict[str, Any]]) -> str:
+    """Rows (dicts with the same keys) as a plain-text table with a header line."""
     if not rows:
         return "(no rows)"
     header = list(rows[0])
@@ -86,9 +87,14 @@ def emit(result: Any, fmt: str, output: str | None = None) -> None:
         raise click.UsageError(f"--format {fmt} is for commands that return rows; use json or table")
     if fmt == "table":
         rows = result if isinstance(result, list) else [result]
-        text = _table_text([r if isinstance(r, dict) else {"value": r} for r in rows])
+        text = table_text([r if isinstance(r, dict) else {"value": r} for r in rows])
     else:
         text = to_json(result)
+    _write_text(text, output)
+
+
+def emit_text(text: str, output: str | None = None) -> None:
+    """Write text a command composed itself (several tables, say), as :func:`emit` would."""
     _write_text(text, output)
 
 
@@ -121,7 +127,7 @@ def _emit_table(table: pa.Table, fmt: str, output: str | None) -> None:
             raise CommandFailure(f"the result cannot be written as CSV ({exc}); use --format parquet or json") from None
         return
     rows = table.to_pylist()
-    _write_text(_table_text(rows) if fmt == "table" else to_json(rows), output)
+    _write_text(table_text(rows) if fmt == "table" else to_json(rows), output)
 
 
 def _encoded(text: str) -> bytes:

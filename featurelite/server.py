@@ -3,17 +3,20 @@
 Endpoints (see :data:`OPENAPI`, served at ``/openapi.json``):
 
 - ``POST /get-online-features``: ``{"features": [...], "entities": ..., "request_data": ...}``
+  (or ``"feature_service": NAME`` instead of ``features``; an optional ``"manifest"`` serves,
+  or checks what is served against, a training set's manifest)
   -> ``{"values": {column: [...]}, "statuses": {feature: [...]}}``; featurizers run per request;
 - ``POST /push``: rows for a view, through the same atomic ingest as ``Store.ingest``
   (JSON rows or columns, or an Arrow IPC stream); reads see them as soon as it answers;
 - ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /openapi.json``.
 
 The server modules are the only ones that know HTTP status codes. A featurelite error is a JSON body
-``{"error": {"type": ..., "message": ...}}`` with 404 (unknown names), 422 (bad data or
-definitions), 401 (no or wrong token), 413 (body, or an Arrow stream once decoded, over the
-limit), 408 (a request that did not arrive in time) or 503 (store closed or locked); a
-store failure and anything unexpected is a 500 with the same shape and no traceback (the
-server logs it).
+``{"error": {"type": ..., "message": ...}}`` with 404 (unknown names and versions), 422 (bad
+data or definitions), 409 (a manifest that what would be served differs from, or one from
+another store; a pinned version the stored data can no longer serve), 401 (no or wrong
+token), 413 (body, or an Arrow stream once decoded, over the limit), 408 (a request that
+did not arrive in time) or 503 (store closed or locked); a store failure and anything
+unexpected is a 500 with the same shape and no traceback (the server logs it).
 
 Hostile clients: a request's headers must arrive within ``header_timeout`` seconds and its
 body within ``body_timeout`` (else the connection is closed), at most ``max_connections``
@@ -60,7 +63,9 @@ from .errors import (
     DefinitionError,
     FeatureliteError,
     InputError,
+    ManifestError,
     NotFoundError,
+    PinnedVersionError,
     ServerError,
     StoreClosedError,
     StoreLockedError,
@@ -69,6 +74,7 @@ from .server_bodies import (
     STEPWISE_BODY,
     DecodeLimits,
     HTTPError,
+    Manifests,
     entity_rows,
     parse_json,
     parse_now,
@@ -94,9 +100,14 @@ _INLINE_ENTITIES = 256
 
 
 def _status_of(exc: FeatureliteError) -> int:
-    """The status for a featurelite error: the client's fault (404, 422), the store's state
-    (503: closed, or held by another process) or the server's (500: a store failure such as
-    a translated DuckDB error, a damaged file, a server error)."""
+    """The status for a featurelite error: the client's fault (404, 422), a conflict between
+    the request and the definitions in force (409: a manifest that what would be served
+    differs from, or that comes from another store; a pinned version the stored data can no
+    longer serve), the store's state (503: closed, or held by another process) or the
+    server's (500: a store failure such as a translated DuckDB error, a damaged file, a
+    server error). (A ``manifest`` field that is not one is a 422, said where it is read.)"""
+    if isinstance(exc, (ManifestError, PinnedVersionError)):
+        return 409
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, (InputError, DefinitionError)):
@@ -161,6 +172,7 @@ class _Endpoints:
     def __init__(self, store: Store, expected: bytes | None, max_body: int, limits: DecodeLimits) -> None:
         self.store, self.expected, self.max_body, self.limits = store, expected, max_body, limits
         self.metrics = Metrics(store)
+        self.manifests = Manifests()
 
     def endpoint(self, name: str, handler: Handler, *, public: bool = False) -> Handler:
         """``handler`` with the token check, errors answered as JSON, and metrics."""
@@ -202,14 +214,23 @@ class _Endpoints:
     def read(self, payload: dict[str, Any], stepwise: bool) -> bytes:
         """The answer to a read, as JSON bytes (built in steps when ``stepwise``)."""
         features = payload.get("features")
+        service = payload.get("feature_service")
+        manifest = payload.get("manifest")
         entities = payload.get("entities")
-        if not isinstance(features, list) or not features:
-            raise HTTPError(422, "InputError", "'features' must be a non-empty list of 'view:feature' references")
+        if service is not None:
+            if not isinstance(service, str):
+                raise HTTPError(422, "InputError", "'feature_service' must be the name of a feature service")
+            if features is not None:
+                raise HTTPError(422, "InputError", "give 'features' or 'feature_service', not both")
+        elif (features is not None or manifest is None) and (not isinstance(features, list) or not features):
+            raise HTTPError(422, "InputError", "'features' must be a non-empty list of 'view:feature' references "
+                            "(or give 'feature_service', or a training set's 'manifest')")
         if entities is None:
             raise HTTPError(422, "InputError", "'entities' is required: [{key: value}, ...] or {key: [values]}")
         now = payload.get("now")
         response = self.store.get_online_features(
-            entities, features, request_data=payload.get("request_data"),
+            entities, features, service=service, manifest=None if manifest is None else self.manifests.get(manifest),
+            request_data=payload.get("request_data"),
             full_feature_names=bool(payload.get("full_feature_names", False)),
             now=None if now is None else parse_now(now),
         )

@@ -1,5 +1,6 @@
 """Request bodies of the HTTP server, read into what the Store takes: a JSON object, a
-table of pushed rows (JSON rows or columns, or an Arrow IPC stream), a point in time.
+table of pushed rows (JSON rows or columns, or an Arrow IPC stream), a point in time, a
+training set's manifest.
 
 Everything wrong with a body is the client's: an :class:`HTTPError` with 422, or 413 for an
 Arrow stream that would decode to more than the server's limits allow.
@@ -16,10 +17,12 @@ from typing import Any
 import pyarrow as pa
 
 from . import stepwise_json, wire
+from .errors import ManifestError
 from .ipc_header import decoded_size
+from .manifest import Manifest
 
-__all__ = ["STEPWISE_BODY", "DecodeLimits", "HTTPError", "entity_rows", "parse_json", "parse_now", "read_arrow",
-           "table_from_json"]
+__all__ = ["STEPWISE_BODY", "DecodeLimits", "HTTPError", "Manifests", "entity_rows", "parse_json", "parse_now",
+           "read_arrow", "table_from_json"]
 
 #: Above this size ``json.loads`` would stall the event loop even from a thread (it holds
 #: the GIL from start to end: ~7 ms per MB); such bodies are parsed element by element.
@@ -89,6 +92,51 @@ def parse_now(value: Any) -> datetime:
         return wire.parse_time(value)
     except ValueError:
         raise HTTPError(422, "InputError", f"'now' is not an ISO-8601 time: {value!r}") from None
+
+
+class Manifests:
+    """A request's ``manifest`` field as a :class:`Manifest`, remembered by its JSON text.
+
+    A model server sends the same manifest with every request: it is read once, and after
+    that a request pays a dict lookup (for the text form, exactly as a training set's
+    schema metadata holds it) or one ``json.dumps`` of the object (for the object form).
+    Different texts of one manifest (key order, spacing) are only different cache entries.
+    """
+
+    #: Manifests remembered at most; a client sending endless distinct ones starts it over.
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self._read: dict[str, Manifest] = {}
+
+    def get(self, value: Any) -> Manifest:
+        """The manifest ``value`` (its JSON text or the JSON object) is, or a 422."""
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, dict):
+            try:
+                text = json.dumps(value)
+            except (ValueError, RecursionError) as exc:  # cannot happen for parsed JSON; said, not raised
+                raise HTTPError(422, "ManifestError", f"'manifest' is not a featurelite manifest ({exc})") from None
+        else:
+            raise HTTPError(422, "ManifestError", "'manifest' must be a training set's manifest: the JSON object (or "
+                            f"its text) of its 'featurelite.manifest' schema metadata, not a JSON {_kind(value)}")
+        found = self._read.get(text)
+        if found is None:
+            try:
+                found = Manifest.from_json(text)
+            except ManifestError as exc:
+                raise HTTPError(422, "ManifestError", f"'manifest': {exc}") from None
+            if len(self._read) >= self.SIZE:
+                self._read.clear()
+            self._read[text] = found
+        return found
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a parsed JSON value's type."""
+    names = {list: "array", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def entity_rows(entities: Any) -> int:

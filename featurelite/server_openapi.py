@@ -33,10 +33,24 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/get-online-features": {"post": {
             "summary": "Latest feature values for entities; featurizers run per request",
+            "description": "Name the features with 'features' or 'feature_service' (not both), or give a training "
+                           "set's 'manifest' alone to serve its features at its pinned versions. With 'manifest' "
+                           "and 'features' or 'feature_service', the read is refused (409) unless they read the "
+                           "versions the manifest pins.",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["features", "entities"],
+                "type": "object", "required": ["entities"],
+                "anyOf": [{"required": ["features"]}, {"required": ["feature_service"]}, {"required": ["manifest"]}],
                 "properties": {
-                    "features": {"type": "array", "items": {"type": "string"}, "example": ["user_stats:spend_7d"]},
+                    "features": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                 "description": "'view:feature' or 'view@version:feature' references",
+                                 "example": ["user_stats:spend_7d"]},
+                    "feature_service": {"type": "string", "description": "a feature service, read at its pinned "
+                                        "versions (instead of 'features')", "example": "fraud"},
+                    "manifest": {
+                        "description": "a training set's manifest (its 'featurelite.manifest' schema metadata), as "
+                                       "the JSON object or its text (the text is cheapest: it is looked up as is)",
+                        "oneOf": [{"type": "object"}, {"type": "string"}],
+                    },
                     "entities": {"oneOf": [
                         {"type": "array", "items": {"type": "object"}, "example": [{"user_id": 42}]},
                         {"type": "object", "example": {"user_id": [42, 7]}},
@@ -53,8 +67,10 @@ OPENAPI: dict[str, Any] = {
                         "statuses": {"type": "object", "additionalProperties": {
                             "type": "array", "items": {"type": "string", "enum": STATUSES}}},
                     }}}}},
-                "404": {"description": "unknown view or feature"},
-                "422": {"description": "bad entities or request data"},
+                "404": {"description": "unknown view, feature, feature service or version"},
+                "409": {"description": "what would be served differs from the manifest, the manifest is from "
+                                       "another store, or a pinned version the stored data can no longer serve"},
+                "422": {"description": "bad entities, request data or manifest"},
             },
         }},
         "/push": {"post": {
