@@ -50,6 +50,7 @@ class Scale:
     agg_events: int  #: events (over AGG_DAYS days) of the windowed-aggregation workloads
     agg_spine_rows: int  #: entity rows of the windowed-aggregation training set
     agg_pushes: int  #: 1,000-row pushes per side in the windowed-aggregation push comparison
+    predict_iterations: int  #: timed calls per side of the MLflow model's one-row predict (services)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +75,7 @@ QUICK = Scale(
     agg_events=20_000,
     agg_spine_rows=5_000,
     agg_pushes=20,
+    predict_iterations=300,
 )
 
 FULL = Scale(
@@ -95,6 +97,7 @@ FULL = Scale(
     agg_events=10_000_000,
     agg_spine_rows=1_000_000,
     agg_pushes=300,
+    predict_iterations=10_000,
 )
 
 SCALES = {"quick": QUICK, "full": FULL}

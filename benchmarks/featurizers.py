@@ -13,7 +13,7 @@ import featurelite as fl
 
 from .config import FEATURES, VIEW
 
-__all__ = ["ODFV", "ODFV_REF", "on_demand_view", "ratio", "ratio_loop"]
+__all__ = ["ODFV", "ODFV_REF", "basket_share", "on_demand_view", "ratio", "ratio_loop"]
 
 #: The on-demand feature view over the benchmark view, and its one feature.
 ODFV = "ratios"
@@ -36,6 +36,13 @@ def spread(f0: float, f1: float) -> tuple[float, bool]:
 @fl.featurizer
 def scaled(f0: float, f1: float = 0.0) -> float:
     return f0 * 2.0 + f1
+
+
+@fl.featurizer
+def basket_share(f0: float, basket: float) -> float:
+    """The on-demand feature of the service workloads (``benchmarks/services.py``): a stored
+    feature and a request field."""
+    return basket / (abs(f0) + 1.0)
 
 
 def on_demand_view() -> fl.OnDemandFeatureView:

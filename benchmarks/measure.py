@@ -42,8 +42,14 @@ def latency_summary(samples_ns: np.ndarray) -> dict[str, Any]:
     }
 
 
-def alternate_latency(calls: Mapping[str, Call], iterations: int, warmup: int) -> dict[str, dict[str, float]]:
+def alternate_latency(
+    calls: Mapping[str, Call], iterations: int, warmup: int, *, rotate: bool = False
+) -> dict[str, dict[str, float]]:
     """Time ``iterations`` calls of every side, alternating sides within each iteration.
+
+    ``rotate``: iteration ``i`` starts with side ``i % len(calls)`` (then the next ones in
+    order), so that no side always runs first or always follows the same side; for
+    comparisons of sides a fraction of a microsecond apart.
 
     ``warmup`` untimed rounds run first. A garbage collection runs before timing starts;
     the collector stays enabled during timing (as in a real server), so its pauses show
@@ -58,8 +64,11 @@ def alternate_latency(calls: Mapping[str, Call], iterations: int, warmup: int) -
     gc.collect()
     samples = np.empty((len(fns), iterations), dtype=np.int64)
     clock = time.perf_counter_ns
+    count = len(fns)
+    orders = [[(start + k) % count for k in range(count)] for start in range(count)] if rotate else [range(count)]
     for i in range(iterations):
-        for s, fn in enumerate(fns):
+        for s in orders[i % len(orders)]:
+            fn = fns[s]
             t0 = clock()
             fn(i)
             samples[s, i] = clock() - t0

@@ -7,7 +7,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Target", "metric_row", "workload"]
+__all__ = ["Target", "metric_row", "skipped_workload", "workload"]
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 
@@ -46,3 +46,17 @@ def workload(
 ) -> dict[str, Any]:
     """A workload's results: what it measures, what the limit is, its rows and raw details."""
     return {"title": title, "measures": measures, "limit": limit, "rows": rows, "details": details}
+
+
+def skipped_workload(title: str, measures: str, limit: str, reason: str, targets: list[str]) -> dict[str, Any]:
+    """A workload that could not run here (an optional dependency is missing): no rows, the
+    reason, and its targets as text, so the page and the summary say what was not measured."""
+    return {
+        "title": title,
+        "measures": measures,
+        "limit": limit,
+        "rows": [],
+        "skipped": {"reason": reason, "targets": targets},
+        "note": f"not measured in this run: {reason}.",
+        "details": {},
+    }

@@ -87,8 +87,12 @@ def workload_section(result: dict[str, Any]) -> Iterator[str]:
 
 def summary_lines(results: dict[str, Any]) -> Iterator[str]:
     """One line per target across all workloads."""
-    rows = []
+    rows: list[list[str]] = []
     for result in results["workloads"].values():
+        skipped = result.get("skipped")
+        if skipped:  # an optional dependency missing: its targets were not measured
+            rows.extend([result["title"], target, "—", f"not measured: {skipped['reason']}"]
+                        for target in skipped["targets"])
         for row in result["rows"]:
             if row.get("target"):
                 target, status = _target(row)
@@ -255,10 +259,16 @@ def _run_lines(results: dict[str, Any]) -> Iterator[str]:
     yield f"- command: `{results['command']}`"
     yield f"- seed: `{results['seed']}` (NumPy `default_rng`)"
     yield f"- started: {results['started_at']}, took {results['duration_s']:.0f} s"
-    yield (
-        f"- data: {s['entities']:,} entities, {s['history_rows']:,} history rows of "
-        f"{results['features']} float64 features, an entity_df of {s['spine_rows']:,} rows"
-    )
+    if results.get("only"):  # a group's workloads generate data of their own; each says what
+        yield (
+            f"- data: the `{results['only']}` workloads' own, generated from the seed at `{results['mode']}` "
+            "scale (each workload below says what it reads; `benchmarks/README.md` has the details)"
+        )
+    else:
+        yield (
+            f"- data: {s['entities']:,} entities, {s['history_rows']:,} history rows of "
+            f"{results['features']} float64 features, an entity_df of {s['spine_rows']:,} rows"
+        )
     src = results["featurelite_source"]
     modified = " plus uncommitted changes" if src["package_modified"] else ""
     if src.get("changed_during_run"):
@@ -271,6 +281,29 @@ def _run_lines(results: dict[str, Any]) -> Iterator[str]:
         f"of the data; latency workloads alternate featurelite and the limit call by call after "
         f"{s['warmup_iterations']:,} warm-up calls"
     )
+    yield ""
+
+
+#: Pages of runs of one group of workloads (``run --full --only NAME``, rendered with
+#: ``render --input benchmarks/results/only-NAME-full.json --output docs/benchmarks/NAME-only.md``),
+#: linked from the full page: (group, page relative to docs/benchmarks.md, what the group measures).
+GROUP_PAGES = [
+    ("aggregations", "benchmarks/aggregations-only.md", "windowed aggregations (issue 12)"),
+    ("services", "benchmarks/services-only.md",
+     "feature services, training-set manifests and the MLflow model (issue 13)"),
+]
+
+
+def _group_lines() -> Iterator[str]:
+    yield "## Runs of one group"
+    yield ""
+    yield (
+        "A group of workloads can also run by itself (`python -m benchmarks run --full --only NAME`): the same "
+        "workloads at the same scale as in the full run, on a page of its own:"
+    )
+    yield ""
+    for group, page, what in GROUP_PAGES:
+        yield f"- [`--only {group}`]({page}): {what}"
     yield ""
 
 
@@ -296,6 +329,7 @@ def render(results: dict[str, Any], source: str = "benchmarks/results/latest.jso
         "## Targets",
         "",
         *summary_lines(results),
+        *([] if results.get("only") else _group_lines()),
         *_feast_lines(results),
         "## Workloads",
         "",
@@ -308,8 +342,29 @@ def render(results: dict[str, Any], source: str = "benchmarks/results/latest.jso
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+_SERVICE_NOISE = (
+    "the service's plan is cached like the plain references' (one dictionary lookup each), so the read itself "
+    "is the same work; compare the difference with the noise-floor row (the same plain read twice, in the same "
+    "run): a difference within that floor is noise of a busy machine, not the service."
+)
+
 #: What the profiles show for targets a run may miss (shown only when it does).
 MISS_NOTES = {
+    "services_online": _SERVICE_NOISE,
+    "services_online_ondemand": _SERVICE_NOISE,
+    "services_online_window": _SERVICE_NOISE,
+    "services_mlflow_predict": (
+        "the rows below the target split the call. MLflow's own `predict` around a pyfunc model that does "
+        "nothing (its wrapper inspects the predict method's signature and checks the input on every call) "
+        "costs about as much as the whole limit, so MLflow's share, the read and the model's predict alone "
+        "already add up to about 2x the limit before the loaded model does any work of its own. That work "
+        "(`FeatureliteModel.features`) is mostly pandas, not the read: taking the key and request columns out "
+        "of the input DataFrame and building the one-row feature DataFrame the user's model takes (through "
+        "Arrow, so each column has the dtype the training set had); a one-row DataFrame alone costs several "
+        "times the read (compare the by-hand row, which builds one with `pd.DataFrame`). The target counts "
+        "none of that pandas work on the limit's side, while a model that takes a DataFrame cannot be served "
+        "without it."
+    ),
     "aggregations_online": (
         "a cProfile of 20,000 reads (10M events, 100k users) puts most of a read in the Python of "
         "`WindowBuffer.read`: one engine call per aggregation (four here), each with its dispatch, result object and "

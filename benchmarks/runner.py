@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import aggregations, charts, data, ondemand, peer, serving, workloads
+from . import aggregations, charts, data, ondemand, peer, services, serving, workloads
 from .config import N_FEATURES, REPO, WORK_DIR, Scale
 from .feast_setup import ensure_feast_venv
 from .machine import describe, load, source
 from .measure import stopwatch
 from .render import render
 
-__all__ = ["AGGREGATION_WORKLOADS", "ONLY", "log", "run"]
+__all__ = ["AGGREGATION_WORKLOADS", "ONLY", "SERVICE_WORKLOADS", "log", "run"]
 
 
 def log(message: str) -> None:
@@ -53,6 +53,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results["http_online"] = _step("HTTP serving", lambda: serving.http_online(ctx))
     results["push"] = _step("push while serving", lambda: serving.push(ctx))
     results.update(_step("windowed aggregations", lambda: aggregations.run(ctx)))
+    results.update(_step("feature services", lambda: services.run(ctx)))
     order = [
         "online_single",
         "online_batch",
@@ -66,6 +67,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
         "http_online",
         "push",
         *AGGREGATION_WORKLOADS,
+        *SERVICE_WORKLOADS,
     ]
     return {name: results[name] for name in order}
 
@@ -79,12 +81,20 @@ AGGREGATION_WORKLOADS = [
     "aggregations_push",
     "aggregations_http",
 ]
+#: The workloads of :mod:`benchmarks.services`, in the order the page shows them.
+SERVICE_WORKLOADS = list(services.NAMES)
 #: Groups of workloads ``--only`` can run by themselves.
-ONLY = {"aggregations": AGGREGATION_WORKLOADS}
+ONLY = {"aggregations": AGGREGATION_WORKLOADS, "services": SERVICE_WORKLOADS}
+#: What runs each group, and its name in the progress log.
+_GROUPS: dict[str, tuple[str, Callable[[workloads.Context], dict[str, Any]]]] = {
+    "aggregations": ("windowed aggregations", aggregations.run),
+    "services": ("feature services", services.run),
+}
 
 
 def _only(ctx: workloads.Context, name: str) -> dict[str, Any]:
-    results = _step("windowed aggregations", lambda: aggregations.run(ctx))
+    label, group = _GROUPS[name]
+    results = _step(label, lambda: group(ctx))
     return {key: results[key] for key in ONLY[name]}
 
 

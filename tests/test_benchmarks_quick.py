@@ -6,6 +6,7 @@ leaves it out and .ci/run runs it in a step of its own (``python -m pytest -m sl
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -33,7 +34,17 @@ WORKLOADS = {
     "aggregations_ingest",
     "aggregations_push",
     "aggregations_http",
+    "services_online",
+    "services_online_ondemand",
+    "services_online_window",
+    "services_mlflow_predict",
 }
+#: Workloads that need an optional extra, and the modules whose absence lets them skip.
+OPTIONAL = {"services_mlflow_predict": ("mlflow", "featurelite.mlflow")}
+
+
+def _can_run(modules: tuple[str, ...]) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 def _positive_numbers(result: dict[str, Any]) -> list[float]:
@@ -68,6 +79,10 @@ def test_quick_benchmarks_run_and_write_results(tmp_path: Path) -> None:
     assert results["command"] == f"python -m benchmarks run --quick --output {output}"
     assert set(results["workloads"]) == WORKLOADS
     for name, result in results["workloads"].items():
+        if name in OPTIONAL and not _can_run(OPTIONAL[name]):  # skipped, saying why and what it would measure
+            assert result["rows"] == [] and result["skipped"]["reason"] and result["skipped"]["targets"], result
+            continue
+        assert "skipped" not in result, (name, result.get("skipped"))
         numbers = _positive_numbers(result)
         assert numbers and all(isinstance(v, (int, float)) and v > 0 for v in numbers), (name, result["rows"])
         assert any(row["target"] is not None for row in result["rows"]), name
