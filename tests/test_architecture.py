@@ -225,8 +225,8 @@ def _chain(chain: Iterable[Edge]) -> str:
     return "; ".join(str(e) for e in chain)
 
 
-def _is_http_facing(module: str) -> bool:
-    return module.split(".")[-1].startswith(("server", "cli", "http"))
+def _is_adapter(module: str) -> bool:
+    return module.split(".")[-1].startswith(("server", "cli", "http", "mlflow"))
 
 
 # -- the contracts ------------------------------------------------------------------------------
@@ -281,14 +281,14 @@ FORBIDDEN_FOR_ADAPTERS = {"db", "online", "offline", "layout", "registry", "retr
 
 
 def contract_adapters_use_only_the_public_store_api() -> list[str]:
-    """cli/server/http* modules import none of the storage internals and touch no private attribute."""
+    """cli/server/http*/mlflow modules import none of the storage internals and touch no private attribute."""
     problems = [
-        f"{e}: the CLI and the server use only the public Store API"
+        f"{e}: the CLI, the server and the MLflow model use only the public Store API"
         for e in internal_edges()
-        if _is_http_facing(e.source) and e.target in FORBIDDEN_FOR_ADAPTERS
+        if _is_adapter(e.source) and e.target in FORBIDDEN_FOR_ADAPTERS
     ]
     for module, tree in modules().items():
-        if _is_http_facing(module):
+        if _is_adapter(module):
             problems.extend(str(access) for access in private_accesses(module, tree))
     return problems
 
