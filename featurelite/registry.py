@@ -59,8 +59,15 @@ FORMAT_NAME = "featurelite"
 QUICK_VERIFY_EXAMPLES = 300
 #: The kinds of definition the registry keeps versions of.
 KINDS = ("entity", "feature_view", "on_demand_feature_view", "feature_service")
-#: Bump when the file layout changes; a file with a higher number is refused.
-FORMAT_VERSION = 1
+#: Bump when the file layout changes; a file with a higher number is refused. A file is
+#: written with the lowest version that holds what it has, so older featurelite releases
+#: keep opening it: 1 until a feature service is applied, 2 from then on (a release that
+#: reads only 1 would take the service's registry rows for damage; 2 makes it say "upgrade").
+FORMAT_VERSION = 2
+#: The format a new file starts at.
+_FIRST_FORMAT = 1
+#: The format a file needs once it holds a feature service.
+_SERVICES_FORMAT = 2
 
 #: What Python raises on rows featurelite did not write (a damaged file, or an edit made
 #: with DuckDB directly): a value that does not parse, a missing row or field.
@@ -138,7 +145,7 @@ def init_or_check(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool,
                     run(con, statement)
             for key, value in (
                 ("format", FORMAT_NAME),
-                ("format_version", str(FORMAT_VERSION)),
+                ("format_version", str(_FIRST_FORMAT)),
                 ("created_by", version),
                 (_STORE_ID, uuid.uuid4().hex),
             ):
@@ -483,6 +490,11 @@ class Registry:
             "entity": definitions.entities, "feature_view": definitions.views,
             "on_demand_feature_view": definitions.odfvs, "feature_service": definitions.services,
         }
+        if any(c.kind == "feature_service" for c in [*result.added, *result.changed]):
+            run(con,
+                "UPDATE fl_meta SET value = ? WHERE key = 'format_version' AND CAST(value AS INTEGER) < ?",
+                [str(_SERVICES_FORMAT), _SERVICES_FORMAT],
+            )
         for change in [*result.added, *result.changed]:
             obj = objects[change.kind][change.name]
             spec = json.dumps(obj.spec(), sort_keys=True)

@@ -283,3 +283,14 @@ def test_a_pinned_view_cannot_be_deleted_until_its_services_are(fraud_store):
     fraud_store.delete_feature_view("shares")
     with pytest.raises(fl.UnknownFeatureServiceError):
         fraud_store.delete_feature_service("fraud")
+
+
+def test_a_file_gets_format_2_only_once_it_holds_a_service(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with fl.open(path) as s:
+        s.apply([user, stats_view()])
+        assert s.con.execute("SELECT value FROM fl_meta WHERE key = 'format_version'").fetchall() == [("1",)]
+        s.apply([fl.FeatureService("spend", ["stats:spend"])])
+        assert s.con.execute("SELECT value FROM fl_meta WHERE key = 'format_version'").fetchall() == [("2",)]
+    with fl.open(path, read_only=True) as s:  # and this release reads it
+        assert s.get_feature_service("spend").pins == {"stats": stats_view().version}
