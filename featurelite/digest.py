@@ -12,6 +12,7 @@ fall back to their Python values).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -33,11 +34,14 @@ def column_digest(column: pa.ChunkedArray | pa.Array) -> str:
     return h.hexdigest()
 
 
-def table_digest(table: pa.Table) -> str:
-    """The digest of a table: its columns' names, kinds and digests, in order."""
+def table_digest(table: pa.Table, known: Mapping[str, str] | None = None) -> str:
+    """The digest of a table: its columns' names, kinds and digests, in order. ``known``:
+    digests of some columns already computed (by name), not computed again."""
     h = _hasher()
+    known = known or {}
     for name, column in zip(table.column_names, table.columns, strict=True):
-        h.update(f"{name}\0{_kind(column.type)}\0{column_digest(column)}\0".encode())
+        digest = known.get(name) or column_digest(column)
+        h.update(f"{name}\0{_kind(column.type)}\0{digest}\0".encode())
     h.update(str(table.num_rows).encode())
     return h.hexdigest()
 

@@ -172,6 +172,7 @@ def manifest_for(
     timestamp column ``ts_name``) at ingest position ``position``; ``service``: the
     feature service's (name, version) it was built through, if any."""
     catalog = plan.catalog
+    digests = {out: column_digest(table.column(out)) for out in plan.order}  # each column hashed once
     features: list[ManifestFeature] = []
     for group in plan.groups:
         odfv = catalog.odfvs.get(group.view)
@@ -187,7 +188,7 @@ def manifest_for(
                 featurizer = None if derived is None else derived[0].version
             features.append(ManifestFeature(
                 out, pinned(group.view, owner_version, feature), group.view, feature, kind, owner_version,
-                catalog.schema_of(group.view)[feature], featurizer, column_digest(table.column(out)),
+                catalog.schema_of(group.view)[feature], featurizer, digests[out],
             ))
     keys = dict.fromkeys(k for view in [*plan.joins, *plan.windows] for k in catalog.layout(view).key_names)
     fields = dict.fromkeys(
@@ -202,7 +203,7 @@ def manifest_for(
         full_feature_names=any(f.output != f.feature for f in features), features=tuple(features),
         pins=dict(plan.pins), entity_keys=tuple(keys), request_fields=tuple(fields), timestamp_field=ts_name,
         time_range=(_iso(first), _iso(last)), rows=table.num_rows, ingest_position=position,
-        digest=table_digest(table),
+        digest=table_digest(table, digests),
     )
 
 
