@@ -12,26 +12,54 @@ fall back to their Python values).
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["column_digest", "table_digest"]
+__all__ = ["column_digest", "column_digests", "table_digest"]
 
-#: blake2b: as strong as needed, and about twice as fast as sha256 on large columns.
-_DIGEST_BYTES = 16
+#: Hex digits kept of a SHA-256 (128 bits: ample to tell data apart). SHA-256, not blake2b:
+#: with the CPU's SHA extensions it hashes 2.2 GB/s here against blake2b's 1.5 GB/s.
+_DIGEST_HEX = 32
+#: A table this long has its columns hashed on several threads (hashlib releases the GIL).
+_PARALLEL_ROWS = 100_000
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+_Hash = Any  # hashlib's hash objects have no public type
 
 
-def _hasher() -> hashlib.blake2b:
-    return hashlib.blake2b(digest_size=_DIGEST_BYTES)
+def _hasher() -> _Hash:
+    return hashlib.sha256()
 
 
 def column_digest(column: pa.ChunkedArray | pa.Array) -> str:
     """The digest of one column (hex)."""
     h = _hasher()
     _feed(h, column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
-    return h.hexdigest()
+    return str(h.hexdigest()[:_DIGEST_HEX])
+
+
+def column_digests(table: pa.Table) -> dict[str, str]:
+    """The digest of every column of ``table``, by name; a long table's columns are hashed
+    in parallel (a training set's manifest hashes all of it)."""
+    names, columns = table.column_names, table.columns
+    if table.num_rows < _PARALLEL_ROWS or len(columns) < 2:
+        return {name: column_digest(column) for name, column in zip(names, columns, strict=True)}
+    return dict(zip(names, _pool().map(column_digest, columns), strict=True))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="featurelite-digest")
+        return _POOL
 
 
 def table_digest(table: pa.Table, known: Mapping[str, str] | None = None) -> str:
@@ -43,7 +71,7 @@ def table_digest(table: pa.Table, known: Mapping[str, str] | None = None) -> str
         digest = known.get(name) or column_digest(column)
         h.update(f"{name}\0{_kind(column.type)}\0{digest}\0".encode())
     h.update(str(table.num_rows).encode())
-    return h.hexdigest()
+    return str(h.hexdigest()[:_DIGEST_HEX])
 
 
 def _kind(kind: pa.DataType) -> str:
@@ -65,7 +93,7 @@ def _is_binary(kind: pa.DataType) -> bool:
     return bool(pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind))
 
 
-def _feed(h: hashlib.blake2b, array: pa.Array) -> None:
+def _feed(h: _Hash, array: pa.Array) -> None:
     kind = array.type
     if pa.types.is_dictionary(kind):
         array = array.dictionary_decode()
@@ -97,7 +125,7 @@ def _validity(array: pa.Array) -> np.ndarray:
     return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
-def _feed_fixed(h: hashlib.blake2b, array: pa.Array, valid: np.ndarray) -> None:
+def _feed_fixed(h: _Hash, array: pa.Array, valid: np.ndarray) -> None:
     """A fixed-width column's value bits, a null slot counting as zero."""
     width = array.type.bit_width // 8
     data = array.buffers()[1]
@@ -107,7 +135,7 @@ def _feed_fixed(h: hashlib.blake2b, array: pa.Array, valid: np.ndarray) -> None:
     h.update(np.ascontiguousarray(values).tobytes())
 
 
-def _feed_bytes(h: hashlib.blake2b, array: pa.Array) -> None:
+def _feed_bytes(h: _Hash, array: pa.Array) -> None:
     """A large_binary column: each value's length, then every value's bytes (a null counts
     as empty)."""
     array = array.fill_null(b"")

@@ -19,7 +19,7 @@ from . import offline
 from .conform import normalize_timestamps
 from .db import fetch_arrow, translating
 from .definitions import RESERVED_PREFIX
-from .digest import column_digest, table_digest
+from .digest import column_digests, table_digest
 from .errors import FeaturizerError, SchemaError
 from .layout import ViewLayout
 from .manifest import Manifest, ManifestFeature
@@ -172,7 +172,7 @@ def manifest_for(
     timestamp column ``ts_name``) at ingest position ``position``; ``service``: the
     feature service's (name, version) it was built through, if any."""
     catalog = plan.catalog
-    digests = {out: column_digest(table.column(out)) for out in plan.order}  # each column hashed once
+    digests = column_digests(table)  # every column hashed once (in parallel for a long table)
     features: list[ManifestFeature] = []
     for group in plan.groups:
         odfv = catalog.odfvs.get(group.view)
