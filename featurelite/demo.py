@@ -1,10 +1,11 @@
 """The end-to-end example: ``python -m featurelite.demo [STORE]``.
 
 Generates a small shop dataset, defines an entity, a feature view with a write-time
-featurizer and an on-demand view with a request-time one, ingests the events, builds a
-point-in-time training set, reads online values and checks the featurizers' two paths
-agree, printing each step. With no argument the store lives in memory; pass a file path to
-keep it.
+featurizer and an on-demand view with a request-time one, and a feature service that pins
+the versions a model reads; ingests the events, builds a point-in-time training set through
+the service (it carries a manifest of what it was built from), reads online values through
+that manifest and checks the featurizers' two paths agree, printing each step. With no
+argument the store lives in memory; pass a file path to keep it.
 """
 
 from __future__ import annotations
@@ -106,21 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     path = args[0] if args else ":memory:"
     end = _end(None)  # one clock reading for the events, the spine and the online read
     with fl.open(path) as store:
-        plan = store.apply(definitions())
+        # The features a model reads, as a feature service: applying it pins their versions.
+        checkout = fl.FeatureService("checkout", [
+            "user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:spend_7d_max_30d", "user_stats:country",
+            "shares:basket_share",
+        ])
+        plan = store.apply([*definitions(), checkout])
         print(f"apply: added {[c.name for c in plan.added]}, unchanged {[c.name for c in plan.unchanged]}")
         result = store.ingest("user_stats", example_events(end=end))
         print(f"ingest: {result.rows} history rows into {result.view!r} (spend_per_order computed on the way in)")
         spine = example_spine(end=end)
-        features = [
-            "user_stats:spend_7d", "user_stats:spend_per_order", "user_stats:spend_7d_max_30d", "user_stats:country",
-            "shares:basket_share",
-        ]
-        train = store.get_historical_features(spine, features)
-        print("training set (point-in-time correct):")
+        train = store.get_historical_features(spine, service="checkout")
+        print("training set (point-in-time correct), through feature service 'checkout':")
         print(_text_table(train))
+        manifest = fl.Manifest.from_table(train)
+        print(f"its manifest: {manifest.rows} rows, digest {manifest.digest}, pinned versions {dict(manifest.pins)}")
         users = spine.column("user_id").to_pylist()[:3]
-        online = store.get_online_features(
-            [{"user_id": u} for u in users], features, request_data={"basket": [25.0] * len(users)}, now=end,
+        online = store.get_online_features(  # served exactly what the training set was built from
+            [{"user_id": u} for u in users], manifest=manifest, request_data={"basket": [25.0] * len(users)}, now=end,
         )
         print(f"online values now ({end.isoformat()}):", online.to_dict())
         print("statuses:", online.statuses)

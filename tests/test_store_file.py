@@ -180,6 +180,7 @@ def test_demo_runs(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "training set" in out and "PRESENT" in out
+    assert "through feature service 'checkout'" in out and "its manifest: 5 rows" in out
     # the two featurizers, and user_stats' windowed aggregation (verify covers aggregations)
     assert out.count("same bits in both paths") == 3 and "MISMATCH" not in out
     assert "verify user_stats:spend_7d_max_30d" in out
