@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .compatibility import storage_difference
 from .errors import (
+    DefinitionError,
     InputError,
     PinnedVersionError,
     UnknownFeatureServiceError,
@@ -429,11 +430,21 @@ class Catalog:
             else:
                 odfvs[name] = versions.odfv_at(name, version)
         views = {n: layout.view for n, layout in layouts.items()}
-        bindings = dict(self.bindings)
-        for name, odfv in odfvs.items():
+        bindings, broken = dict(self.bindings), dict(self.broken)
+        for name, odfv in list(odfvs.items()):
             if name in changed or any(source in changed for source in odfv.view_sources):
-                bindings[name] = versions.bind(odfv, views)
-        catalog = Catalog(layouts, odfvs, bindings, self.broken, self.services, versions, tables=tables)
+                try:
+                    bindings[name] = versions.bind(odfv, views)
+                except DefinitionError as exc:
+                    if name in changed:
+                        raise  # a pinned on-demand view must bind to the versions pinned with it
+                    # An on-demand view in force that reads what a pinned source view lacks (a
+                    # feature added since): this catalog cannot serve it, and a request that
+                    # asks for it says so; every other read goes on.
+                    del odfvs[name]
+                    bindings.pop(name, None)
+                    broken[name] = exc
+        catalog = Catalog(layouts, odfvs, bindings, broken, self.services, versions, tables=tables)
         if len(self._pinned) >= PLAN_CACHE_SIZE:
             self._pinned.clear()
         self._pinned[key] = catalog

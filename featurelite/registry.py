@@ -249,8 +249,11 @@ class Registry:
         self.bindings: dict[str, dict[str, dict[str, Binding]]] = {}
         #: feature services, with their pins
         self.services: dict[str, FeatureService] = {}
-        #: (kind, name) -> {version: spec JSON}, every version ever applied, oldest first
+        #: (kind, name) -> {version: spec JSON}, every version ever applied, oldest first.
+        #: Replaced whole, never changed in place: plans read it without the store's lock.
         self._specs: dict[tuple[str, str], dict[str, str]] = {}
+        #: name -> [(kind, version)] of every version ever applied, oldest first (from _specs)
+        self._by_name: dict[str, list[tuple[str, str]]] = {}
         #: definitions rebuilt from stored versions (a version never changes: kept for good)
         self._built: dict[tuple[str, str, str], Any] = {}
 
@@ -265,11 +268,12 @@ class Registry:
         self.odfvs = {}
         self.broken = {}
         self.services = {}
-        self._specs = {}
         self._built = {}
+        specs: dict[tuple[str, str], dict[str, str]] = {}
         every = run(con, "SELECT kind, name, version, spec FROM fl_versions ORDER BY first_applied_at, version")
         for kind, name, version, spec in every:
-            self._specs.setdefault((kind, name), {})[version] = spec
+            specs.setdefault((kind, name), {})[version] = spec
+        self._set_specs(specs)
         for kind, name, spec in rows:
             try:
                 data = json.loads(spec)
@@ -332,14 +336,22 @@ class Registry:
         bindings = _all_bindings(odfvs, views)
         self.entities, self.views, self.odfvs, self.bindings = entities, views, odfvs, bindings
         self.services = services
+        specs = {key: dict(versions) for key, versions in self._specs.items()}  # copied, then swapped in
         for kind, current in (
             ("entity", entities), ("feature_view", views), ("on_demand_feature_view", odfvs),
             ("feature_service", services),
         ):
             for name, obj in current.items():
-                known = self._specs.setdefault((kind, name), {})
+                known = specs.setdefault((kind, name), {})
                 if obj.version not in known:
                     known[obj.version] = json.dumps(obj.spec(), sort_keys=True)
+        self._set_specs(specs)
+
+    def _set_specs(self, specs: dict[tuple[str, str], dict[str, str]]) -> None:
+        by_name: dict[str, list[tuple[str, str]]] = {}
+        for (kind, name), versions in specs.items():
+            by_name.setdefault(name, []).extend((kind, v) for v in versions)
+        self._specs, self._by_name = specs, by_name
 
     def remove(self, kind: str, name: str) -> None:
         """Drop a deleted feature view (``kind`` "feature_view"), on-demand feature view
@@ -359,7 +371,7 @@ class Registry:
 
     def versions_of(self, name: str) -> list[tuple[str, str]]:
         """(kind, version) of every version of ``name`` ever applied, oldest first."""
-        return [(kind, v) for (kind, n), specs in self._specs.items() if n == name for v in specs]
+        return list(self._by_name.get(name, ()))
 
     def view_at(self, name: str, version: str) -> FeatureView:
         """Feature view ``name`` as it was at ``version``, rebuilt from its stored spec."""
@@ -447,7 +459,8 @@ class Registry:
         pinned = {name: _pin(catalog, service) for name, service in services.items()}
         result = self._changes(entities, views, odfvs, pinned)
         new_services = {**self.services, **pinned}
-        result.affected_services.extend(_impacts(catalog, new_services, pinned))
+        moved = {c.name for c in result.changed if c.kind in ("feature_view", "on_demand_feature_view")}
+        result.affected_services.extend(_impacts(catalog, new_services, pinned, moved))
         return result, Definitions(new_entities, new_views, new_odfvs, new_services)
 
     def _catalog(
@@ -646,15 +659,20 @@ def _pin(catalog: Catalog, service: FeatureService) -> FeatureService:
 
 
 def _impacts(
-    catalog: Catalog, services: Mapping[str, FeatureService], applied: Mapping[str, FeatureService]
+    catalog: Catalog, services: Mapping[str, FeatureService], applied: Mapping[str, FeatureService],
+    changed: set[str],
 ) -> list[ServiceImpact]:
-    """Services not in this apply whose pins differ from the versions ``catalog`` puts in force."""
+    """Services not in this apply that pin another version of a definition it changes
+    (``changed``) than the one ``catalog`` puts in force."""
     found = []
     for name in sorted(services):
         if name in applied:
             continue
         service = services[name]
-        moved = [(d, v, catalog.version_of(d)) for d, v in service.pins.items() if catalog.version_of(d) != v]
+        moved = [
+            (d, v, catalog.version_of(d)) for d, v in service.pins.items()
+            if d in changed and catalog.version_of(d) != v
+        ]
         if not moved:
             continue
         try:

@@ -30,6 +30,7 @@ from .manifest import Manifest
 from .online import END_PARAM, OnlineState
 from .onlineindex import OnlineIndex
 from .planning import Catalog, OnlinePlan
+from .references import parse_references
 from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_online, set_seq_floor, store_id
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .sources import DataSource, to_table
@@ -393,8 +394,14 @@ class Store:
                 catalog.service_plan(service, full_feature_names)
             if features is not None and service is not None:
                 raise InputError("pass either features or service=, not both")
-            _refuse_other_versions(manifest, asked.pins, "serving")
+            _refuse_other_request(manifest, self._asked(catalog, features, service), asked.pins, "serving")
         return catalog.pinned_plan(list(manifest.references), manifest.pins, manifest.full_feature_names, manifest.key)
+
+    @staticmethod
+    def _asked(catalog: Catalog, features: Sequence[str] | str | None, service: str | None) -> set[str]:
+        """The features a request names (``view:feature``, versions aside)."""
+        refs = catalog.service(service).features if service is not None else features
+        return {ref.plain for ref in parse_references(refs)}
 
     def _check_manifest(self, manifest: object) -> None:
         if not isinstance(manifest, Manifest):
@@ -454,7 +461,7 @@ class Store:
                 self._check_manifest(as_of)
                 if features is not None or service is not None:
                     asked = catalog.historical_plan(features, full_feature_names, service=service)
-                    _refuse_other_versions(as_of, asked.pins, "rebuilding")
+                    _refuse_other_request(as_of, self._asked(catalog, features, service), asked.pins, "rebuilding")
                 plan = catalog.historical_plan(list(as_of.references), as_of.full_feature_names, pins=as_of.pins)
                 up_to = as_of.ingest_position
                 named = (as_of.service, as_of.service_version or "") if as_of.service else None
@@ -497,6 +504,26 @@ class Store:
                 for view in ([name] if name is not None else catalog.verified_views())
                 for result in verify_view(con, catalog, view, online, examples=examples, seed=seed)
             ]
+
+def _refuse_other_request(manifest: Manifest, asked: set[str], pins: Mapping[str, str], doing: str) -> None:
+    """ManifestError unless a request names the manifest's features (``asked``: as
+    ``view:feature``) and every definition it reads (``pins``) is at the manifest's version."""
+    held = {f"{f.view}:{f.feature}" for f in manifest.features}
+    if asked != held:
+        extra, missing = sorted(asked - held), sorted(held - asked)
+        shown = "; ".join(
+            part for part in (
+                f"not in the manifest: {', '.join(extra)}" if extra else "",
+                f"in the manifest but not asked: {', '.join(missing)}" if missing else "",
+            ) if part
+        )
+        raise ManifestError(
+            f"{doing} would read other features than the manifest holds ({shown}); pass the manifest alone to "
+            "use its features, or build a new training set (and model) on these",
+            features=extra + missing,
+        )
+    _refuse_other_versions(manifest, pins, doing)
+
 
 def _refuse_other_versions(manifest: Manifest, pins: Mapping[str, str], doing: str) -> None:
     """ManifestError unless every definition ``pins`` reads is at the manifest's version."""

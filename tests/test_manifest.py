@@ -113,7 +113,10 @@ def test_serving_with_a_manifest_serves_what_it_pinned_and_refuses_anything_else
     with pytest.raises(fl.ManifestError, match=r"serving would read other versions than the manifest pins \(shares: manifest"):
         online(fraud_store, manifest=manifest, service="fraud")
     with pytest.raises(fl.ManifestError, match="shares: manifest"):
-        online(fraud_store, manifest=manifest, features=["shares:basket_share"])
+        online(fraud_store, manifest=manifest, features=["stats:spend_sum", "stats:country", "shares:basket_share"])
+    with pytest.raises(fl.ManifestError, match=r"other features than the manifest holds \(in the manifest but not asked: stats:country") as info:
+        online(fraud_store, manifest=manifest, features=["stats:spend_sum", "shares:basket_share"])
+    assert info.value.features == ["stats:country"]
 
 
 def test_a_manifest_from_another_store_is_refused(fraud_store):
