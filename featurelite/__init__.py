@@ -7,7 +7,15 @@ See the docs folder for the quickstart, concepts and the Python API.
 """
 
 from ._version import __version__
-from .definitions import Aggregation, Entity, FeatureService, FeatureView, OnDemandFeatureView, RequestSource
+from .definitions import (
+    Aggregation,
+    Entity,
+    FeatureService,
+    FeatureView,
+    OnDemandFeatureView,
+    RequestSource,
+    ServingLog,
+)
 from .errors import (
     BreakingChangeError,
     DefinitionError,
@@ -34,6 +42,7 @@ from .errors import (
 from .featurizer import Featurizer, Timestamp, featurizer
 from .manifest import Manifest, ManifestFeature
 from .registry import ApplyResult, Change, ServiceImpact
+from .reports import AgeSummary, ConsistencyReport, Difference, FeatureConsistency, FreshnessReport, ViewFreshness
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .rules import Status
 from .store import Store, open
@@ -41,17 +50,22 @@ from .types import DTYPES
 
 __all__ = [
     "DTYPES",
+    "AgeSummary",
     "Aggregation",
     "ApplyResult",
     "BreakingChangeError",
     "Change",
+    "ConsistencyReport",
     "DefinitionError",
+    "Difference",
     "Entity",
+    "FeatureConsistency",
     "FeatureService",
     "FeatureView",
     "FeatureliteError",
     "Featurizer",
     "FeaturizerError",
+    "FreshnessReport",
     "IngestResult",
     "InputError",
     "Manifest",
@@ -67,6 +81,7 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "ServiceImpact",
+    "ServingLog",
     "SourceError",
     "Status",
     "Store",
@@ -81,6 +96,7 @@ __all__ = [
     "UnknownFeatureViewError",
     "UnknownVersionError",
     "VerifyResult",
+    "ViewFreshness",
     "__version__",
     "featurizer",
     "open",

@@ -30,7 +30,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "checkpoint", "claim_path", "connect", "damaged", "fetch_arrow", "invalidated", "path_of", "quote", "release_path",
+    "checkpoint", "claim_path", "connect", "damaged", "fetch_arrow", "fold_copy", "invalidated", "path_of", "quote",
+    "release_path",
     "run", "transaction", "translating", "untold",
 ]
 
@@ -164,6 +165,19 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise damaged(path, exc, opening=True) from exc
     _PATHS[con] = path
     return con
+
+
+def fold_copy(path: str) -> None:
+    """Fold the write-ahead log beside a copied store file into it (open, CHECKPOINT,
+    close): the file alone then holds everything. OSError if DuckDB cannot."""
+    try:
+        con = duckdb.connect(path)
+        try:
+            con.execute("CHECKPOINT").fetchall()
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise OSError(f"could not fold the write-ahead log into the copy: {exc}") from exc
 
 
 def path_of(con: duckdb.DuckDBPyConnection) -> str:

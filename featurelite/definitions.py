@@ -24,7 +24,7 @@ from .types import DTYPES, KEY_DTYPES, MAX_US, MIN_US
 __all__ = [
     "AGGREGATION_FUNCTIONS", "NUMERIC_DTYPES", "Aggregation", "Entity", "FeatureService", "FeatureView",
     "OnDemandFeatureView",
-    "RequestSource", "aggregation_dtype", "functions_for", "parse_ttl",
+    "RequestSource", "ServingLog", "aggregation_dtype", "functions_for", "parse_freshness", "parse_ttl",
 ]
 
 #: A whole name (fullmatch: ``$`` would also accept a trailing newline).
@@ -136,6 +136,70 @@ def _duration_text(value: timedelta) -> str:
         if micros % size == 0:
             return f"{micros // size}{unit}"
     raise AssertionError("every duration is a whole number of microseconds")  # pragma: no cover
+
+
+def parse_freshness(value: timedelta | str | None, owner: str) -> timedelta | None:
+    """A view's freshness SLO (``"15m"``, ``"1h"`` or a timedelta), or None for none."""
+    if value is None:
+        return None
+    return _parse_duration(
+        value, f"freshness of {owner}", examples="'15m', '1h', '1d'", longest="freshness",
+        shorter="use a shorter one or None (no SLO)", positive="use None for a view without a freshness SLO",
+    )
+
+
+#: How long a serving log keeps its rows unless told otherwise.
+DEFAULT_LOG_RETENTION = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class ServingLog:
+    """Record what online reads served, in the store file (``log=`` of a FeatureView or a
+    FeatureService; ``log=True`` is ``ServingLog()``).
+
+    ``sample_rate``: the share of reads recorded (0 < rate <= 1; each read is drawn on its
+    own). ``retention``: rows older than this (by the time they were served) are deleted
+    as the log is written (``"7d"``, ``"12h"`` or a timedelta).
+    """
+
+    sample_rate: float = 1.0
+    retention: timedelta = DEFAULT_LOG_RETENTION
+
+    def __init__(self, sample_rate: float = 1.0, retention: timedelta | str = DEFAULT_LOG_RETENTION) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) \
+                or not 0.0 < float(sample_rate) <= 1.0:
+            raise DefinitionError(
+                f"sample_rate must be a number above 0 and at most 1 (the share of reads logged), got {sample_rate!r}"
+            )
+        kept = _parse_duration(
+            retention, "the serving log's retention", examples="'7d', '12h', '30d'", longest="retention",
+            shorter="use a shorter one", positive="give how long logged rows are kept",
+        )
+        object.__setattr__(self, "sample_rate", float(sample_rate))
+        object.__setattr__(self, "retention", kept)
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-ready description (part of its owner's spec)."""
+        return {"sample_rate": self.sample_rate, "retention_us": self.retention // timedelta(microseconds=1)}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> ServingLog:
+        """Rebuild a ServingLog from :meth:`spec` output."""
+        return cls(spec["sample_rate"], timedelta(microseconds=spec["retention_us"]))
+
+
+def _serving_log(value: object, owner: str) -> ServingLog | None:
+    """``log=`` as a ServingLog (True: the defaults) or None (False / None: no log)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ServingLog()
+    if isinstance(value, ServingLog):
+        return value
+    raise DefinitionError(
+        f"{owner}: log must be True, False, None or a featurelite.ServingLog(sample_rate=..., retention=...), "
+        f"not {type(value).__name__}"
+    )
 
 
 def _hash_spec(spec: Mapping[str, Any]) -> str:
@@ -406,6 +470,10 @@ class FeatureView(_Versioned):
     )
     #: Windowed aggregate features read from the stored columns (nothing extra is stored).
     aggregations: tuple[Aggregation, ...] = ()
+    #: The freshness SLO: the newest value older than this breaks it (None: no SLO).
+    freshness: timedelta | None = None
+    #: What online reads of the view record in its serving log (None: nothing).
+    log: ServingLog | None = None
     #: (feature, featurizer version, output index) per derived feature: what equality sees.
     _derived_versions: tuple[tuple[str, str, int], ...] = field(default=(), init=False, repr=False)
     #: The Entity objects (not names) the view was built with: ``apply`` applies them with it.
@@ -433,6 +501,8 @@ class FeatureView(_Versioned):
         tags: Mapping[str, str] | None = None,
         featurizers: FeaturizerMap | None = None,
         aggregations: Iterable[Aggregation] | Aggregation | None = None,
+        freshness: timedelta | str | None = None,
+        log: bool | ServingLog | None = None,
     ) -> None:
         _check_name("feature view", name)
         owner_text = f"feature view {name!r}"
@@ -514,6 +584,8 @@ class FeatureView(_Versioned):
         object.__setattr__(self, "entity_objects", tuple(objects))
         object.__setattr__(self, "aggregations", checked_aggregations)
         object.__setattr__(self, "_aggregation_schema", aggregation_schema)
+        object.__setattr__(self, "freshness", parse_freshness(freshness, owner_text))
+        object.__setattr__(self, "log", _serving_log(log, owner_text))
 
     @property
     def features(self) -> list[str]:
@@ -559,6 +631,9 @@ class FeatureView(_Versioned):
             **({"featurizers": _featurizers_spec(self.featurizers)} if self.featurizers else {}),
             # Likewise: views without aggregations keep their versions.
             **({"aggregations": [a.spec() for a in self.aggregations]} if self.aggregations else {}),
+            # Operational settings, versioned like the description and tags; only when set.
+            **({"freshness_us": self.freshness // timedelta(microseconds=1)} if self.freshness else {}),
+            **({"log": self.log.spec()} if self.log else {}),
         }
 
     @classmethod
@@ -577,6 +652,8 @@ class FeatureView(_Versioned):
             tags=spec.get("tags"),
             featurizers=_featurizers_from_spec(spec["featurizers"]) if spec.get("featurizers") else None,
             aggregations=[Aggregation.from_spec(a) for a in spec.get("aggregations") or ()],
+            freshness=None if spec.get("freshness_us") is None else timedelta(microseconds=spec["freshness_us"]),
+            log=None if spec.get("log") is None else ServingLog.from_spec(spec["log"]),
         )
 
 
@@ -793,6 +870,8 @@ class FeatureService(_Versioned):
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
     full_feature_names: bool = False
     pins: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: What online reads through the service record in its serving log (None: nothing).
+    log: ServingLog | None = None
 
     def __init__(
         self,
@@ -803,6 +882,7 @@ class FeatureService(_Versioned):
         owner: str = "",
         tags: Mapping[str, str] | None = None,
         full_feature_names: bool = False,
+        log: bool | ServingLog | None = None,
     ) -> None:
         _check_name("feature service", name)
         owner_text = f"feature service {name!r}"
@@ -841,13 +921,14 @@ class FeatureService(_Versioned):
         object.__setattr__(self, "tags", _check_tags(tags, owner_text))
         object.__setattr__(self, "full_feature_names", full_feature_names)
         object.__setattr__(self, "pins", {})
+        object.__setattr__(self, "log", _serving_log(log, owner_text))
 
     def pinned(self, pins: Mapping[str, str]) -> FeatureService:
         """This service with its versions resolved (``{definition: full version}``): what
         ``Store.apply`` records."""
         copy = FeatureService(
             self.name, self.features, description=self.description, owner=self.owner, tags=self.tags,
-            full_feature_names=self.full_feature_names,
+            full_feature_names=self.full_feature_names, log=self.log,
         )
         object.__setattr__(copy, "pins", dict(sorted(pins.items())))
         return copy
@@ -863,6 +944,7 @@ class FeatureService(_Versioned):
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
+            **({"log": self.log.spec()} if self.log else {}),
         }
 
     @classmethod
@@ -871,5 +953,6 @@ class FeatureService(_Versioned):
         service = cls(
             spec["name"], spec["features"], description=spec.get("description", ""), owner=spec.get("owner", ""),
             tags=spec.get("tags"), full_feature_names=bool(spec.get("full_feature_names", False)),
+            log=None if spec.get("log") is None else ServingLog.from_spec(spec["log"]),
         )
         return service.pinned({name: version for name, version in spec.get("pins") or ()})

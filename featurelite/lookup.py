@@ -36,9 +36,10 @@ __all__ = ["FutureResolver", "StateWindows", "WindowSource", "read_online", "res
 
 #: Resolves entities whose latest event lies after ``now`` from history:
 #: (view as the plan reads it, features, keys, indexes of those keys, now_us, values,
-#: statuses) -> None.
+#: statuses, event times or None) -> None.
 FutureResolver = Callable[
-    [ViewLayout, list[str], list[Any], list[int], int, list[list[Any]], list[list[str]]], None
+    [ViewLayout, list[str], list[Any], list[int], int, list[list[Any]], list[list[str]], list[int | None] | None],
+    None,
 ]
 
 
@@ -49,15 +50,16 @@ _NO_WINDOWS: list[list[list[Any]]] = []
 def read_online(
     plan: OnlinePlan, states: Mapping[str, OnlineState], load: Callable[[str], OnlineIndex], entity_rows: Any,
     request_data: Mapping[str, Sequence[Any]] | None, now_us: int, resolve: FutureResolver,
-    windows: WindowSource | None = None,
+    windows: WindowSource | None = None, times: dict[str, list[int | None]] | None = None,
 ) -> OnlineResponse:
     """Serve ``plan`` for ``entity_rows`` at ``now_us``, from each view's loaded index in
-    ``states`` (``load`` loads one that is not)."""
+    ``states`` (``load`` loads one that is not). ``times``, if given, receives per view the
+    event time of each entity's values (for the serving log)."""
     if request_data is not None and not isinstance(request_data, Mapping):
         raise InputError(
             f"request_data must be a dict of {{field: [value per entity]}}, not {type(request_data).__name__}"
         )
-    reads, runs, order, types, key_names, window_reads, _ = plan
+    reads, runs, order, types, key_names, window_reads, _, _ = plan
     columns = entity_columns(entity_rows)
     if not columns:  # no entities: an empty response with the right columns
         columns = {k: [] for k in key_names}
@@ -75,9 +77,10 @@ def read_online(
         for k in index.key_names:
             if k not in key_out:
                 key_out[k] = columns[k]
-        vals, stats, future = index.read(keys, features, now_us, ttl_us)
+        view_times = None if times is None else times.setdefault(view, [])
+        vals, stats, future = index.read(keys, features, now_us, ttl_us, view_times)
         if future:
-            resolve(layout, list(features), keys, future, now_us, vals, stats)
+            resolve(layout, list(features), keys, future, now_us, vals, stats, view_times)
         stored.append(vals)
         if outputs:
             # Only the first len(outputs) features are returned; the rest of vals/stats were
@@ -178,10 +181,11 @@ def _request_column(
 
 def resolve_future(
     con: Any, layout: ViewLayout, features: list[str], keys: list[Any], future: list[int], now_us: int,
-    values: list[list[Any]], statuses: list[list[str]], *, ties: bool,
+    values: list[list[Any]], statuses: list[list[str]], *, ties: bool, times: list[int | None] | None = None,
 ) -> None:
     """Entities whose latest event is dated after ``now``: fill in the point-in-time value
-    at ``now`` from history, with the status the same rules give."""
+    at ``now`` from history, with the status the same rules give (and, in ``times``, the
+    event time of the row it came from)."""
     probe_columns: dict[str, list[Any]] = {}
     single = len(layout.key_names) == 1
     for j, k in enumerate(layout.key_names):
@@ -195,6 +199,9 @@ def resolve_future(
     matched = result.column(offline.EVENT_TS).cast(pa.int64()).to_pylist()
     oldest = Ttl.of(layout.view.ttl).oldest_us(now_us)
     verdicts = [row_verdict(t, now_us, oldest) for t in matched]
+    if times is not None:
+        for j, i in enumerate(future):
+            times[i] = matched[j]
     for f, feature in enumerate(features):
         column = to_python(result.column(feature), layout.view.schema[feature])
         for j, i in enumerate(future):

@@ -267,18 +267,19 @@ class OnlineIndex:
         return plan
 
     def _read_one(
-        self, key: Any, plan: _ReadPlan, now_us: int, ttl: int | None
+        self, key: Any, plan: _ReadPlan, now_us: int, ttl: int | None, times: list[int | None] | None
     ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
         """:meth:`read` for one key: the hot path of online serving, kept free of NumPy calls
         beyond two row slices."""
         with self.lock:
             row = self.keys.get(key)
-            verdict = row_verdict(
-                None if row is None else int(self.terms[0][row]), now_us, None if ttl is None else now_us - ttl
-            )
+            event = None if row is None else int(self.terms[0][row])
+            verdict = row_verdict(event, now_us, None if ttl is None else now_us - ttl)
             if verdict is None:
                 valid = self.valid[row].tolist()
                 blocks = {fam: self.mats[fam][row].tolist() for fam in plan.families}
+        if times is not None:
+            times.append(event)
         if verdict is not None:
             shown = Status.NOT_FOUND if verdict is FUTURE else verdict  # until resolved from history
             return [[None] for _ in plan.items], [[shown] for _ in plan.items], [0] if verdict is FUTURE else []
@@ -295,28 +296,36 @@ class OnlineIndex:
         return values, statuses, []
 
     def read(
-        self, keys: list[Any], features: tuple[str, ...], now_us: int, ttl_us: int | None
+        self, keys: list[Any], features: tuple[str, ...], now_us: int, ttl_us: int | None,
+        times: list[int | None] | None = None,
     ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
         """Values and statuses of ``features`` for ``keys`` at time ``now_us``, for values
         at most ``ttl_us`` old (None: any age): the ttl of the definition the read plans
         with, which for a pinned version may differ from :attr:`ttl`.
 
         Returns (values per feature, statuses per feature, indexes of keys whose latest
-        event lies after ``now_us``: the caller resolves those from history).
+        event lies after ``now_us``: the caller resolves those from history). ``times``, if
+        given, is extended with each key's latest event time (None: no values), for the
+        serving log and value ages.
         """
         plan = self._plan(features)
         n = len(keys)
         if n == 1:
-            return self._read_one(keys[0], plan, now_us, ttl_us)
+            return self._read_one(keys[0], plan, now_us, ttl_us, times)
         with self.lock:
             found_array = self.keys.get_many(keys)
             found = found_array.tolist()
             rows = found_array[found_array >= 0]
             if len(rows) == 0:
+                if times is not None:
+                    times.extend([None] * n)
                 return [[None] * n for _ in features], [[Status.NOT_FOUND] * n for _ in features], []
             ts = self.terms[0][rows]
             valid = _rows_list(self.valid, rows)
             blocks = {fam: _rows_list(self.mats[fam], rows) for fam in plan.families}
+        if times is not None:
+            events = iter(ts.tolist())
+            times.extend(next(events) if r >= 0 else None for r in found)
         oldest = None if ttl_us is None else now_us - ttl_us
         # Per found key: None if it serves, else the status that replaces every value.
         verdicts = row_verdicts(ts, now_us, oldest)

@@ -176,6 +176,8 @@ class OnlinePlan(NamedTuple):
     windows: tuple[WindowRead, ...]
     #: The version of every definition the plan reads (on-demand views' sources too).
     pins: Mapping[str, str]
+    #: Each returned feature's (view, feature) by output name, in request order.
+    sources: Mapping[str, tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -645,9 +647,10 @@ class Catalog:
         # is not already the order asked does the response need slots laid out in advance.
         natural = [o for read in reads for o in read.outputs] + [o for w in windows for o in w.outputs]
         natural += [out for run in runs for out, _ in run.outputs]
+        sources = {out: (g.view, f) for g in groups for f, out in zip(g.features, g.outputs, strict=True)}
         return OnlinePlan(
             tuple(reads), tuple(runs), tuple(order) if natural != order else None, {**key_types, **types},
-            tuple(key_types), tuple(windows), dict(sorted(pins.items())),
+            tuple(key_types), tuple(windows), dict(sorted(pins.items())), {out: sources[out] for out in order},
         )
 
     def _online_runs(

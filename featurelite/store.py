@@ -6,11 +6,13 @@ No printing, no CLI, no HTTP here: every user operation is a method.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
@@ -19,10 +21,12 @@ import pyarrow as pa
 from . import arguments, offline, writes
 from ._version import __version__
 from .connection import StoreConnection
+from .consistency import read_log, replay
 from .db import checkpoint as fold_wal
-from .db import run, transaction, translating
+from .db import fold_copy, run, transaction, translating
 from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
-from .errors import InputError, ManifestError
+from .errors import InputError, ManifestError, StoreError, StoreLockedError, UnknownFeatureViewError
+from .freshness import ServingStats, freshness_report
 from .historical import check_entity_df, manifest_for, training_set
 from .layout import ViewLayout
 from .lookup import StateWindows, read_online, resolve_future
@@ -32,7 +36,10 @@ from .onlineindex import OnlineIndex
 from .planning import Catalog, OnlinePlan
 from .references import parse_references
 from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_online, set_seq_floor, store_id
+from .reports import ConsistencyReport, FreshnessReport
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
+from .serving_lock import server_holding
+from .servinglog import Observer, ServingLog, log_table, observer_for
 from .sources import DataSource, to_table
 from .types import as_utc, utc_naive
 from .verifying import verify_view
@@ -65,9 +72,25 @@ class Store:
         self.read_only = read_only
         #: Per stored view: its online state (index, lag, caches).
         self._states: dict[str, OnlineState] = {}
-        self._conn = StoreConnection(
-            self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states)
-        )
+        #: What online reads of each plan record (serving logs, value ages), by id(plan).
+        self._observers: dict[int, tuple[OnlinePlan, Observer | None]] = {}
+        self._observing = False
+        #: Served value ages and push-to-visible latencies since the store was opened.
+        self.serving_stats = ServingStats()
+        try:
+            self._conn = StoreConnection(
+                self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states)
+            )
+        except StoreLockedError as exc:
+            server = server_holding(self.path)
+            if server is None:
+                raise
+            raise StoreLockedError(
+                f"store {self.path!r} is served by `featurelite serve` (pid {server['pid']}) at {server['url']}; "
+                f"use featurelite.connect({server['url']!r}) to read, push and build training sets through it "
+                "(or its snapshot() for a local read-only copy), or stop the server first",
+                path=self.path,
+            ) from exc
         with self._conn.opening():
             con = self._conn.get()
             init_or_check(con, self.path, read_only=read_only, version=__version__)
@@ -81,13 +104,19 @@ class Store:
                 state.pending, state.ties = pending.get(name), offline.has_tie_losers(con, state.layout)
             self._seq = writes.SequenceCounter(con, self._catalog.layouts.values())
         self._windows = StateWindows(self._states, self._conn.lock, self._conn.get)
+        #: The serving log's queue and writer (a read-only store logs nothing).
+        self._log: ServingLog | None = None if read_only else ServingLog(self._write_log, self.serving_stats)
 
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
         """Release the file. Further calls raise StoreClosedError. Never raises: a
         failure while bringing the online tables up to date leaves the lag recorded in
-        the file (the next open serves it right), and the file is released regardless."""
+        the file (the next open serves it right), and the file is released regardless.
+        Reads still queued for a serving log are written first."""
+        log = getattr(self, "_log", None)
+        if log is not None:  # (also after a fatal error closed the file: the writer stops)
+            log.close()
         self._conn.close(lambda con: writes.catch_up(con, self._states.values()))
 
     @property
@@ -132,6 +161,9 @@ class Store:
             layouts, registry.odfvs, registry.bindings, registry.broken, registry.services, registry
         )
         OnlineState.prune(self._states, layouts)
+        self._observers = {}
+        self._observing = any(v.log is not None or v.freshness is not None for v in registry.views.values()) or \
+            any(s.log is not None for s in registry.services.values())
 
     def _state(self, view: str) -> OnlineState:
         state = self._states.get(view)
@@ -285,6 +317,7 @@ class Store:
         The input streams through in batches of ``batch_rows``; either all of it lands
         (history and online together) or, on any error, none of it does.
         """
+        started = time.perf_counter()
         arguments.name(view, "the view to ingest into")
         batch_rows = arguments.whole_number(batch_rows, "batch_rows")
         with self._conn.lock, self._conn.closing_if_fatal():
@@ -292,7 +325,9 @@ class Store:
             catalog = self._catalog
             reader = writes.open_input(catalog.layout(view), data)
             rows = writes.ingest(con, self._state(view), reader, batch_rows, self._seq, catalog.layouts.values())
-            return IngestResult(view, rows)
+        if rows:  # readable online from here on: the push-to-visible latency
+            self.serving_stats.observe_push(view, time.perf_counter() - started)
+        return IngestResult(view, rows)
 
     def materialize(
         self, views: str | Sequence[str] | None = None, *, end_date: datetime | None = None
@@ -378,9 +413,46 @@ class Store:
         else:
             plan = catalog.online_plan(features, full_feature_names)
         now_us = time.time_ns() // 1000 if now is None else arguments.moment_us(now, "now")
-        return read_online(
-            plan, self._states, self._index, entity_rows, request_data, now_us, self._resolve_future, self._windows
+        log = self._log
+        observer: Observer | None = None
+        draw: float | None = None
+        times: dict[str, list[int | None]] | None = None
+        # What the read can see: rows ingested after this position are late for it.
+        position = self._seq.next - 1
+        if self._observing and log is not None:  # a serving log or value ages: is this read sampled?
+            entry = self._observers.get(id(plan))
+            if entry is None or entry[0] is not plan:  # (an id can be reused once a plan is gone)
+                entry = self._observe(plan, service if manifest is None else None)
+            observer = entry[1]
+            if observer is not None:
+                draw = log.sample(observer)
+                if draw is not None:
+                    times = {}
+        response = read_online(
+            plan, self._states, self._index, entity_rows, request_data, now_us, self._resolve_future, self._windows,
+            times,
         )
+        if times is not None and log is not None and observer is not None and draw is not None:
+            log.capture(observer, draw, times, response, request_data, now_us, position)
+        return response
+
+    def _observe(self, plan: OnlinePlan, service: str | None) -> tuple[OnlinePlan, Observer | None]:
+        """What reads of ``plan`` record, by the definitions in force (remembered per plan)."""
+        registry = self._registry
+        entry = (plan, observer_for(
+            plan, service, registry.views, registry.services, registry.odfvs, self._catalog.layouts
+        ))
+        observers = self._observers
+        if len(observers) >= 4096:
+            observers.clear()
+        observers[id(plan)] = entry
+        return entry
+
+    def _write_log(self, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        with self._conn.lock, self._conn.closing_if_fatal():
+            con = self._conn.writable()
+            with translating("writing the serving log (nothing was written)", committed=False), transaction(con):
+                write(con)
 
     def _manifest_plan(
         self, catalog: Catalog, manifest: Manifest, features: Sequence[str] | None, service: str | None,
@@ -417,11 +489,13 @@ class Store:
 
     def _resolve_future(
         self, layout: ViewLayout, features: list[str], keys: list[Any], future: list[int], now_us: int,
-        values: list[list[Any]], statuses: list[list[str]],
+        values: list[list[Any]], statuses: list[list[str]], times: list[int | None] | None,
     ) -> None:
         with self._conn.lock:
             state = self._state(layout.name)
-            resolve_future(self.con, layout, features, keys, future, now_us, values, statuses, ties=state.ties)
+            resolve_future(
+                self.con, layout, features, keys, future, now_us, values, statuses, ties=state.ties, times=times
+            )
 
     def get_historical_features(
         self,
@@ -477,6 +551,146 @@ class Store:
                 service=named,
             )
             return manifest.attach(table)
+
+    # -- production: the serving log, freshness, consistency, snapshots ---------------
+
+    def flush_log(self) -> int:
+        """Write the reads queued for serving logs now (a writer thread does so every
+        second anyway); the number of log rows written."""
+        self._conn.get()
+        return 0 if self._log is None else self._log.flush()
+
+    def freshness(self, *, now: datetime | None = None) -> FreshnessReport:
+        """How fresh every feature view is at ``now`` (default: the current time): its
+        newest event, the age of that value against the view's ``freshness=`` SLO
+        (``report.breaches``), and, since the store was opened, the ages of the values
+        sampled reads served and how long ingests took to become readable online."""
+        moment = datetime.now(timezone.utc) if now is None else _utc(arguments.moment_us(now, "now"))
+        if self._log is not None:
+            self._log.flush_quietly()  # the ages of the reads still queued
+        with self._conn.lock, translating("reading the views' freshness"):
+            con = self._conn.get()
+            views = [self._registry.views[n] for n in sorted(self._registry.views)]
+            return freshness_report(con, self._catalog.layouts, views, self.serving_stats, moment)
+
+    def consistency(
+        self, target: str, *, since: datetime | None = None, until: datetime | None = None, examples: int = 5
+    ) -> ConsistencyReport:
+        """Replay the serving log of feature view or service ``target``: every logged row
+        (with ``since <= request time < until``) is asked of the training-set path at its
+        logged request time, and each feature's served value is compared with the
+        training value bit for bit. Differences are counted per feature, with the first
+        ``examples`` shown and why they differ when that is known (a late event, a changed
+        definition; see :mod:`featurelite.consistency`)."""
+        arguments.name(target, "the feature view or service to replay")
+        examples = arguments.whole_number(examples, "examples", minimum=0)
+        since = None if since is None else _utc(arguments.moment_us(since, "since"))
+        until = None if until is None else _utc(arguments.moment_us(until, "until"))
+        if since is not None and until is not None and since >= until:
+            raise InputError(f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+        self.flush_log()
+        with self._conn.lock, translating(f"replaying the serving log of {target!r}"):
+            con = self._conn.get()
+            kind, keys, features, sources = self._replayed(target)
+            table = log_table(kind, target)
+            if run(con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [table]):
+                log = read_log(con, table, since, until)
+            elif self._logs(kind, target):
+                log = pa.table({})  # declared, nothing served yet
+            else:
+                what = "feature service" if kind == "service" else "feature view"
+                raise InputError(
+                    f"{what} {target!r} has no serving log; declare it with log=True (or "
+                    f"log=featurelite.ServingLog(sample_rate=...)), apply it, and serve reads to replay"
+                )
+            pins = dict(self._catalog.historical_plan(list(features.values()), True).pins)
+
+            def build(entity: pa.Table, refs: list[str], ts: str) -> pa.Table:
+                return self.get_historical_features(entity, refs, timestamp_field=ts, full_feature_names=True)
+
+            return replay(
+                con, log, target=target, kind="feature_" + kind, keys=keys,
+                features=features, pins=pins, sources=sources, layouts=self._catalog.layouts, training_set=build,
+                since=since, until=until, examples=examples,
+            )
+
+    def _logs(self, kind: str, name: str) -> bool:
+        """Whether the feature view or service ``name`` declares a serving log."""
+        found = (self._registry.services if kind == "service" else self._registry.views).get(name)
+        return found is not None and found.log is not None
+
+    def _replayed(self, target: str) -> tuple[str, dict[str, pa.DataType], dict[str, str], dict[str, list[str]]]:
+        """(kind, join keys, {log column: reference to train with}, {definition: stored
+        views behind it}) of the logged ``target``: a service (its features at the versions
+        it pins now) or a feature view (its features now). A name that is both is the
+        service if it logs, else the view."""
+        registry = self._registry
+        service = registry.services.get(target)
+        view = registry.views.get(target)
+        if service is not None and (service.log is not None or view is None):
+            refs = parse_references(list(service.features))
+            kind = "service"
+            features = {f"{r.view}:{r.feature}": f"{r.view}@{service.pins[r.view]}:{r.feature}" for r in refs}
+            plan = self._catalog.service_plan(target, False)
+            keys = {k: plan.types[k] for k in plan.key_names}
+        elif view is not None:
+            kind = "view"
+            features = {f"{target}:{f}": f"{target}:{f}" for f in [*view.schema, *view.aggregation_schema]}
+            keys = self._catalog.layouts[target].keys_arrow_types()
+        elif target in registry.odfvs:
+            serving = sorted(n for n, s in registry.services.items() if any(
+                r.view == target for r in parse_references(list(s.features))))
+            raise InputError(
+                f"{target!r} is an on-demand view: its reads are logged by the feature services that serve it "
+                f"({', '.join(serving) or 'none yet'}); replay one of those (declared with log=True)",
+                view=target,
+            )
+        else:
+            views = ", ".join(sorted(registry.views)) or "none"
+            services = ", ".join(sorted(registry.services)) or "none"
+            raise UnknownFeatureViewError(
+                f"no feature view or feature service is named {target!r} (views: {views}; services: {services})",
+                view=target,
+            )
+        sources = {name: [name] for name in registry.views}
+        sources.update({name: list(odfv.view_sources) for name, odfv in registry.odfvs.items()})
+        return kind, keys, features, sources
+
+    def snapshot(self, path: str | os.PathLike[str]) -> str:
+        """Write a consistent copy of the store file to ``path`` (which must not exist),
+        complete on its own (no write-ahead log): open it read-only anywhere, for example
+        while this store serves. It has this store's identity, so training sets built from
+        it carry manifests this store accepts. Returns the path written."""
+        target = os.fspath(path)
+        if self.path == ":memory:":
+            raise StoreError("an in-memory store has no file to snapshot; open a store file to take snapshots")
+        if os.path.exists(target):
+            raise InputError(f"{target!r} exists; give a new path for the snapshot (it is never overwritten)")
+        if os.path.realpath(target) in {os.path.realpath(self.path), os.path.realpath(self.path + ".wal")}:
+            raise InputError(f"{target!r} is the store itself; give another path for the snapshot")
+        if os.path.exists(target + ".wal"):
+            raise InputError(f"{target + '.wal'!r} exists (a write-ahead log of another file); remove it or give "
+                             "another path for the snapshot")
+        partial = f"{target}.partial"
+        if self._log is not None:
+            self._log.flush_quietly()  # the reads served so far are in the copy
+        with self._conn.lock:
+            if not self.read_only:
+                self.checkpoint()  # the file alone then holds every committed write
+            try:
+                shutil.copyfile(self.path, partial)
+                if self.read_only and os.path.exists(self.path + ".wal"):
+                    # A read-only store cannot checkpoint its own file: fold the copy's.
+                    shutil.copyfile(self.path + ".wal", partial + ".wal")
+                    fold_copy(partial)
+                os.replace(partial, target)
+            except OSError as exc:
+                for leftover in (partial, partial + ".wal"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover)
+                raise StoreError(f"could not write the snapshot {target!r}: {exc.strerror or exc}", path=target) \
+                    from None
+        return target
 
     # -- featurizers -----------------------------------------------------------------
 
@@ -536,6 +750,11 @@ def _refuse_other_versions(manifest: Manifest, pins: Mapping[str, str], doing: s
             f"{doing} would read other versions than the manifest pins ({shown}); pass the manifest alone to "
             "use its versions, or build a new training set (and model) on the current ones",
         )
+
+
+def _utc(micros: int) -> datetime:
+    """A moment (Unix microseconds) as a zone-aware UTC datetime."""
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)
 
 
 def _now() -> datetime:

@@ -183,8 +183,12 @@ def ingest(
             _recount(con, state, counter, layouts)
         raise
     if write is not None:
-        counter.next = appended.next_seq
-        state.committed(write)
+        try:
+            state.committed(write)  # the rows become readable online...
+        finally:
+            # ... and only then does the sequence move past them: a read that notes the
+            # sequence before it reads (the serving log) never counts rows it could not see.
+            counter.next = appended.next_seq
     return appended.rows
 
 
