@@ -106,7 +106,10 @@ class ServingStats:
     def observe_ages(self, view: str, seconds: np.ndarray, slo: timedelta | None) -> None:
         """Ages of values served for ``view``; those over ``slo`` count as stale."""
         with self._lock:
-            self._ages.setdefault(view, Distribution(AGE_BUCKETS)).observe(seconds)
+            found = self._ages.get(view)
+            if found is None:
+                found = self._ages[view] = Distribution(AGE_BUCKETS)
+            found.observe(seconds)
             if slo is not None:
                 stale = int(np.count_nonzero(seconds > slo.total_seconds()))
                 self._stale[view] = self._stale.get(view, 0) + stale
@@ -114,7 +117,10 @@ class ServingStats:
     def observe_push(self, view: str, seconds: float) -> None:
         """One ingest's time from its start to its values being readable online."""
         with self._lock:
-            self._push.setdefault(view, Distribution(LATENCY_BUCKETS)).observe(np.array([seconds]))
+            found = self._push.get(view)
+            if found is None:
+                found = self._push[view] = Distribution(LATENCY_BUCKETS)
+            found.observe(np.array([seconds]))
 
     def count_logged(self, target: str, rows: int) -> None:
         with self._lock:

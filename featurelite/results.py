@@ -52,7 +52,7 @@ class OnlineResponse:
     :class:`featurelite.Status`; a value is ``None`` unless its status is ``PRESENT``.
     """
 
-    __slots__ = ("_keys", "_logged", "_statuses", "_types", "_values")
+    __slots__ = ("_keys", "_statuses", "_types", "_values")
 
     def __init__(
         self,
@@ -65,31 +65,20 @@ class OnlineResponse:
         self._values = values
         self._statuses = statuses
         self._types = types
-        #: Whether a serving log holds these lists: then every accessor hands out copies,
-        #: so what was logged cannot change after the read (see :meth:`freeze`).
-        self._logged = False
-
-    def freeze(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, list[str]]]:
-        """The response's own (keys, values, statuses), for a serving log to keep as they
-        were served: from now on the accessors below return copies."""
-        self._logged = True
-        return self._keys, self._values, self._statuses
 
     def to_dict(self) -> dict[str, list[Any]]:
         """``{join key or feature: [value per entity]}``."""
-        if self._logged:
-            return {name: list(column) for name, column in (*self._keys.items(), *self._values.items())}
         return {**self._keys, **self._values}
 
     @property
     def keys(self) -> dict[str, list[Any]]:
         """``{join key: [value per entity]}``, as the keys were looked up."""
-        return {k: list(v) for k, v in self._keys.items()} if self._logged else self._keys
+        return self._keys
 
     @property
     def values(self) -> dict[str, list[Any]]:
         """``{feature: [value per entity]}`` (features only; see :meth:`to_dict`)."""
-        return {k: list(v) for k, v in self._values.items()} if self._logged else self._values
+        return self._values
 
     @property
     def types(self) -> dict[str, pa.DataType]:
@@ -99,7 +88,7 @@ class OnlineResponse:
     @property
     def statuses(self) -> dict[str, list[str]]:
         """``{feature: [status per entity]}``."""
-        return {k: list(v) for k, v in self._statuses.items()} if self._logged else self._statuses
+        return self._statuses
 
     def to_arrow(self) -> pa.Table:
         """The values as a pyarrow Table (features typed as declared)."""

@@ -14,11 +14,12 @@ entity of each sampled read:
 - per feature ``VIEW:FEATURE`` (typed as declared) and ``VIEW:FEATURE#status``,
 - ``VIEW#event_time`` per feature view: the event time of the values served.
 
-The hot path only draws the sample and appends a reference to what was served to a
-queue (:meth:`ServingLog.capture`); a writer thread turns the queue into Arrow tables and
-inserts them, every :data:`FLUSH_SECONDS` or sooner when :data:`FLUSH_RECORDS` wait, all
-tables of one flush in one transaction: a crash loses at most the reads not yet flushed,
-and never part of one read. The same thread measures the ages of the values served for
+The hot path draws the sample and appends what was served to its logs' buffers, column by
+column (:meth:`ServingLog.capture`: plain values into a few long lists, nothing a garbage
+collection has to walk); a writer thread turns the buffers into Arrow tables and inserts
+them, every :data:`FLUSH_SECONDS` or sooner when :data:`FLUSH_ROWS` wait, all tables of one
+flush in one transaction: a crash loses at most the reads not yet flushed, and never part
+of one read. The same thread measures the ages of the values served for
 :class:`~featurelite.freshness.ServingStats`.
 """
 
@@ -28,10 +29,8 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from itertools import chain
 from random import random
 from typing import Any, NamedTuple
 
@@ -48,16 +47,16 @@ from .results import OnlineResponse
 from .types import arrow_type
 
 __all__ = [
-    "FLUSH_RECORDS", "FLUSH_SECONDS", "AgedView", "LogTarget", "Observer", "ServingLog", "log_table", "observer_for",
+    "FLUSH_ROWS", "FLUSH_SECONDS", "AgedView", "LogTarget", "Observer", "ServingLog", "log_table", "observer_for",
 ]
 
 log = logging.getLogger("featurelite.servinglog")
 
 #: The writer flushes at least this often (seconds)...
 FLUSH_SECONDS = 1.0
-#: ... and as soon as this many reads wait.
-FLUSH_RECORDS = 4096
-#: Reads waiting at most; beyond, new ones are dropped (and counted) until the writer catches up.
+#: ... and as soon as this many rows wait.
+FLUSH_ROWS = 8192
+#: Rows waiting at most; beyond, new ones are dropped (and counted) until the writer catches up.
 MAX_PENDING = 1_000_000
 #: Seconds between two retention passes over one log table.
 RETENTION_EVERY = 60.0
@@ -104,6 +103,9 @@ class AgedView(NamedTuple):
     #: The response's columns of the view's stored features (ages of their present values).
     outputs: tuple[str, ...]
     key_names: tuple[str, ...]
+    #: The target whose log rows carry these ages (its buffer's event times), or None when
+    #: the read's times are kept for the ages alone (a view with an SLO and no log).
+    source: LogTarget | None
 
 
 class Observer(NamedTuple):
@@ -118,19 +120,8 @@ class Observer(NamedTuple):
     every_read: bool
     types: Mapping[str, pa.DataType]
     versions: str
-
-
-class _Captured(NamedTuple):
-    observer: Observer
-    draw: float
-    keys: dict[str, list[Any]]
-    values: dict[str, list[Any]]
-    statuses: dict[str, list[str]]
-    request_data: Mapping[str, Sequence[Any]] | None
-    now_us: int
-    served_us: int
-    position: int
-    times: dict[str, list[int | None]]
+    #: The aged views without a log to read their ages from.
+    direct: tuple[AgedView, ...]
 
 
 def observer_for(
@@ -157,24 +148,28 @@ def observer_for(
                                tuple(plan.sources), tuple(plan.key_names), odfvs, timed))
     # Value ages: of the views a log times, sampled as that log is, and of the views with a
     # freshness SLO (AGE_SAMPLE of reads at least).
-    rates: dict[str, float] = {}
+    # A view's ages come from the log that samples it most (one, so none is counted twice).
+    sources: dict[str, LogTarget] = {}
     for target in targets:
         for view in target.timed_views:
-            rates[view] = max(rates.get(view, 0.0), target.rate)
+            if view not in sources or target.rate > sources[view].rate:
+                sources[view] = target
+    rates = {view: target.rate for view, target in sources.items()}
     for view in by_view:
         definition = views.get(view)
-        if definition is not None and definition.freshness is not None and view in stored:
-            rates[view] = max(rates.get(view, 0.0), AGE_SAMPLE)
+        if definition is not None and definition.freshness is not None and view in stored and view not in rates:
+            rates[view] = AGE_SAMPLE
     aged: list[AgedView] = []
     for view, rate in rates.items():
         plain = tuple(o for o in by_view[view] if plan.sources[o][1] in views[view].schema)
         if plain:
-            aged.append(AgedView(view, views[view].freshness, rate, plain, tuple(layouts[view].key_names)))
+            aged.append(AgedView(view, views[view].freshness, rate, plain, tuple(layouts[view].key_names),
+                                 sources.get(view)))
     if not targets and not aged:
         return None
     every = [t.rate for t in targets] + [a.rate for a in aged]
     return Observer(tuple(targets), tuple(aged), max(every), min(every) >= 1.0, plan.types,
-                    json.dumps(dict(plan.pins), sort_keys=True))
+                    json.dumps(dict(plan.pins), sort_keys=True), tuple(a for a in aged if a.source is None))
 
 
 def _target(
@@ -196,21 +191,122 @@ def _target(
 Writer = Callable[[Callable[[duckdb.DuckDBPyConnection], None]], None]
 
 
+class _Buffer:
+    """One log target's rows (one per entity), column by column, appended to as reads are
+    captured: plain values in a few long lists, so a queued read costs the garbage
+    collector nothing (per-read containers kept alive for a second would make every
+    collection walk them)."""
+
+    def __init__(self, target: LogTarget, observer: Observer) -> None:
+        self.target, self.observer = target, observer
+        self.seq: list[int] = []  # the read's number in its table, for every entity row
+        self.entity_row: list[int] = []
+        self.request_time: list[int] = []
+        self.served_at: list[int] = []
+        self.position: list[int] = []
+        self.keys: list[tuple[str, list[Any]]] = [(key, []) for key in target.keys]
+        self.fields: list[tuple[str, list[Any]]] = [(field, []) for field, _ in target.request_fields]
+        self.outputs: list[tuple[str, list[Any], list[str]]] = [(out, [], []) for out in target.outputs]
+        self.times: list[tuple[str, list[int | None]]] = [(view, []) for view in target.timed_views]
+
+    def add(
+        self, seq: int, n: int, now_us: int, served_us: int, position: int, keys: Mapping[str, list[Any]],
+        values: Mapping[str, list[Any]], statuses: Mapping[str, list[str]],
+        request_data: Mapping[str, Sequence[Any]] | None, times: dict[str, list[int | None]],
+    ) -> None:
+        if n == 1:
+            self.seq.append(seq)
+            self.entity_row.append(0)
+            self.request_time.append(now_us)
+            self.served_at.append(served_us)
+            self.position.append(position)
+        else:
+            self.seq.extend([seq] * n)
+            self.entity_row.extend(range(n))
+            self.request_time.extend([now_us] * n)
+            self.served_at.extend([served_us] * n)
+            self.position.extend([position] * n)
+        for key, column in self.keys:
+            column.extend(keys.get(key) or [None] * n)
+        for field, column in self.fields:
+            given = None if request_data is None else request_data.get(field)
+            column.extend(given if given is not None and len(given) == n else [None] * n)
+        for out, column, status in self.outputs:
+            column.extend(values[out])
+            status.extend(statuses[out])
+        for view, column in self.times:
+            column.extend(times.get(view) or [None] * n)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def ages(self, aged: AgedView, into: _Ages) -> None:
+        """Add the event times, read times and statuses of ``aged``'s view to ``into``."""
+        into.times.extend(next(column for view, column in self.times if view == aged.view))
+        into.now.extend(self.request_time)
+        into.status.extend(next(status for out, _, status in self.outputs if out == aged.outputs[0]))
+
+    def table(self) -> pa.Table:
+        """The buffered rows (``request_id``: the reads' numbers, renumbered by the writer)."""
+        target, types = self.target, self.observer.types
+        total = len(self.seq)
+        columns: dict[str, pa.Array] = {
+            "request_id": pa.array(np.asarray(self.seq, dtype=np.int64)),
+            "entity_row": pa.array(np.asarray(self.entity_row, dtype=np.int32)),
+            "request_time": pa.array(np.asarray(self.request_time, dtype=np.int64)).cast(pa.timestamp("us")),
+            "served_at": pa.array(np.asarray(self.served_at, dtype=np.int64)).cast(pa.timestamp("us")),
+            "ingest_position": pa.array(np.asarray(self.position, dtype=np.int64)),
+            "versions": pa.array([self.observer.versions], pa.string()).take(pa.array(np.zeros(total, np.int64))),
+        }
+        for key, values in self.keys:
+            columns[KEY + key] = _typed(values, types.get(key))
+        for (field, values), (_, kind) in zip(self.fields, target.request_fields, strict=True):
+            columns[REQUEST + field] = _typed(values, kind)
+        for (out, values, statuses), column in zip(self.outputs, target.columns, strict=True):
+            columns[column] = _typed(values, types[out])
+            columns[column + STATUS] = pa.array(statuses, type=pa.string())
+        for view, values in self.times:
+            columns[view + EVENT_TIME] = pa.array(values, type=pa.int64()).cast(pa.timestamp("us"))
+        lengths = {len(array) for array in columns.values()}
+        if lengths != {total}:
+            raise ValueError(f"the served columns have {sorted(lengths)} values for {total} entities")
+        return pa.table(columns)
+
+
+class _Ages:
+    """A view's served values awaiting their age: event time, read time, status."""
+
+    def __init__(self, slo: timedelta | None) -> None:
+        self.slo = slo
+        self.times: list[int | None] = []
+        self.now: list[int] = []
+        self.status: list[str] = []
+
+
 class ServingLog:
-    """The queue of sampled reads and the thread that writes them (started on the first)."""
+    """The sampled reads not yet written, and the thread that writes them (started on the
+    first read)."""
 
     def __init__(self, write: Writer, stats: ServingStats) -> None:
         self._write = write
         self.stats = stats
-        self._pending: deque[tuple[Any, ...]] = deque()
+        #: Guards the buffers: a read's columns are appended together.
+        self._lock = threading.Lock()
+        self._buffers: dict[int, _Buffer] = {}
+        self._ages: dict[str, _Ages] = {}
+        self._rows = 0
+        #: Reads captured so far: a read's number orders it in every log it feeds (request
+        #: ids are numbered densely per table from it as the rows are written).
+        self._reads = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        #: Per log table: its columns and DuckDB types, the next request id, the last retention pass.
+        #: Per log table: its columns and DuckDB types, its first request id in this process,
+        #: and its last retention pass.
         self._columns: dict[str, dict[str, str]] = {}
-        self._next_id: dict[str, int] = {}
+        self._base: dict[str, int] = {}
         self._pruned: dict[str, float] = {}
 
     # -- the hot path ---------------------------------------------------------------
@@ -225,23 +321,40 @@ class ServingLog:
         self, observer: Observer, draw: float, times: dict[str, list[int | None]], response: OnlineResponse,
         request_data: Mapping[str, Sequence[Any]] | None, now_us: int, position: int,
     ) -> None:
-        """Queue what one sampled read served (``times``: per view, the event time of each
-        entity's values; ``position``: the ingest sequence the read could see). The hot
-        path: the response's lists are kept, not copied (the response hands out copies from
-        now on); the writer converts them."""
-        pending = self._pending
-        if len(pending) >= MAX_PENDING:
-            self.stats.count_dropped(len(response))
+        """Append what one sampled read served to its logs' buffers (``times``: per view,
+        the event time of each entity's values; ``position``: the ingest sequence the read
+        could see). Values are copied as they are appended: what the caller does with the
+        response afterwards does not change what was logged."""
+        n = len(response)
+        if self._rows >= MAX_PENDING:
+            self.stats.count_dropped(n)
             return
-        if request_data is not None:  # the caller's own lists: copied, so what was served stays
-            request_data = {field: list(column) for field, column in request_data.items()}
-        keys, values, statuses = response.freeze()
-        # A plain tuple: a NamedTuple's constructor costs a few hundred nanoseconds more.
-        pending.append((observer, draw, keys, values, statuses, request_data, now_us, time.time_ns() // 1000,
-                        position, times))
+        served_us = time.time_ns() // 1000
+        keys, values, statuses = response.keys, response.values, response.statuses
+        with self._lock:
+            seq = self._reads
+            self._reads = seq + 1
+            for target in observer.targets:
+                if draw >= target.rate or not n:
+                    continue
+                buffer = self._buffers.get(id(target))
+                if buffer is None:
+                    buffer = self._buffers[id(target)] = _Buffer(target, observer)
+                buffer.add(seq, n, now_us, served_us, position, keys, values, statuses, request_data, times)
+                self._rows += n
+            for aged in observer.direct:  # (the others' ages are read from their log rows)
+                served = times.get(aged.view)
+                if draw >= aged.rate or not served:
+                    continue
+                ages = self._ages.get(aged.view)
+                if ages is None:
+                    ages = self._ages[aged.view] = _Ages(aged.slo)
+                ages.times.extend(served)
+                ages.now.extend([now_us] * len(served))
+                ages.status.extend(response.statuses[aged.outputs[0]])
         if self._thread is None:
             self._start()
-        elif len(pending) >= FLUSH_RECORDS:
+        elif self._rows >= FLUSH_ROWS:
             self._wake.set()
 
     def _start(self) -> None:
@@ -262,35 +375,38 @@ class ServingLog:
     # -- the writer -----------------------------------------------------------------
 
     def flush(self) -> int:
-        """Write every queued read now; the number of log rows written. A failure loses
+        """Write every buffered read now; the number of log rows written. A failure loses
         the batch (counted in ``stats.dropped``) and raises."""
         with self._flush_lock:
-            records = [_Captured._make(self._pending.popleft()) for _ in range(len(self._pending))]
-            if not records:
+            with self._lock:
+                buffers, self._buffers = self._buffers, {}
+                ages, self._ages = self._ages, {}
+                rows, self._rows = self._rows, 0
+            for buffer in buffers.values():
+                for aged in buffer.observer.aged:
+                    if aged.source is buffer.target:
+                        waiting = ages.get(aged.view)
+                        if waiting is None:
+                            waiting = ages[aged.view] = _Ages(aged.slo)
+                        buffer.ages(aged, waiting)
+            for view, waiting in ages.items():
+                self._observe_ages(view, waiting)
+            if not buffers:
                 return 0
-            self._observe_ages(records)
-            # Per log table, its reads in the order they were served.
-            tables: dict[str, list[tuple[LogTarget, _Captured]]] = {}
-            for rec in records:
-                if not _rows(rec):
-                    continue
-                for target in rec.observer.targets:
-                    if rec.draw < target.rate:
-                        tables.setdefault(target.table, []).append((target, rec))
-            if not tables:
-                return 0
-            rows = sum(_rows(rec) for reads in tables.values() for _, rec in reads)
+            tables: dict[str, list[_Buffer]] = {}
+            for buffer in buffers.values():
+                tables.setdefault(buffer.target.table, []).append(buffer)
             try:
                 self._write(lambda con: self._insert(con, tables))
             except BaseException:
                 self.stats.count_dropped(rows)
                 # What a failed write cached may be wrong: read the tables again next time.
                 self._columns.clear()
-                self._next_id.clear()
+                self._base.clear()
                 raise
-            for reads in tables.values():
-                target = reads[0][0]
-                self.stats.count_logged(f"{target.kind}:{target.name}", sum(_rows(rec) for _, rec in reads))
+            for group in tables.values():
+                target = group[0].target
+                self.stats.count_logged(f"{target.kind}:{target.name}", sum(len(b) for b in group))
             return rows
 
     def flush_quietly(self) -> None:
@@ -301,31 +417,30 @@ class ServingLog:
         except Exception as exc:  # noqa: BLE001 - a report must not fail because the log could not be written
             log.error("the serving log could not be written: %s", exc)
 
-    def _observe_ages(self, records: list[_Captured]) -> None:
-        for rec in records:
-            for aged in rec.observer.aged:
-                times = rec.times.get(aged.view)
-                if times is None:
-                    continue
-                ages = [
-                    (rec.now_us - t) / 1e6
-                    for t, statuses in zip(times, zip(*(rec.statuses[o] for o in aged.outputs),
-                                                      strict=True), strict=True)
-                    if t is not None and t <= rec.now_us and "PRESENT" in statuses
-                ]
-                if ages:
-                    self.stats.observe_ages(aged.view, np.asarray(ages, dtype=np.float64), aged.slo)
+    def _observe_ages(self, view: str, waiting: _Ages) -> None:
+        """Ages of the values served that had one: an entity with a row (event time known)
+        at or before the read time, whose value was served (present or null)."""
+        times = np.array(waiting.times, dtype=np.float64)  # None -> NaN
+        now = np.asarray(waiting.now, dtype=np.float64)
+        served = np.isin(np.asarray(waiting.status, dtype=object), ("PRESENT", "NULL_VALUE"))
+        keep = served & ~np.isnan(times) & (times <= now)
+        if keep.any():
+            self.stats.observe_ages(view, (now[keep] - times[keep]) / 1e6, waiting.slo)
 
-    def _insert(self, con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[LogTarget, _Captured]]]) -> None:
-        for name, reads in tables.items():
+    def _insert(self, con: duckdb.DuckDBPyConnection, tables: dict[str, list[_Buffer]]) -> None:
+        for name, group in tables.items():
             columns = self._ensure_table(con, name)
-            first = self._next_id.get(name)
-            if first is None:
+            first = self._base.get(name)
+            if first is None:  # request ids go on from the table's
                 first = int(run(con, f"SELECT coalesce(max(request_id), -1) + 1 FROM {quote(name)}")[0][0])
-            table = self._batch(reads, first)
-            self._next_id[name] = first + len(reads)
+            table = self._batch(group)
             if table is None:
                 continue
+            # The reads' numbers (shared by every log) become this table's request ids:
+            # dense, in the order the reads were served.
+            reads, ids = np.unique(table.column("request_id").to_numpy(), return_inverse=True)
+            table = table.set_column(0, "request_id", pa.array(first + ids.astype(np.int64)))
+            self._base[name] = first + len(reads)
             con.register("_fl_log_batch", table)
             try:
                 self._ensure_columns(con, name, columns)
@@ -333,34 +448,25 @@ class ServingLog:
                 run(con, f"INSERT INTO {quote(name)} ({listed}) SELECT {listed} FROM _fl_log_batch")
             finally:
                 con.unregister("_fl_log_batch")
-            self._prune(con, name, reads[0][0].retention_us)
+            self._prune(con, name, group[0].target.retention_us)
 
-    def _batch(self, reads: list[tuple[LogTarget, _Captured]], first: int) -> pa.Table | None:
-        """One table's rows: runs of reads with the same target become tables of their own
-        (request ids in the order served), joined with their columns' union. A read whose
-        values cannot be converted is left out (and counted as dropped), not the batch."""
+    def _batch(self, group: list[_Buffer]) -> pa.Table | None:
+        """One table's rows from its buffers (one per plan that fed it), joined with their
+        columns' union in the order the reads were served. A buffer whose values cannot be
+        converted is left out (its rows counted as dropped), not the batch."""
         parts: list[pa.Table] = []
-        start = 0
-        while start < len(reads):
-            target = reads[start][0]
-            end = start
-            while end < len(reads) and reads[end][0] is target:
-                end += 1
-            recs = [rec for _, rec in reads[start:end]]
-            ids = list(range(first + start, first + end))
+        for buffer in group:
             try:
-                parts.append(_log_rows(target, recs, ids))
-            except (pa.ArrowException, TypeError, ValueError, OverflowError, KeyError):
-                for rec, one in zip(recs, ids, strict=True):
-                    try:
-                        parts.append(_log_rows(target, [rec], [one]))
-                    except (pa.ArrowException, TypeError, ValueError, OverflowError, KeyError) as exc:
-                        self.stats.count_dropped(_rows(rec))
-                        log.error("a read could not be written to the serving log %s: %s", target.table, exc)
-            start = end
+                parts.append(buffer.table())
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+                self.stats.count_dropped(len(buffer))
+                log.error("reads could not be written to the serving log %s: %s", buffer.target.table, exc)
         if not parts:
             return None
-        return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
+        if len(parts) == 1:
+            return parts[0]
+        joined = pa.concat_tables(parts, promote_options="default")
+        return joined.sort_by([("request_id", "ascending"), ("entity_row", "ascending")])
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
         columns = self._columns.get(name)
@@ -427,61 +533,8 @@ class ServingLog:
 
     @property
     def pending(self) -> int:
-        """Reads queued, not yet written."""
-        return len(self._pending)
-
-
-def _rows(rec: _Captured) -> int:
-    """How many entities a read served."""
-    first = next(iter(rec.keys.values()), None)
-    if first is None:
-        first = next(iter(rec.values.values()), [])
-    return len(first)
-
-
-def _log_rows(target: LogTarget, recs: list[_Captured], ids: list[int]) -> pa.Table:
-    """The log rows of ``recs`` for ``target``: one per entity of each read."""
-    counts = np.fromiter((_rows(r) for r in recs), dtype=np.int64, count=len(recs))
-    total = int(counts.sum())
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    types = recs[0].observer.types
-
-    def each(values: Iterable[Any]) -> np.ndarray:
-        return np.repeat(np.fromiter(values, dtype=np.int64, count=len(recs)), counts)
-
-    columns: dict[str, pa.Array] = {
-        "request_id": pa.array(each(ids)),
-        "entity_row": pa.array((np.arange(total, dtype=np.int64) - starts).astype(np.int32)),
-        "request_time": pa.array(each(r.now_us for r in recs)).cast(pa.timestamp("us")),
-        "served_at": pa.array(each(r.served_us for r in recs)).cast(pa.timestamp("us")),
-        "ingest_position": pa.array(each(r.position for r in recs)),
-        "versions": pa.array([r.observer.versions for r in recs]).take(
-            pa.array(np.repeat(np.arange(len(recs)), counts))
-        ),
-    }
-    for key in target.keys:
-        columns[KEY + key] = _typed(chain.from_iterable(_column(r.keys, key, r) for r in recs), types.get(key))
-    for field, kind in target.request_fields:
-        columns[REQUEST + field] = _typed(
-            chain.from_iterable(_column(r.request_data, field, r) for r in recs), kind
-        )
-    for out, column in zip(target.outputs, target.columns, strict=True):
-        columns[column] = _typed(chain.from_iterable(r.values[out] for r in recs), types[out])
-        columns[column + STATUS] = pa.array(chain.from_iterable(r.statuses[out] for r in recs), type=pa.string())
-    for view in target.timed_views:
-        times = chain.from_iterable(r.times.get(view) or [None] * _rows(r) for r in recs)
-        columns[view + EVENT_TIME] = pa.array(times, type=pa.int64()).cast(pa.timestamp("us"))
-    lengths = {len(array) for array in columns.values()}
-    if lengths != {total}:
-        raise ValueError(f"the served columns have {sorted(lengths)} values for {total} entities")
-    return pa.table(columns)
-
-
-def _column(data: Mapping[str, Sequence[Any]] | None, name: str, rec: _Captured) -> Sequence[Any]:
-    """Column ``name`` of a read's keys or request data, or nulls if it has none."""
-    if data is None or name not in data:
-        return [None] * _rows(rec)
-    return data[name]
+        """Log rows buffered, not yet written."""
+        return self._rows
 
 
 def _typed(values: Iterable[Any], kind: pa.DataType | None) -> pa.Array:
