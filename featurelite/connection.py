@@ -4,6 +4,7 @@ process), read-only checks, closing, and closing itself after a fatal DuckDB err
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,16 @@ class StoreConnection:
         except BaseException:
             release_path(self._file_key, owner)
             raise
+        #: The store file, open for reading as long as the connection is: copies read
+        #: through it. (Closing any descriptor of a file drops every POSIX lock this process
+        #: holds on it, DuckDB's among them: the file must never be opened and closed again
+        #: while DuckDB holds it.)
+        self._file: int | None = None
+        if path != ":memory:":
+            try:
+                self._file = os.open(path, os.O_RDONLY)
+            except OSError:
+                self._file = None  # copies say so when asked for
 
     @property
     def closed(self) -> bool:
@@ -79,7 +90,31 @@ class StoreConnection:
         except duckdb.Error:
             pass  # an invalidated database may fail to close; its handles are released all the same
         finally:
+            if self._file is not None:  # after DuckDB let go of the file: no lock left to lose
+                with contextlib.suppress(OSError):
+                    os.close(self._file)
+                self._file = None
             release_path(self._file_key, self._owner)
+
+    def copy_file(self, target: str) -> None:
+        """Copy the store file, as it is on disk now, to ``target`` (created; OSError if it
+        cannot be), through the descriptor held open since the store was opened."""
+        if self._file is None:
+            raise OSError(f"the store file {self.path!r} is not open for copying")
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            offset, chunk = 0, 8 * 1024 * 1024
+            while True:
+                data = os.pread(self._file, chunk, offset)
+                if not data:
+                    break
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view):]
+                offset += len(data)
+            os.fsync(out)
+        finally:
+            os.close(out)
 
     def shut_if_invalidated(self) -> None:
         """Close if a fatal DuckDB error invalidated the connection (after which every

@@ -672,13 +672,17 @@ class Store:
             raise InputError(f"{target + '.wal'!r} exists (a write-ahead log of another file); remove it or give "
                              "another path for the snapshot")
         partial = f"{target}.partial"
+        if os.path.exists(partial):
+            raise InputError(f"{partial!r} exists (a snapshot that did not finish?); remove it or give another path")
         if self._log is not None:
             self._log.flush_quietly()  # the reads served so far are in the copy
         with self._conn.lock:
             if not self.read_only:
                 self.checkpoint()  # the file alone then holds every committed write
             try:
-                shutil.copyfile(self.path, partial)
+                # Never shutil.copyfile(self.path, ...): closing a descriptor of the store file
+                # would drop DuckDB's lock on it (POSIX), letting another process open it.
+                self._conn.copy_file(partial)
                 if self.read_only and os.path.exists(self.path + ".wal"):
                     # A read-only store cannot checkpoint its own file: fold the copy's.
                     shutil.copyfile(self.path + ".wal", partial + ".wal")

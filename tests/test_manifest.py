@@ -4,6 +4,8 @@ rebuilds the same set, and that serving checks them."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -248,3 +250,23 @@ def test_a_service_serves_its_pinned_versions_as_its_training_set_saw_them(rows,
             [{"user_id": 1}], ["stats:spend_sum", "stats:country", "shares:basket_share"], request_data={"basket": [basket]}, now=at
         )
         assert same_bits(now.to_arrow(), current.drop_columns(["event_timestamp", "basket"]))
+
+
+def test_an_as_of_rebuild_keeps_negative_zero(tmp_path):
+    """A history (found by the client parity property) whose -0.0 an as_of rebuild once
+    returned as 0.0: DuckDB's ASOF join reset the sign when the narrowing filters sat under
+    the tie-deciding QUALIFY beside a text column. Rebuilt, it must give the same digest."""
+    history = pq.read_table(Path(__file__).parent / "data" / "negzero_history.parquet")
+    stats = fl.FeatureView("stats", entities=[user], timestamp_field="ts", ttl="2d", schema={
+        "amount": "float64", "small": "float32", "count": "int32", "flag": "bool", "name": "string", "seen": "timestamp"})
+    with fl.open(tmp_path / "s.duckdb") as store:
+        store.apply([user, stats])
+        for i in range(history.num_rows):  # one row per ingest: the sequence numbers of the original
+            store.ingest("stats", history.slice(i, 1))
+        at = datetime(2026, 3, 2, tzinfo=timezone.utc)
+        entity = pa.table({"user_id": pa.array([1, 2, 3], pa.int64()), "event_timestamp": pa.array([at] * 3, pa.timestamp("us", tz="UTC"))})
+        built = store.get_historical_features(entity, ["stats:amount", "stats:name"])
+        rebuilt = store.get_historical_features(entity, as_of=fl.Manifest.from_table(built))
+        assert str(built.column("amount")[1].as_py()) == "-0.0"
+        assert str(rebuilt.column("amount")[1].as_py()) == "-0.0"
+        assert fl.Manifest.from_table(rebuilt).digest == fl.Manifest.from_table(built).digest
