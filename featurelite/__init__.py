@@ -40,6 +40,7 @@ from .errors import (
     UnknownVersionError,
 )
 from .featurizer import Featurizer, Timestamp, featurizer
+from .http_client import RemoteStore, connect
 from .manifest import Manifest, ManifestFeature
 from .registry import ApplyResult, Change, ServiceImpact
 from .reports import AgeSummary, ConsistencyReport, Difference, FeatureConsistency, FreshnessReport, ViewFreshness
@@ -77,6 +78,7 @@ __all__ = [
     "OnlineResponse",
     "PinnedVersionError",
     "ReadOnlyError",
+    "RemoteStore",
     "RequestSource",
     "SchemaError",
     "ServerError",
@@ -98,6 +100,7 @@ __all__ = [
     "VerifyResult",
     "ViewFreshness",
     "__version__",
+    "connect",
     "featurizer",
     "open",
 ]

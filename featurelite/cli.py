@@ -5,6 +5,12 @@ result (:mod:`featurelite.cli_output`: JSON on stdout by default, ``--format tab
 people, ``csv`` / ``parquet`` where rows come back). A ``FeatureliteError`` becomes one
 line on stderr and exit code 1; usage errors exit 2 (option values are read by
 :mod:`featurelite.cli_input`). The CLI modules are the only ones that print.
+
+The commands that read or push also work on a running server: ``--url URL`` (or
+``$FEATURELITE_URL``) in place of the store path, through the remote client
+(:mod:`featurelite.http_client`), with ``--token`` (or ``$FEATURELITE_TOKEN``). A store file
+held by a running ``featurelite serve`` is used through that server, said in one line on
+stderr. ``freshness`` and ``consistency`` exit with code 3 when what they check fails.
 """
 
 from __future__ import annotations
@@ -16,31 +22,38 @@ import os
 import runpy
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._version import __version__
 from .cli_input import MOMENT, at_files, entities_option, manifest_file, request_data_option, which_features
 from .cli_output import (
+    CHECK_FAILED,
     CommandFailure,
     checked_output,
+    consistency_text,
     emit,
     emit_text,
+    freshness_rows,
     one_line,
     online_rows,
     table_text,
     with_status_columns,
 )
-from .cli_serve import TOKEN_ENV, check_bind, check_token
+from .cli_serve import TOKEN_ENV, URL_ENV, check_bind, check_client_token, check_token
 from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from .errors import FeatureliteError, StoreLockedError
 from .manifest import Manifest
 from .results import OnlineResponse
 from .serving_lock import server_holding
 from .store import Store
+
+if TYPE_CHECKING:
+    from .http_client import RemoteStore
 
 __all__ = ["main"]
 
@@ -82,6 +95,130 @@ def opened(path: str, *, read_only: bool, must_exist: bool = False) -> Iterator[
             ) from exc
         with store:
             yield store
+
+
+# -- a store file or a server ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a command works on: a store file, or the server at ``url``."""
+
+    store: str | None
+    url: str | None
+    token: str | None
+    #: Where the token came from, for its error message ('--token' or '$FEATURELITE_TOKEN').
+    token_hint: str = "'--token'"
+
+
+#: The first bytes of a DuckDB file hold this at offset 8.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def _is_store_file(path: str) -> bool:
+    """Whether ``path`` is a DuckDB file (what a store is), by its header."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(12)[8:12] == _DUCKDB_MAGIC
+    except (OSError, ValueError):
+        return False
+
+
+def where(ctx: click.Context, store: str | None, given: Sequence[str | None], *, names: Sequence[str],
+          required: int, variadic: bool = False) -> tuple[Where, list[str]]:
+    """The store file or server a command works on, and its other positional arguments.
+
+    Positional arguments are declared optional and sorted out here, since STORE is left
+    out when a server is named: with ``--url``, every positional argument is one of the
+    command's own (``names``); with ``$FEATURELITE_URL`` set, too, unless the first one is
+    a store file. Then at least ``required`` of them must be given (at most
+    ``len(names)`` unless ``variadic``)."""
+    url: str | None = ctx.params.get("url")
+    token: str | None = ctx.params.get("token")
+    given_here = click.core.ParameterSource.COMMANDLINE
+    hint = "'--token'" if ctx.get_parameter_source("token") is given_here else f"'${TOKEN_ENV}'"
+    values = [v for v in (store, *given) if v is not None]
+    explicit = url is not None and ctx.get_parameter_source("url") is given_here
+    remote = url is not None and (explicit or not (values and _is_store_file(values[0])))
+    if remote:
+        found = Where(None, url, token, hint)
+        args = values
+    else:
+        if not values:
+            raise click.UsageError(f"give the store file STORE, or a server with --url URL (or ${URL_ENV})")
+        if os.path.isdir(values[0]):
+            raise click.BadParameter(f"{values[0]!r} is a folder; give a store file", param_hint="'STORE'")
+        found = Where(values[0], None, token, hint)
+        args = values[1:]
+    if len(args) < required:
+        raise click.UsageError(f"Missing argument '{names[len(args)]}'.")
+    if not variadic and len(args) > len(names):
+        leave = f"; with --url (or ${URL_ENV}) leave STORE out" if remote else ""
+        raise click.UsageError(f"Got unexpected extra argument ({args[len(names)]}){leave}")
+    return found, args
+
+
+@contextlib.contextmanager
+def reached(target: Where, *, read_only: bool, must_exist: bool = False) -> Iterator[Store | RemoteStore]:
+    """The store a command works on: the server at ``target.url``, or the store file, or,
+    when a running ``featurelite serve`` holds the file, that server (said on stderr)."""
+    if target.url is not None:
+        with _remote(target.url, target) as remote:
+            yield remote
+        return
+    path = target.store
+    assert path is not None
+    if (read_only or must_exist) and not os.path.exists(path):
+        raise CommandFailure(f"no store at {path!r}; create one with `featurelite init {path}`")
+    local: Store | None = None
+    served = ""
+    with _errors():
+        try:
+            local = Store(path, read_only=read_only)
+        except StoreLockedError:
+            server = server_holding(path)
+            if server is None:
+                raise
+            served = str(server["url"])
+    if local is None:
+        click.echo(f"using the server at {served}, which holds {path}", err=True)
+        with _remote(served, target) as remote:
+            yield remote
+        return
+    with local:
+        yield local
+
+
+@contextlib.contextmanager
+def _remote(url: str, target: Where) -> Iterator[RemoteStore]:
+    from .http_client import connect  # the client (httpx) only when a server is used
+
+    token = check_client_token(target.token, target.token_hint)
+    with _errors():
+        remote = connect(url, token=token)
+    with remote:
+        yield remote
+
+
+class _StoreOrServer(click.Command):
+    """A command that works on a store file or a server: its usage line says so."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["[STORE | --url URL]" if piece == "STORE" else piece for piece in super().collect_usage_pieces(ctx)]
+
+
+def _store_or_url(command: Callable[..., Any]) -> Callable[..., Any]:
+    """STORE (optional, sorted out by :func:`where`), ``--url`` and ``--token``."""
+    command = click.option(
+        "--token", envvar=TOKEN_ENV, metavar="TOKEN",
+        help=f"The server's bearer token, with --url or a store a server holds (default: ${TOKEN_ENV}).",
+    )(command)
+    command = click.option(
+        "--url", envvar=URL_ENV, metavar="URL",
+        help=f"Use the featurelite server at URL instead of a store file: leave STORE out (default: ${URL_ENV}, "
+        "unless STORE is given).",
+    )(command)
+    return click.argument("store", required=False, metavar="STORE")(command)
 
 
 def _progress(label: str, quiet: bool) -> Callable[..., Any]:
@@ -170,6 +307,9 @@ def main() -> None:
     (`featurelite get-online-features STORE` is `store.get_online_features(...)`). Results
     go to stdout as JSON unless --format says otherwise; errors go to stderr as one line
     with exit code 1.
+
+    The commands that read or push take --url URL (or $FEATURELITE_URL) in place of STORE
+    to use a running `featurelite serve`, and use it by themselves when it holds STORE.
     """
 
 
@@ -261,18 +401,25 @@ def load_definitions(path: str) -> list[Definition]:
     return found
 
 
-@main.command()
-@_store_arg
-@click.argument("view")
-@click.argument("files", nargs=-1, required=True)
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("view", required=False, metavar="VIEW")
+@click.argument("files", nargs=-1, metavar="FILES...")
 @_quiet
-def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
+@click.pass_context
+def ingest(ctx: click.Context, store: str | None, view: str | None, files: tuple[str, ...], quiet: bool,
+           url: str | None, token: str | None) -> None:
     """Append Parquet or CSV FILES (paths or globs) to VIEW's history and update its
     online values. Each file is one atomic ingest.
 
+    With --url (or when a server holds STORE) each file is pushed through the server, one
+    atomic ingest there.
+
     In Python: store.ingest(VIEW, FILE)."""
+    target, args = where(ctx, store, [view, *files], names=["VIEW", "FILES..."], required=2, variadic=True)
+    view, patterns = args[0], args[1:]
     paths: list[str] = []
-    for pattern in files:
+    for pattern in patterns:
         matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matched:
             raise CommandFailure(f"no file matches {pattern!r}")
@@ -281,7 +428,7 @@ def ingest(store: str, view: str, files: tuple[str, ...], quiet: bool) -> None:
         if not os.path.isfile(path):
             raise CommandFailure(f"no file {path!r}")
     results: list[dict[str, Any]] = []
-    with opened(store, read_only=False) as s, _errors(), _progress(f"ingest {view}", quiet)(paths) as bar:
+    with reached(target, read_only=False) as s, _errors(), _progress(f"ingest {view}", quiet)(paths) as bar:
         for path in bar:
             try:
                 result = s.ingest(view, path)
@@ -319,8 +466,8 @@ _service_option = click.option(
 )
 
 
-@main.command("get-online-features")
-@_store_arg
+@main.command("get-online-features", cls=_StoreOrServer)
+@_store_or_url
 @click.option(
     "--feature", "-f", "features", multiple=True,
     help="A view:feature (or view@version:feature) reference (repeatable).",
@@ -344,11 +491,12 @@ _service_option = click.option(
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
 @_format_option(choices=FORMATS)
 @_output
+@click.pass_context
 def get_online_features(
-    store: str, features: tuple[str, ...], service: str | None, manifest_path: str | None,
-    entity_pairs: tuple[str, ...], entities_json: str | None, request_pairs: tuple[str, ...],
-    request_json: str | None, now: datetime | None, statuses: bool, full_feature_names: bool, fmt: str,
-    output: str | None,
+    ctx: click.Context, store: str | None, features: tuple[str, ...], service: str | None,
+    manifest_path: str | None, entity_pairs: tuple[str, ...], entities_json: str | None,
+    request_pairs: tuple[str, ...], request_json: str | None, now: datetime | None, statuses: bool,
+    full_feature_names: bool, fmt: str, output: str | None, url: str | None, token: str | None,
 ) -> None:
     """Latest feature values for some entities.
 
@@ -362,6 +510,7 @@ def get_online_features(
 
     In Python: store.get_online_features(entities, features, service=..., manifest=..., request_data=...,
     now=...)."""
+    target, _ = where(ctx, store, [], names=[], required=0)
     which_features(features, service, manifest_path, "--manifest")
     if entities_json is not None and entity_pairs:
         raise click.UsageError("give entities with --entity or --entities, not both")
@@ -370,15 +519,15 @@ def get_online_features(
     entities = entities_option(entity_pairs, entities_json)
     request = request_data_option(request_pairs, request_json)
     inputs = at_files(entities_json, request_json) + ([manifest_path] if manifest_path else [])
-    target = checked_output(output, store=store, inputs=inputs)
+    written = checked_output(output, store=target.store, inputs=inputs)
     manifest = None if manifest_path is None else manifest_file(manifest_path, "--manifest")
-    with opened(store, read_only=True) as s, _errors():
+    with reached(target, read_only=True) as s, _errors():
         response = s.get_online_features(
             entities, list(features) or None, service=service, manifest=manifest, request_data=request or None,
             full_feature_names=full_feature_names, now=now,
         )
         result = _online_result(response, fmt, statuses)
-    emit(result, fmt, target)
+    emit(result, fmt, written)
 
 
 def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
@@ -394,9 +543,9 @@ def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
     return {"values": result, "statuses": response.statuses} if statuses else result
 
 
-@main.command("get-historical-features")
-@_store_arg
-@click.argument("entity_file", type=click.Path(exists=True, dir_okay=False))
+@main.command("get-historical-features", cls=_StoreOrServer)
+@_store_or_url
+@click.argument("entity_file", required=False, metavar="ENTITY_FILE")
 @click.option(
     "--feature", "-f", "features", multiple=True,
     help="A view:feature (or view@version:feature) reference (repeatable).",
@@ -413,9 +562,11 @@ def _online_result(response: OnlineResponse, fmt: str, statuses: bool) -> Any:
 @click.option("--full-feature-names", is_flag=True, help="Name features view__feature.")
 @_format_option(default="parquet", choices=FORMATS)
 @_output
+@click.pass_context
 def get_historical_features(
-    store: str, entity_file: str, features: tuple[str, ...], service: str | None, as_of_path: str | None,
-    timestamp_field: str | None, full_feature_names: bool, fmt: str, output: str | None,
+    ctx: click.Context, store: str | None, entity_file: str | None, features: tuple[str, ...], service: str | None,
+    as_of_path: str | None, timestamp_field: str | None, full_feature_names: bool, fmt: str, output: str | None,
+    url: str | None, token: str | None,
 ) -> None:
     """A point-in-time correct training set for the rows of ENTITY_FILE (Parquet or CSV).
 
@@ -428,29 +579,39 @@ def get_historical_features(
     --output is written whole or not at all, and may not be the store (or its .wal), ENTITY_FILE
     or the --as-of FILE.
 
+    With --url (or when a server holds STORE) ENTITY_FILE is read here and streamed to the
+    server as Arrow, and the training set streams back the same way.
+
     In Python: store.get_historical_features(entity_df, features, service=..., as_of=...)."""
+    target, (entity_file,) = where(ctx, store, [entity_file], names=["ENTITY_FILE"], required=1)
+    if not os.path.exists(entity_file):
+        raise click.BadParameter(f"File {entity_file!r} does not exist.", param_hint="'ENTITY_FILE'")
+    if os.path.isdir(entity_file):
+        raise click.BadParameter(f"File {entity_file!r} is a directory.", param_hint="'ENTITY_FILE'")
     which_features(features, service, as_of_path, "--as-of")
-    target = checked_output(output, store=store, inputs=[entity_file, *([as_of_path] if as_of_path else [])])
+    written = checked_output(output, store=target.store, inputs=[entity_file, *([as_of_path] if as_of_path else [])])
     as_of: Manifest | None = None if as_of_path is None else manifest_file(as_of_path, "--as-of")
-    with opened(store, read_only=True) as s, _errors():
+    with reached(target, read_only=True) as s, _errors():
         table = s.get_historical_features(
             entity_file, list(features) or None, service=service, as_of=as_of, timestamp_field=timestamp_field,
             full_feature_names=full_feature_names,
         )
-    emit(table, fmt, target)
+    emit(table, fmt, written)
 
 
-@main.command("list")
-@_store_arg
+@main.command("list", cls=_StoreOrServer)
+@_store_or_url
 @_format_option()
-def list_(store: str, fmt: str) -> None:
+@click.pass_context
+def list_(ctx: click.Context, store: str | None, fmt: str, url: str | None, token: str | None) -> None:
     """Entities, feature views (with row counts and last event time, their featurizers and
     windowed aggregations), on-demand views and their featurizers, and feature services
     (with the version of each definition they pin), with their versions.
 
     In Python: store.list_entities(), store.list_feature_views(), store.list_on_demand_feature_views(),
     store.list_feature_services()."""
-    with opened(store, read_only=True) as s, _errors():
+    target, _ = where(ctx, store, [], names=[], required=0)
+    with reached(target, read_only=True) as s, _errors():
         rows: list[dict[str, Any]] = []
         for ent in s.list_entities():
             rows.append(
@@ -503,32 +664,38 @@ def _featurizer_rows(owner: str, featurizers: Any) -> list[dict[str, Any]]:
     return rows
 
 
-@main.command()
-@_store_arg
-@click.argument("name")
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("name", required=False, metavar="NAME")
 @_format_option()
-def describe(store: str, name: str, fmt: str) -> None:
+@click.pass_context
+def describe(ctx: click.Context, store: str | None, name: str | None, fmt: str, url: str | None,
+             token: str | None) -> None:
     """A feature view's definition, version, row counts and event time range, an on-demand
     view's definition, or a feature service's features and pinned versions.
 
     In Python: store.describe(NAME)."""
-    with opened(store, read_only=True) as s, _errors():
+    target, (name,) = where(ctx, store, [name], names=["NAME"], required=1)
+    with reached(target, read_only=True) as s, _errors():
         # The Python call, for feature views and on-demand views alike (issue 10 #19: the
         # CLI once described on-demand views itself, and store.describe could not).
         info: dict[str, Any] = s.describe(name)
     emit(info if fmt == "json" else [{"field": k, "value": v} for k, v in info.items()], fmt)
 
 
-@main.command("list-versions")
-@_store_arg
-@click.argument("name")
+@main.command("list-versions", cls=_StoreOrServer)
+@_store_or_url
+@click.argument("name", required=False, metavar="NAME")
 @_format_option()
-def list_versions(store: str, name: str, fmt: str) -> None:
+@click.pass_context
+def list_versions(ctx: click.Context, store: str | None, name: str | None, fmt: str, url: str | None,
+                  token: str | None) -> None:
     """Every version of a definition ever applied, oldest first, with the feature services
     that pin it (pinned_by).
 
     In Python: store.list_versions(NAME)."""
-    with opened(store, read_only=True) as s, _errors():
+    target, (name,) = where(ctx, store, [name], names=["NAME"], required=1)
+    with reached(target, read_only=True) as s, _errors():
         versions = s.list_versions(name)
     if fmt == "table":
         versions = [
@@ -562,19 +729,23 @@ def delete_feature_service(store: str, name: str) -> None:
     emit({"deleted": name}, "json")
 
 
-@main.command()
-@_store_arg
-@click.argument("name", required=False)
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("name", required=False, metavar="[NAME]")
 @click.option("--examples", default=1000, show_default=True, type=click.IntRange(1, MAX_EXAMPLES),
               help="Generated rows per featurizer.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the generated inputs.")
 @_format_option()
-def verify(store: str, name: str | None, examples: int, seed: int, fmt: str) -> None:
+@click.pass_context
+def verify(ctx: click.Context, store: str | None, name: str | None, examples: int, seed: int, fmt: str,
+           url: str | None, token: str | None) -> None:
     """Check every featurizer (or those of view NAME) gives the same bits in the batch and
     per-request paths. Exit code 1 when one does not.
 
     In Python: store.verify(NAME, examples=..., seed=...)."""
-    with opened(store, read_only=True) as s, _errors():
+    target, args = where(ctx, store, [name], names=["NAME"], required=0)
+    name = args[0] if args else None
+    with reached(target, read_only=True) as s, _errors():
         results = s.verify(name, examples=examples, seed=seed)
     rows = [
         {"view": r.view, "features": list(r.features), "featurizer": r.featurizer, "examples": r.examples, "ok": r.ok,
@@ -586,6 +757,100 @@ def verify(store: str, name: str | None, examples: int, seed: int, fmt: str) -> 
     if failed:
         raise CommandFailure(f"{len(failed)} featurizer(s) differ between the batch and per-request paths: "
                        + "; ".join(str(r.mismatch) for r in failed))
+
+
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.option("--now", type=MOMENT, help="Judge the ages as of this ISO-8601 time (default: now).")
+@_format_option()
+@click.pass_context
+def freshness(ctx: click.Context, store: str | None, now: datetime | None, fmt: str, url: str | None,
+              token: str | None) -> None:
+    """How fresh every feature view is: its newest event, that value's age against the
+    view's freshness SLO (FeatureView(..., freshness="15m")), and, from a server, the ages
+    of the values it served and how long its pushes took to become readable.
+
+    Exit code 3 when a view breaks its SLO (one line on stderr names them), 0 when none
+    does, 1 on an error: for cron jobs and CI.
+
+    In Python: store.freshness(now=...)."""
+    target, _ = where(ctx, store, [], names=[], required=0)
+    with reached(target, read_only=True) as s, _errors():
+        report = s.freshness(now=now)
+    emit(report.to_dict() if fmt == "json" else freshness_rows(report), fmt)
+    if not report.ok:
+        shown = ", ".join(f"{v.view} (newest value {_age(v.newest_age)} old, SLO {_age(v.slo)})"
+                          for v in report.breaches)
+        click.echo(f"SLO breached: {len(report.breaches)} view(s) hold values older than their freshness SLO: "
+                   f"{shown}", err=True)
+        ctx.exit(CHECK_FAILED)
+
+
+def _age(value: Any) -> str:
+    from .cli_output import duration_text
+
+    return "never" if value is None else duration_text(value.total_seconds())
+
+
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("target_name", required=False, metavar="TARGET")
+@click.option("--since", type=MOMENT, help="Replay requests at or after this ISO-8601 time.")
+@click.option("--until", type=MOMENT, help="Replay requests before this ISO-8601 time.")
+@click.option("--examples", default=5, show_default=True, type=click.IntRange(0, 10_000),
+              help="Differences shown per feature.")
+@click.option("--min-consistency", type=click.FloatRange(0.0, 1.0), metavar="SHARE",
+              help="Exit with code 3 when a feature's consistency (equal rows / compared rows) is below SHARE, "
+              "e.g. 0.99.")
+@_format_option()
+@click.pass_context
+def consistency(ctx: click.Context, store: str | None, target_name: str | None, since: datetime | None,
+                until: datetime | None, examples: int, min_consistency: float | None, fmt: str, url: str | None,
+                token: str | None) -> None:
+    """Replay the serving log of feature view or service TARGET against the offline
+    history: for every logged row and feature, the value served against the value a
+    training set gives for the same entity at the logged request time. Reports per feature
+    the rows compared and equal bit for bit, and the first differences with their reason
+    (a late event, a changed definition) when it is known.
+
+    With --min-consistency SHARE, exit code 3 when a feature falls below it (one line on
+    stderr names them); 1 on an error.
+
+    In Python: store.consistency(TARGET, since=..., until=..., examples=...)."""
+    where_, (target_name,) = where(ctx, store, [target_name], names=["TARGET"], required=1)
+    with reached(where_, read_only=True) as s, _errors():
+        report = s.consistency(target_name, since=since, until=until, examples=examples)
+    if fmt == "json":
+        emit(report.to_dict(), fmt)
+    else:
+        emit_text(consistency_text(report))
+    if min_consistency is not None:
+        low = [f for f in report.features if f.consistency < min_consistency]
+        if low:
+            shown = ", ".join(f"{f.feature} {f.consistency:.4%} ({f.different} of {f.compared} rows differ)"
+                              for f in low)
+            click.echo(f"consistency below {min_consistency:.4%}: {shown}", err=True)
+            ctx.exit(CHECK_FAILED)
+
+
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("out", required=False, metavar="OUT")
+@click.pass_context
+def snapshot(ctx: click.Context, store: str | None, out: str | None, url: str | None, token: str | None) -> None:
+    """Write a consistent, complete copy of the store to the new file OUT, also while a
+    server holds it (then the server writes the copy and OUT is downloaded): open OUT
+    read-only anywhere, for example to build training sets while the server serves.
+
+    In Python: store.snapshot(OUT)."""
+    target, (out,) = where(ctx, store, [out], names=["OUT"], required=1)
+    checked_output(out, store=target.store)
+    if os.path.lexists(out):
+        raise CommandFailure(f"{out!r} exists; give a new file for the snapshot (it is never overwritten)")
+    with reached(target, read_only=False, must_exist=True) as s, _errors():
+        written = s.snapshot(out)
+        store_id = s.store_id
+    emit({"snapshot": os.path.abspath(written), "store_id": store_id}, "json")
 
 
 @main.command()
@@ -617,9 +882,13 @@ def checkpoint(store: str) -> None:
               help="Seconds a request's body may take to arrive after its headers.")
 @click.option("--max-connections", type=click.IntRange(min=1),
               help="Open connections at most (default: what the open-file limit allows, up to 4096).")
+@click.option("--max-upload", default=1024 * 1024 * 1024, show_default=True, type=click.IntRange(min=1),
+              help="Largest training-set request (the entity rows' Arrow stream), in bytes.")
 def serve(store: str, host: str, port: int, token: str | None, max_body: int, log_level: str,
-          header_timeout: float, body_timeout: float, max_connections: int | None) -> None:
-    """Serve the store over HTTP: online features, pushes, health and metrics.
+          header_timeout: float, body_timeout: float, max_connections: int | None, max_upload: int) -> None:
+    """Serve the store over HTTP: online features, pushes, training sets, listings,
+    snapshots, freshness and consistency reports, health and metrics (the remote client,
+    featurelite.connect(URL), and the commands' --url use them).
 
     The server holds the store file for writing while it runs. Needs the server extra:
     pip install 'featurelite[server]'."""
@@ -636,7 +905,8 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
     with _errors():
         try:
             server.run(store, host=host, port=port, token=token, max_body=max_body, log_level=log_level,
-                       header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
+                       header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections,
+                       max_upload=max_upload)
         except SystemExit as exc:
             # uvicorn exits (code 3) when it cannot start, after logging why; the probe above
             # makes that rare (a race for the port). Say it in the CLI's one line.

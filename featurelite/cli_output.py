@@ -23,10 +23,17 @@ import click
 import pyarrow as pa
 
 from . import wire
+from .reports import ConsistencyReport, FreshnessReport
 from .results import OnlineResponse
 
-__all__ = ["CommandFailure", "checked_output", "emit", "emit_text", "one_line", "online_rows", "table_text",
-           "to_json", "with_status_columns", "write_atomically"]
+__all__ = ["CHECK_FAILED", "CommandFailure", "checked_output", "consistency_text", "duration_text", "emit",
+           "emit_text", "freshness_rows", "one_line", "online_rows", "table_text", "to_json", "with_status_columns",
+           "write_atomically"]
+
+#: The exit code of a check that ran and failed (``freshness``: a view breaks its SLO;
+#: ``consistency``: a feature below ``--min-consistency``), apart from 1 (an error) and 2
+#: (a usage error).
+CHECK_FAILED = 3
 
 
 def one_line(message: str) -> str:
@@ -185,6 +192,61 @@ def online_rows(response: OnlineResponse, statuses: bool) -> list[dict[str, Any]
     return rows
 
 
+def duration_text(seconds: float) -> str:
+    """A duration for people: ``850ms``, ``42s``, ``12m 5s``, ``3h 20m``, ``2d 4h``."""
+    if seconds < 0:
+        return "-" + duration_text(-seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    whole = int(seconds)
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if whole >= size:
+            rest = (whole % size) // smaller_size
+            return f"{whole // size}{unit}" + (f" {rest}{smaller}" if rest else "")
+    return f"{whole}s"  # pragma: no cover - under a minute is handled above
+
+
+def _seconds(value: float | None) -> str | None:
+    return None if value is None else duration_text(value)
+
+
+def freshness_rows(report: FreshnessReport) -> list[dict[str, Any]]:
+    """Rows for ``featurelite freshness --format table``: one per view."""
+    return [
+        {"view": v.view, "slo": _seconds(None if v.slo is None else v.slo.total_seconds()),
+         "last_event": v.last_event,
+         "newest_age": _seconds(None if v.newest_age is None else v.newest_age.total_seconds()),
+         "breached": "BREACHED" if v.breached else ("ok" if v.slo is not None else ""),
+         "served": v.served_ages.count, "served_p50": _seconds(v.served_ages.p50),
+         "served_p99": _seconds(v.served_ages.p99), "served_stale": v.served_stale,
+         "push_to_visible_p50": _seconds(v.push_to_visible.p50)}
+        for v in report.views
+    ]
+
+
+def consistency_text(report: ConsistencyReport) -> str:
+    """``featurelite consistency --format table``: a line for the replay, a table of the
+    features, and one of the differences shown."""
+    head = (f"{report.kind.replace('_', ' ')} {report.target}: {report.requests} request(s), {report.rows} row(s) "
+            f"replayed; consistency {report.consistency:.4%}")
+    features = [
+        {"feature": f.feature, "compared": f.compared, "equal": f.equal, "different": f.different,
+         "consistency": f"{f.consistency:.4%}", "reasons": ", ".join(f"{k}: {n}" for k, n in f.reasons.items())}
+        for f in report.features
+    ]
+    text = head + "\n\n" + table_text(features)
+    differences = [
+        {"feature": f.feature, "request_time": d.request_time, "keys": dict(d.keys), "served": d.served,
+         "training": d.training, "reason": d.reason, "detail": d.detail}
+        for f in report.features for d in f.differences
+    ]
+    if differences:
+        text += "\n\nfirst differences:\n" + table_text(differences)
+    return text
+
+
 def with_status_columns(table: pa.Table, response: OnlineResponse) -> pa.Table:
     """The values table with a ``FEATURE:status`` text column after each feature."""
     columns: dict[str, pa.Array] = {}
@@ -220,7 +282,7 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def checked_output(output: str | None, *, store: str, inputs: Sequence[str] = ()) -> str | None:
+def checked_output(output: str | None, *, store: str | None, inputs: Sequence[str] = ()) -> str | None:
     """The file a command will write its result to, checked before any work is done.
 
     Refused (usage error, exit 2): the store file, its ``.wal`` or server note, through any
@@ -228,12 +290,13 @@ def checked_output(output: str | None, *, store: str, inputs: Sequence[str] = ()
     (overwriting the entity file a training set was built from loses the labels; it is
     always a slip). A folder that does not exist or cannot be written is exit 1. Returns
     the path with links resolved, so that replacing it replaces the file a link points to,
-    not the link."""
+    not the link. ``store`` is None for a command working on a server (its files are not
+    this machine's to protect)."""
     if output is None:
         return None
     if output == "":
         raise click.BadParameter("is empty; give a file name", param_hint="'--output'")
-    for owned in _store_files(store):
+    for owned in _store_files(store) if store is not None else ():
         if _same_file(output, owned):
             raise click.BadParameter(
                 f"{output!r} is the store's own file {owned!r}; writing there would destroy the store. "

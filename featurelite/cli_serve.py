@@ -1,6 +1,6 @@
 """The checks ``featurelite serve``'s options get before the server starts: a bearer token
 any HTTP client can send (never an empty one, which would turn auth off), and an address
-this machine can listen on."""
+this machine can listen on; and the check of the token a command sends to a server."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import click
 
 from .cli_output import CommandFailure
 
-__all__ = ["TOKEN_ENV", "check_bind", "check_token"]
+__all__ = ["TOKEN_ENV", "URL_ENV", "check_bind", "check_client_token", "check_token"]
 
-#: The environment variable ``serve`` reads its bearer token from.
+#: The environment variable ``serve`` reads its bearer token from (and the commands that
+#: use a server, the token they send).
 TOKEN_ENV = "FEATURELITE_TOKEN"
+#: The environment variable naming the server the commands with ``--url`` use.
+URL_ENV = "FEATURELITE_URL"
 
 
 def check_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -37,6 +40,17 @@ def check_token(ctx: click.Context, param: click.Parameter, value: str | None) -
     if value != value.strip() or not all(" " < ch < "\x7f" for ch in value):
         raise click.BadParameter("a token must be printable ASCII without spaces (it travels in an "
                                  "HTTP Authorization header)", param_hint=f"'{where}'")
+    return value
+
+
+def check_client_token(value: str | None, where: str) -> str | None:
+    """The token a command sends to a server (None: none), or a usage error naming
+    ``where`` it came from when no HTTP client could send it."""
+    if value is None:
+        return None
+    if not value.strip() or value != value.strip() or not all(" " < ch < "\x7f" for ch in value):
+        raise click.BadParameter("a token must be printable ASCII without spaces (it travels in an HTTP "
+                                 "Authorization header)", param_hint=where)
     return value
 
 

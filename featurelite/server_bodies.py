@@ -1,6 +1,7 @@
 """Request bodies of the HTTP server, read into what the Store takes: a JSON object, a
 table of pushed rows (JSON rows or columns, or an Arrow IPC stream), a point in time, a
-training set's manifest.
+training set's manifest, and a training-set request (an Arrow stream of entity rows with
+its parameters in the schema metadata).
 
 Everything wrong with a body is the client's: an :class:`HTTPError` with 422, or 413 for an
 Arrow stream that would decode to more than the server's limits allow.
@@ -20,9 +21,11 @@ from . import stepwise_json, wire
 from .errors import ManifestError
 from .ipc_header import decoded_size
 from .manifest import Manifest
+from .server_openapi import REQUEST_METADATA
 
-__all__ = ["STEPWISE_BODY", "DecodeLimits", "HTTPError", "Manifests", "entity_rows", "parse_json", "parse_now",
-           "read_arrow", "table_from_json"]
+__all__ = ["STEPWISE_BODY", "DecodeLimits", "HTTPError", "HistoricalRequest", "Manifests", "entity_rows",
+           "historical_request", "parse_json", "parse_now", "parse_time_field", "read_arrow", "request_times",
+           "table_from_json", "whole_number"]
 
 #: Above this size ``json.loads`` would stall the event loop even from a thread (it holds
 #: the GIL from start to end: ~7 ms per MB); such bodies are parsed element by element.
@@ -86,12 +89,93 @@ def parse_now(value: Any) -> datetime:
     """The request's ``now``, an ISO-8601 time. Whether it lies in the range a store holds
     is the Store's check (an InputError, so 422, for ``0001-01-01T00:00:00+01:00``, before
     year 1 in UTC)."""
+    return parse_time_field(value, "now")
+
+
+def parse_time_field(value: Any, name: str) -> datetime:
+    """The request's time field ``name`` (an ISO-8601 time string), or a 422."""
     if not isinstance(value, str):
-        raise HTTPError(422, "InputError", f"'now' must be an ISO-8601 time string, got {value!r}")
+        raise HTTPError(422, "InputError", f"'{name}' must be an ISO-8601 time string, got {value!r}")
     try:
         return wire.parse_time(value)
     except ValueError:
-        raise HTTPError(422, "InputError", f"'now' is not an ISO-8601 time: {value!r}") from None
+        raise HTTPError(422, "InputError", f"'{name}' is not an ISO-8601 time: {value!r}") from None
+
+
+def request_times(request_data: Any, fields: Any) -> Any:
+    """``request_data`` with the values of ``fields`` (the request's ``request_times``: the
+    fields the client sent datetimes in, as ISO-8601 text) read back as datetimes, so a
+    featurizer's timestamp input gets what it would get in process. Other values, and
+    anything that is not the documented shape, are left for the Store to judge."""
+    if not isinstance(fields, list) or not isinstance(request_data, dict):
+        raise HTTPError(422, "InputError", "'request_times' must list fields of a 'request_data' object")
+    converted = dict(request_data)
+    for field in fields:
+        column = converted.get(field) if isinstance(field, str) else None
+        if not isinstance(column, list):
+            raise HTTPError(422, "InputError", f"'request_times' names {field!r}, which is not a list in "
+                            "'request_data'")
+        converted[field] = [v if not isinstance(v, str) else parse_time_field(v, f"request_data.{field}")
+                            for v in column]
+    return converted
+
+
+def whole_number(value: str | None, name: str) -> int | None:
+    """A query parameter that must be a whole number of at least 1, or None if absent."""
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18 or int(value) < 1:
+        raise HTTPError(422, "InputError", f"'{name}' must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class HistoricalRequest:
+    """What a training-set request asks, besides its entity rows (see
+    :func:`historical_request`)."""
+
+    features: Any
+    service: str | None
+    as_of: Manifest | None
+    timestamp_field: str | None
+    full_feature_names: bool
+    #: Leave out of the answer the entity columns the training set carries through unchanged.
+    omit_entity_columns: bool = False
+
+
+def historical_request(table: pa.Table, manifests: Manifests) -> tuple[HistoricalRequest, pa.Table]:
+    """The parameters an entity stream carries in its schema metadata (``featurelite.request``,
+    a JSON object), and the entity rows without them (the rest of their metadata kept, as
+    the Store would have seen it in process). A 422 for metadata that is missing or not
+    the documented object."""
+    metadata = dict(table.schema.metadata or {})
+    text = metadata.pop(REQUEST_METADATA, None)
+    if text is None:
+        raise HTTPError(422, "InputError", "the entity stream carries no request: put the parameters as JSON in "
+                        f"its schema metadata {REQUEST_METADATA.decode()!r}")
+    try:
+        params = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPError(422, "InputError", f"the entity stream's request is not JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise HTTPError(422, "InputError", "the entity stream's request must be a JSON object")
+    known = {"features", "service", "as_of", "timestamp_field", "full_feature_names", "omit_entity_columns"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise HTTPError(422, "InputError", f"the entity stream's request has unknown field(s): {', '.join(unknown)}")
+    service, as_of = params.get("service"), params.get("as_of")
+    if service is not None and not isinstance(service, str):
+        raise HTTPError(422, "InputError", "'service' must be the name of a feature service")
+    timestamp_field = params.get("timestamp_field")
+    if timestamp_field is not None and not isinstance(timestamp_field, str):
+        raise HTTPError(422, "InputError", "'timestamp_field' must be the name of a column")
+    full, omit = params.get("full_feature_names", False), params.get("omit_entity_columns", False)
+    if not isinstance(full, bool) or not isinstance(omit, bool):
+        raise HTTPError(422, "InputError", "'full_feature_names' and 'omit_entity_columns' must be true or false")
+    request = HistoricalRequest(
+        params.get("features"), service, None if as_of is None else manifests.get(as_of), timestamp_field, full, omit,
+    )
+    return request, table.replace_schema_metadata(metadata or None)
 
 
 class Manifests:
@@ -159,7 +243,7 @@ def _check_names(fields: Iterable[pa.Field]) -> None:
         _check_names(kind.field(i) for i in range(kind.num_fields))
 
 
-def _check_decoded_size(body: bytes, limits: DecodeLimits) -> None:
+def _check_decoded_size(body: bytes, limits: DecodeLimits, advice: str) -> None:
     """A 413 if the stream's batches would decode to more than ``limits``, measured from
     the messages' headers before decoding any of them."""
     reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(body))
@@ -177,14 +261,14 @@ def _check_decoded_size(body: bytes, limits: DecodeLimits) -> None:
             if nbytes > limits.max_bytes or cells > limits.max_cells:
                 raise HTTPError(413, "PayloadTooLarge",
                                 f"the Arrow stream decodes to more than {limits.max_bytes} bytes or "
-                                f"{limits.max_cells} values (rows x columns); send it in smaller pushes")
+                                f"{limits.max_cells} values (rows x columns); {advice}")
 
 
-def read_arrow(body: bytes, limits: DecodeLimits) -> pa.Table:
+def read_arrow(body: bytes, limits: DecodeLimits, *, advice: str = "send it in smaller pushes") -> pa.Table:
     """The Arrow IPC stream in ``body`` as a table, or 413 if it would decode to more than
     the limits allow, or 422 if it is not a valid stream."""
     try:
-        _check_decoded_size(body, limits)
+        _check_decoded_size(body, limits, advice)
         table = pa.ipc.open_stream(body).read_all()
         # A damaged stream can decode to a table with offsets out of bounds, text that is
         # not UTF-8 or field names that are not: refuse it here, the boundary, rather than

@@ -161,7 +161,7 @@ def test_public_surface_is_pinned():
     assert sorted(fl.__all__) == sorted([
         # issue 14: the serving log, freshness and consistency reports, the remote client
         "AgeSummary", "ConsistencyReport", "Difference", "FeatureConsistency", "FreshnessReport", "ServingLog",
-        "ViewFreshness",
+        "ViewFreshness", "RemoteStore", "connect",
         "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureService", "FeatureView",
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "Manifest", "ManifestError",
         "ManifestFeature", "MaterializeResult", "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "PinnedVersionError",
