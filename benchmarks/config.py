@@ -51,6 +51,7 @@ class Scale:
     agg_spine_rows: int  #: entity rows of the windowed-aggregation training set
     agg_pushes: int  #: 1,000-row pushes per side in the windowed-aggregation push comparison
     predict_iterations: int  #: timed calls per side of the MLflow model's one-row predict (services)
+    replay_requests: int  #: logged one-entity reads the consistency replay replays (production)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +77,7 @@ QUICK = Scale(
     agg_spine_rows=5_000,
     agg_pushes=20,
     predict_iterations=300,
+    replay_requests=2_000,
 )
 
 FULL = Scale(
@@ -98,6 +100,7 @@ FULL = Scale(
     agg_spine_rows=1_000_000,
     agg_pushes=300,
     predict_iterations=10_000,
+    replay_requests=100_000,
 )
 
 SCALES = {"quick": QUICK, "full": FULL}

@@ -27,8 +27,10 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value / 2**20:.1f} MiB"
     if unit == "bytes/event":
         return f"{value:.1f} bytes/event"
-    if unit == "events":
-        return f"{value:,.0f} events"
+    if unit in ("events", "values"):
+        return f"{value:,.0f} {unit}"
+    if unit == "share":  # a fraction, as a percentage; 100% only when it is exactly 1
+        return "100%" if value == 1 else f"{min(value * 100, 99.9999):.4f}%"
     return f"{value:g} {unit}"
 
 
@@ -291,6 +293,8 @@ GROUP_PAGES = [
     ("aggregations", "benchmarks/aggregations-only.md", "windowed aggregations (issue 12)"),
     ("services", "benchmarks/services-only.md",
      "feature services, training-set manifests and the MLflow model (issue 13)"),
+    ("production", "benchmarks/production-only.md",
+     "the remote client, the serving log's cost and the consistency replay (issue 14)"),
 ]
 
 

@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import aggregations, charts, data, ondemand, peer, services, serving, workloads
+from . import aggregations, charts, data, ondemand, peer, production, services, serving, workloads
 from .config import N_FEATURES, REPO, WORK_DIR, Scale
 from .feast_setup import ensure_feast_venv
 from .machine import describe, load, source
 from .measure import stopwatch
 from .render import render
 
-__all__ = ["AGGREGATION_WORKLOADS", "ONLY", "SERVICE_WORKLOADS", "log", "run"]
+__all__ = ["AGGREGATION_WORKLOADS", "ONLY", "PRODUCTION_WORKLOADS", "SERVICE_WORKLOADS", "log", "run"]
 
 
 def log(message: str) -> None:
@@ -54,6 +54,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results["push"] = _step("push while serving", lambda: serving.push(ctx))
     results.update(_step("windowed aggregations", lambda: aggregations.run(ctx)))
     results.update(_step("feature services", lambda: services.run(ctx)))
+    results.update(_step("production", lambda: production.run(ctx)))
     order = [
         "online_single",
         "online_batch",
@@ -68,6 +69,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
         "push",
         *AGGREGATION_WORKLOADS,
         *SERVICE_WORKLOADS,
+        *PRODUCTION_WORKLOADS,
     ]
     return {name: results[name] for name in order}
 
@@ -83,12 +85,15 @@ AGGREGATION_WORKLOADS = [
 ]
 #: The workloads of :mod:`benchmarks.services`, in the order the page shows them.
 SERVICE_WORKLOADS = list(services.NAMES)
+#: The workloads of :mod:`benchmarks.production`, in the order the page shows them.
+PRODUCTION_WORKLOADS = list(production.NAMES)
 #: Groups of workloads ``--only`` can run by themselves.
-ONLY = {"aggregations": AGGREGATION_WORKLOADS, "services": SERVICE_WORKLOADS}
+ONLY = {"aggregations": AGGREGATION_WORKLOADS, "services": SERVICE_WORKLOADS, "production": PRODUCTION_WORKLOADS}
 #: What runs each group, and its name in the progress log.
 _GROUPS: dict[str, tuple[str, Callable[[workloads.Context], dict[str, Any]]]] = {
     "aggregations": ("windowed aggregations", aggregations.run),
     "services": ("feature services", services.run),
+    "production": ("production", production.run),
 }
 
 

@@ -38,6 +38,11 @@ WORKLOADS = {
     "services_online_ondemand",
     "services_online_window",
     "services_mlflow_predict",
+    "production_training",
+    "production_client_online",
+    "production_log",
+    "production_log_http",
+    "production_replay",
 }
 #: Workloads that need an optional extra, and the modules whose absence lets them skip.
 OPTIONAL = {"services_mlflow_predict": ("mlflow", "featurelite.mlflow")}
