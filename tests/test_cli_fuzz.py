@@ -102,7 +102,10 @@ POOLS: dict[str, tuple[list[str], list[str]]] = {
     "store": STORES, "output": OUTPUTS, "files": FILES, "entity_file": ENTITY_FILES, "definitions": DEFINITIONS,
     "view": NAMES, "views": NAMES, "name": NAMES, "features": FEATURES, "entity_pairs": PAIRS,
     "request_pairs": PAIRS, "entities_json": JSONS, "request_json": JSONS, "now": TIMES, "end_date": TIMES,
-    "examples": INTS, "seed": INTS, "port": (["6566", "8080"], INTS[1]), "max_body": INTS, "host": HOSTS,
+    # verify's --examples: no large valid count among the "wrong" values (99999 examples of a
+    # featurizer check run for minutes; the bound itself, 10,000,000, is tested as a usage error).
+    "examples": (["1", "5", "300"], [v for v in INTS[1] if v not in ("65535", "65536", "99999")] + ["10000001"]),
+    "seed": INTS, "port": (["6566", "8080"], INTS[1]), "max_body": INTS, "host": HOSTS,
     "token": TOKENS, "timestamp_field": FIELDS,
 }
 
