@@ -12,6 +12,7 @@ from .definitions import (
     Entity,
     FeatureService,
     FeatureView,
+    Field,
     OnDemandFeatureView,
     RequestSource,
     ServingLog,
@@ -46,6 +47,7 @@ from .registry import ApplyResult, Change, ServiceImpact
 from .reports import AgeSummary, ConsistencyReport, Difference, FeatureConsistency, FreshnessReport, ViewFreshness
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .rules import Status
+from .search import SearchHit
 from .store import Store, open
 from .types import DTYPES
 
@@ -66,6 +68,7 @@ __all__ = [
     "FeatureliteError",
     "Featurizer",
     "FeaturizerError",
+    "Field",
     "FreshnessReport",
     "IngestResult",
     "InputError",
@@ -81,6 +84,7 @@ __all__ = [
     "RemoteStore",
     "RequestSource",
     "SchemaError",
+    "SearchHit",
     "ServerError",
     "ServiceImpact",
     "ServingLog",

@@ -49,6 +49,7 @@ from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureVie
 from .errors import FeatureliteError, StoreLockedError
 from .manifest import Manifest
 from .results import OnlineResponse
+from .search import KINDS as SEARCH_KINDS
 from .serving_lock import server_holding
 from .store import Store
 
@@ -681,6 +682,41 @@ def describe(ctx: click.Context, store: str | None, name: str | None, fmt: str, 
         # CLI once described on-demand views itself, and store.describe could not).
         info: dict[str, Any] = s.describe(name)
     emit(info if fmt == "json" else [{"field": k, "value": v} for k, v in info.items()], fmt)
+
+
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("text", required=False, metavar="TEXT")
+@click.option("--tag", "tag_pairs", multiple=True, metavar="KEY=VALUE", help="Only definitions with this tag "
+              "(repeatable; a feature has its view's tags and its own).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(list(SEARCH_KINDS)),
+              help="Only this kind of definition (repeatable).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Hits at most.")
+@_format_option()
+@click.pass_context
+def search(ctx: click.Context, store: str | None, text: str | None, tag_pairs: tuple[str, ...],
+           kinds: tuple[str, ...], limit: int, fmt: str, url: str | None, token: str | None) -> None:
+    """Entities, views, features, on-demand views, services and featurizers whose name,
+    description, tags or owner match every word of TEXT, best first (a word in the name
+    scores most). TEXT may be left out to list everything with the --tag given.
+
+    Example: featurelite search shop.duckdb spend --tag team=growth
+
+    In Python: store.search(TEXT, tags={KEY: VALUE}, kinds=[...])."""
+    target, args = where(ctx, store, [text], names=["TEXT"], required=0)
+    tags: dict[str, str] = {}
+    for pair in tag_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--tag")
+        tags[key] = value
+    with reached(target, read_only=True) as s, _errors():
+        hits = s.search(args[0] if args else "", tags=tags or None, kinds=list(kinds) or None, limit=limit)
+    rows = [hit.to_dict() for hit in hits]
+    if fmt == "table":
+        rows = [{"kind": h.kind, "name": h.name, "description": h.description, "matched": ", ".join(h.matched)}
+                for h in hits]
+    emit(rows, fmt)
 
 
 @main.command("list-versions", cls=_StoreOrServer)

@@ -22,9 +22,20 @@ from .references import parse_reference
 from .types import DTYPES, KEY_DTYPES, MAX_US, MIN_US
 
 __all__ = [
-    "AGGREGATION_FUNCTIONS", "NUMERIC_DTYPES", "Aggregation", "Entity", "FeatureService", "FeatureView",
+    "AGGREGATION_FUNCTIONS",
+    "NUMERIC_DTYPES",
+    "Aggregation",
+    "Entity",
+    "FeatureService",
+    "FeatureView",
+    "Field",
     "OnDemandFeatureView",
-    "RequestSource", "ServingLog", "aggregation_dtype", "functions_for", "parse_freshness", "parse_ttl",
+    "RequestSource",
+    "ServingLog",
+    "aggregation_dtype",
+    "functions_for",
+    "parse_freshness",
+    "parse_ttl",
 ]
 
 #: A whole name (fullmatch: ``$`` would also accept a trailing newline).
@@ -217,6 +228,37 @@ class _Versioned:
     def version(self) -> str:
         """Content hash of :meth:`spec`: equal definitions share it in every process."""
         return _hash_spec(self.spec())
+
+
+@dataclass(frozen=True, init=False)
+class Field:
+    """A feature's dtype with metadata of its own: ``schema={"amount": fl.Field("float64",
+    description="...", tags={...}, owner="...")}`` beside plain dtype strings. Metadata is
+    part of the view's version (a change makes a new one) but never a breaking change."""
+
+    dtype: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    owner: str = ""
+
+    def __init__(
+        self, dtype: str, *, description: str = "", tags: Mapping[str, str] | None = None, owner: str = ""
+    ) -> None:
+        object.__setattr__(self, "dtype", _check_dtype(dtype, "a Field's dtype"))
+        for name, value in (("description", description), ("owner", owner)):
+            if not isinstance(value, str):
+                raise DefinitionError(f"a Field's {name} must be a string, not {type(value).__name__}")
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "tags", _check_tags(tags, "a Field"))
+
+    @property
+    def has_metadata(self) -> bool:
+        return bool(self.description or self.tags or self.owner)
+
+    def metadata(self) -> dict[str, Any]:
+        """The metadata as a JSON-ready dict (part of its view's spec)."""
+        return {"description": self.description, "tags": dict(self.tags), "owner": self.owner}
 
 
 @dataclass(frozen=True, init=False)
@@ -470,6 +512,8 @@ class FeatureView(_Versioned):
     )
     #: Windowed aggregate features read from the stored columns (nothing extra is stored).
     aggregations: tuple[Aggregation, ...] = ()
+    #: Per-feature metadata, for the features declared with a :class:`Field` that has some.
+    fields: Mapping[str, Field] = field(default_factory=dict, hash=False)
     #: The freshness SLO: the newest value older than this breaks it (None: no SLO).
     freshness: timedelta | None = None
     #: What online reads of the view record in its serving log (None: nothing).
@@ -492,7 +536,7 @@ class FeatureView(_Versioned):
         name: str,
         *,
         entities: Iterable[Entity | str],
-        schema: Mapping[str, str],
+        schema: Mapping[str, str | Field],
         timestamp_field: str = "event_timestamp",
         created_timestamp_field: str | None = None,
         ttl: timedelta | str | None = None,
@@ -526,9 +570,12 @@ class FeatureView(_Versioned):
         if not isinstance(schema, Mapping) or not schema:
             raise DefinitionError(f"{owner_text} needs a schema mapping feature names to dtypes")
         checked_schema = {
-            _check_name("feature", feat, owner_text): _check_dtype(dt, f"feature {feat!r} of {owner_text}")
+            _check_name("feature", feat, owner_text): _check_dtype(
+                dt.dtype if isinstance(dt, Field) else dt, f"feature {feat!r} of {owner_text}"
+            )
             for feat, dt in schema.items()
         }
+        fields = {feat: dt for feat, dt in schema.items() if isinstance(dt, Field) and dt.has_metadata}
         derived: dict[str, tuple[Featurizer, int]] = {}
         normalized: dict[str | tuple[str, ...], Featurizer] = {}
         if featurizers:
@@ -584,6 +631,7 @@ class FeatureView(_Versioned):
         object.__setattr__(self, "entity_objects", tuple(objects))
         object.__setattr__(self, "aggregations", checked_aggregations)
         object.__setattr__(self, "_aggregation_schema", aggregation_schema)
+        object.__setattr__(self, "fields", fields)
         object.__setattr__(self, "freshness", parse_freshness(freshness, owner_text))
         object.__setattr__(self, "log", _serving_log(log, owner_text))
 
@@ -631,6 +679,8 @@ class FeatureView(_Versioned):
             **({"featurizers": _featurizers_spec(self.featurizers)} if self.featurizers else {}),
             # Likewise: views without aggregations keep their versions.
             **({"aggregations": [a.spec() for a in self.aggregations]} if self.aggregations else {}),
+            # Per-feature metadata, only when some feature has any (older versions keep their hashes).
+            **({"fields": {f: m.metadata() for f, m in self.fields.items()}} if self.fields else {}),
             # Operational settings, versioned like the description and tags; only when set.
             **({"freshness_us": self.freshness // timedelta(microseconds=1)} if self.freshness else {}),
             **({"log": self.log.spec()} if self.log else {}),
@@ -643,7 +693,9 @@ class FeatureView(_Versioned):
         return cls(
             spec["name"],
             entities=spec["entities"],
-            schema={f: d for f, d in spec["schema"]},
+            schema={
+                f: Field(d, **spec["fields"][f]) if f in (spec.get("fields") or {}) else d for f, d in spec["schema"]
+            },
             timestamp_field=spec["timestamp_field"],
             created_timestamp_field=spec.get("created_timestamp_field"),
             ttl=None if ttl_us is None else timedelta(microseconds=ttl_us),

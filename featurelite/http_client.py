@@ -50,6 +50,7 @@ from .errors import FeatureliteError, InputError, ManifestError, SourceError, St
 from .manifest import Manifest
 from .reports import ConsistencyReport, FreshnessReport
 from .results import IngestResult, OnlineResponse, VerifyResult
+from .search import SearchHit
 from .server_openapi import (
     API_VERSION,
     ARROW_STREAM,
@@ -494,6 +495,20 @@ class RemoteStore:
             if isinstance(item.get("applied_at"), str):
                 item["applied_at"] = wire.parse_time(item["applied_at"])
         return items
+
+    def search(
+        self, text: str = "", *, tags: Mapping[str, str] | None = None, kinds: Sequence[str] | None = None,
+        limit: int = 50,
+    ) -> list[SearchHit]:
+        """What :meth:`featurelite.Store.search` finds, searched by the server."""
+        payload: dict[str, Any] = {"text": text, "limit": limit}
+        if tags is not None:
+            payload["tags"] = dict(tags)
+        if kinds is not None:
+            payload["kinds"] = [kinds] if isinstance(kinds, str) else list(kinds)
+        items = self._post_json("/search", payload)["items"]
+        return [SearchHit(i["kind"], i["name"], i["description"], i["owner"], i["tags"], i["score"],
+                          tuple(i["matched"])) for i in items]
 
     # -- checks and reports ---------------------------------------------------------
 

@@ -399,6 +399,14 @@ class _Endpoints:
         name, kind = request.path_params["name"], request.query_params.get("kind")
         return _json_response({"items": await run_in_threadpool(lambda: self.store.list_versions(name, kind=kind))})
 
+    async def search(self, request: Request) -> Response:
+        payload = parse_json(await self.body_of(request) or b"{}")
+        hits = self.store.search(
+            payload.get("text", ""), tags=payload.get("tags"), kinds=payload.get("kinds"),
+            limit=payload.get("limit", 50),
+        )
+        return _json_response({"items": [hit.to_dict() for hit in hits]})
+
     async def verify(self, request: Request) -> Response:
         payload = parse_json(await self.body_of(request) or b"{}")
         name, examples, seed = payload.get("name"), payload.get("examples", 1000), payload.get("seed", 0)
@@ -566,6 +574,7 @@ def create_app(
         route(f"{v1}/feature-services/{{name:path}}", "feature-services", app.feature_service),
         route(f"{v1}/describe/{{name:path}}", "describe", app.describe),
         route(f"{v1}/versions/{{name:path}}", "versions", app.versions),
+        route(f"{v1}/search", "search", app.search, "POST"),
         route(f"{v1}/verify", "verify", app.verify, "POST"),
         route(f"{v1}/freshness", "freshness", app.freshness),
         route(f"{v1}/consistency", "consistency", app.consistency, "POST"),

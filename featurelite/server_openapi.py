@@ -269,6 +269,16 @@ OPENAPI: dict[str, Any] = {
             "Every version of a definition (Store.list_versions)", _json("{items: [version]}", _ITEMS), name=True,
             parameters=[*_NAME, {"name": "kind", "in": "query", "required": False, "schema": {"type": "string"}}],
         ),
+        "/v1/search": {"post": {
+            "summary": "Search definitions by name, description, tags and owner (Store.search)",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {
+                    "text": {"type": "string", "default": ""},
+                    "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "kinds": {"type": "array", "items": {"type": "string"}},
+                    "limit": {"type": "integer", "default": 50}}}}}},
+            "responses": {"200": _json("{items: [{kind, name, description, owner, tags, score, matched}]}")},
+        }},
         "/v1/verify": {"post": {
             "summary": "Check featurizers give the same bits in the batch and per-request paths (Store.verify)",
             "requestBody": {"required": False, "content": {"application/json": {"schema": {

@@ -38,6 +38,9 @@ from .references import parse_references
 from .registry import ApplyResult, Registry, init_or_check, layout_of, pending_online, set_seq_floor, store_id
 from .reports import ConsistencyReport, FreshnessReport
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
+from .search import KINDS as SEARCH_KINDS
+from .search import SearchHit
+from .search import search as search_definitions
 from .serving_lock import server_holding
 from .servinglog import Observer, ServingLog, log_table, observer_for
 from .sources import DataSource, to_table
@@ -271,6 +274,33 @@ class Store:
         """The registered feature view ``name``."""
         self._conn.get()
         return self._registry.view(arguments.name(name, "the feature view"))
+
+    def search(
+        self, text: str = "", *, tags: Mapping[str, str] | None = None, kinds: Sequence[str] | None = None,
+        limit: int = 50,
+    ) -> list[SearchHit]:
+        """Entities, feature views, features, on-demand views, feature services and
+        featurizers matching every word of ``text`` in their name, description, tags or
+        owner (any, for blank text), with every tag in ``tags`` (a feature has its view's
+        tags and its own), best first: a word in the name scores most. ``kinds`` narrows to
+        some of ``featurelite.search.KINDS``."""
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string of words to search for, not {type(text).__name__}")
+        if tags is not None and (not isinstance(tags, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+            raise InputError("tags must map tag names to values, both strings: tags={'team': 'growth'}")
+        if kinds is not None:
+            unknown = sorted(set(arguments.names(kinds, "kinds")) - set(SEARCH_KINDS))
+            if unknown:
+                raise InputError(f"kinds {unknown} are not searchable; use some of {', '.join(SEARCH_KINDS)}")
+        limit = arguments.whole_number(limit, "limit")
+        self._conn.get()
+        registry = self._registry
+        return search_definitions(
+            text, registry.entities.values(), registry.views.values(), registry.odfvs.values(),
+            registry.services.values(), tags=tags, kinds=None if kinds is None else arguments.names(kinds, "kinds"),
+            limit=limit,
+        )
 
     def list_versions(self, name: str, *, kind: str | None = None) -> list[dict[str, Any]]:
         """Every version of definition ``name`` ever applied (oldest first), with its spec

@@ -188,6 +188,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "versions": store.list_versions("stats"),
             "verify": [(r.view, r.features, r.featurizer, r.examples, r.ok) for r in store.verify(examples=30)],
             "freshness": store.freshness(now=NOW),
+            "search": store.search("amount"),
+            "search_tagged": store.search(kinds=["feature_view", "feature_service"], limit=3),
+            "search_error": caught(lambda: store.search("x", kinds=["table"])),
             "errors": {
                 "feature": caught(lambda: store.get_online_features(ROWS, ["stats:nope"])),
                 "view": caught(lambda: store.describe("ghost")),
@@ -258,6 +261,12 @@ def test_definitions_listings_and_reports_equal_the_store_in_process(served, cli
         expected["verify"]
     assert {r.featurizer for r in client.verify("derived", examples=5)} == {"later", "scaled", "waited"}
     assert client.store_id == served.store_id and client.server_version == fl.__version__
+
+
+def test_search_finds_what_the_store_finds(served, client):
+    assert served.expected["search"] and client.search("amount") == served.expected["search"]
+    assert client.search(kinds=("feature_view", "feature_service"), limit=3) == served.expected["search_tagged"]
+    assert caught(lambda: client.search("x", kinds=["table"])) == served.expected["search_error"]
 
 
 def test_freshness_is_the_servers_report(served, client):

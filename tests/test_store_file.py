@@ -162,6 +162,8 @@ def test_public_surface_is_pinned():
         # issue 14: the serving log, freshness and consistency reports, the remote client
         "AgeSummary", "ConsistencyReport", "Difference", "FeatureConsistency", "FreshnessReport", "ServingLog",
         "ViewFreshness", "RemoteStore", "connect",
+        # issue 15: per-feature metadata and search
+        "Field", "SearchHit",
         "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureService", "FeatureView",
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "Manifest", "ManifestError",
         "ManifestFeature", "MaterializeResult", "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "PinnedVersionError",
