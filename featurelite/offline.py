@@ -227,3 +227,20 @@ def sample(con: duckdb.DuckDBPyConnection, layout: ViewLayout, column: str, rows
         values = values.cast(pa.timestamp("us", tz="UTC"))
     sampled: list[Any] = values.to_pylist()
     return sampled
+
+
+def recent_rows(con: duckdb.DuckDBPyConnection, layout: ViewLayout, limit: int) -> pa.Table:
+    """The ``limit`` history rows ingested last (newest first), without the hidden
+    columns. Looks back from the newest sequence number in widening steps, so a long
+    history is not sorted whole (the sequence's zone maps skip the rest)."""
+    columns = ", ".join(quote(c) for c in layout.stored_columns() if c != SEQ)
+    table = layout.history_table
+    top = run(con, f"SELECT max({SEQ}) FROM {table}")[0][0]
+    reach = 1024
+    while True:
+        floor = -1 if top is None else int(top) - reach
+        found = fetch_arrow(con, f"SELECT {columns} FROM {table} WHERE {SEQ} > $floor ORDER BY {SEQ} DESC "
+                                 f"LIMIT {int(limit)}", params={"floor": floor})
+        if found.num_rows >= limit or floor < 0:
+            return found
+        reach *= 64

@@ -18,17 +18,18 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from . import arguments, offline, writes
+from . import arguments, model_records, offline, statistics, writes
 from ._version import __version__
 from .connection import StoreConnection
 from .consistency import read_log, replay
 from .db import checkpoint as fold_wal
 from .db import fold_copy, run, transaction, translating
 from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
-from .errors import InputError, ManifestError, StoreError, StoreLockedError, UnknownFeatureViewError
+from .errors import InputError, ManifestError, NotFoundError, StoreError, StoreLockedError, UnknownFeatureViewError
 from .freshness import ServingStats, freshness_report
 from .historical import check_entity_df, manifest_for, training_set
 from .layout import ViewLayout
+from .lineage import Lineage, ModelRecord, build_lineage
 from .lookup import StateWindows, read_online, resolve_future
 from .manifest import Manifest
 from .online import END_PARAM, OnlineState
@@ -44,6 +45,8 @@ from .search import search as search_definitions
 from .serving_lock import server_holding
 from .servinglog import Observer, ServingLog, log_table, observer_for
 from .sources import DataSource, to_table
+from .statistics import PERIODS as STATS_PERIODS
+from .statistics import StatsQuestion, ViewStats
 from .types import as_utc, utc_naive
 from .verifying import verify_view
 
@@ -80,6 +83,9 @@ class Store:
         self._observing = False
         #: Served value ages and push-to-visible latencies since the store was opened.
         self.serving_stats = ServingStats()
+        #: Statistics computed or read from the file, by (view, version, question): the
+        #: file's cache parsed once (and a read-only store's only cache).
+        self._stats_memo: dict[tuple[str, str, str], ViewStats] = {}
         try:
             self._conn = StoreConnection(
                 self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states)
@@ -224,8 +230,10 @@ class Store:
                 if layout is not None:
                     writes.drop_tables(con, layout)
                     set_seq_floor(con, self._seq.next)  # its sequence numbers stay used (manifests cite them)
+                    statistics.forget(con, name)  # a view created again under the name starts afresh
                 self._registry.record_delete(con, kind, name, _now())
             self._registry.remove(kind, name)
+            self._stats_memo = {k: v for k, v in self._stats_memo.items() if k[0] != name}
             self._refresh()
 
     def delete_feature_service(self, name: str) -> None:
@@ -301,6 +309,140 @@ class Store:
             registry.services.values(), tags=tags, kinds=None if kinds is None else arguments.names(kinds, "kinds"),
             limit=limit,
         )
+
+    def lineage(self, name: str | None = None) -> Lineage:
+        """How definitions and recorded models depend on each other: entities key views,
+        featurizers compute features, views feed on-demand views, services read views at
+        the versions they pin, models were trained on services (or views). With ``name`` (a
+        definition, featurizer or model name, or a node id such as ``"feature_service:fraud"``),
+        only what is upstream and downstream of it."""
+        if name is not None:
+            arguments.name(name, "the definition to trace")
+        with self._conn.lock, translating("reading the store's lineage"):
+            registry = self._registry
+            graph = build_lineage(registry.entities.values(), registry.views.values(), registry.odfvs.values(),
+                                  registry.services.values(), model_records.read(self._conn.get()))
+        if name is None:
+            return graph
+        ids = [n.id for n in graph.nodes]
+        root = name if name in ids else next(
+            (f"{kind}:{name}" for kind in _LINEAGE_LOOKUP if f"{kind}:{name}" in ids), None)
+        if root is None:
+            models = [n.name for n in graph.nodes if n.kind == "model" and n.name.partition("#")[0] == name]
+            root = f"model:{models[-1]}" if models else None
+        if root is None:
+            raise NotFoundError(
+                f"nothing in the store is named {name!r}; give a feature view, on-demand view, feature service, "
+                "entity, featurizer or model name (store.search finds names)"
+            )
+        return replace(graph, root=root, nodes=tuple(n for n in graph.nodes if n.id in _kept(graph, root)),
+                       edges=tuple(e for e in graph.edges if {e.source, e.target} <= _kept(graph, root)))
+
+    def record_model(
+        self, name: str, training_set: pa.Table | pa.Schema | Manifest, *, uri: str | None = None,
+        description: str = "", tags: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        """Record that model ``name`` was trained on ``training_set`` (the table
+        ``get_historical_features`` returned, its schema or its :class:`Manifest`), living at
+        ``uri`` (an MLflow model URI, a path), so lineage shows which service and versions
+        it was trained on. Each record of a name gets the next number; records are never
+        changed. The training set must come from this store."""
+        arguments.name(name, "the model")
+        if uri is not None and not isinstance(uri, str):
+            raise InputError(f"uri must be text (where the model lives), not {type(uri).__name__}")
+        if not isinstance(description, str):
+            raise InputError(f"description must be text, not {type(description).__name__}")
+        if tags is not None and (not isinstance(tags, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+            raise InputError("tags must map tag names to values, both strings: tags={'team': 'growth'}")
+        manifest = training_set if isinstance(training_set, Manifest) else Manifest.from_table(training_set)
+        if manifest.store_id != self.store_id:
+            raise ManifestError(
+                f"the training set of model {name!r} was built from another store ({manifest.store_id}), not "
+                f"{self.path!r} ({self.store_id}); record it in the store it was built from"
+            )
+        with self._conn.lock, self._conn.closing_if_fatal():
+            con = self._conn.writable()
+            with translating(f"recording model {name!r} (nothing was changed)", committed=False), transaction(con):
+                return model_records.insert(con, name, manifest, uri=uri, description=description, tags=tags or {})
+
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        """Recorded models (every record of ``name``), by name then number."""
+        if name is not None:
+            arguments.name(name, "the model")
+        with self._conn.lock, translating("reading the recorded models"):
+            return model_records.read(self._conn.get(), name)
+
+    def stats(
+        self, view: str, *, since: datetime | None = None, until: datetime | None = None, period: str | None = None,
+        refresh: bool | None = None,
+    ) -> ViewStats:
+        """Statistics of feature view ``view``'s stored features: per feature, over its
+        history rows with ``since <= event time < until`` and over its online values, the
+        count, null rate, distinct estimate, min, max, mean, std, quantiles, a histogram (the
+        most frequent values for text and booleans), and the same per ``period`` ("day" or
+        "week"; default: days over up to 120 days of history, else weeks) for drift.
+
+        Cached in the store file: a cached result is returned (``.cached``) until the rows
+        ingested after it number a tenth of those it covered; ``refresh=True`` computes
+        now, ``refresh=False`` returns any cached result however old. Computing runs beside
+        ingests and reads (on its own cursor, outside the store's lock): it never holds
+        them up. A read-only store caches in memory only."""
+        arguments.name(view, "the feature view")
+        if period is not None and period not in STATS_PERIODS:
+            raise InputError(f"period {period!r} is not one of {', '.join(STATS_PERIODS)}; leave it out to choose "
+                             "by the history's span")
+        if refresh is not None and not isinstance(refresh, bool):
+            raise InputError(f"refresh must be True, False or None (recompute when stale), not {refresh!r}")
+        start = None if since is None else _utc(arguments.moment_us(since, "since"))
+        end = None if until is None else _utc(arguments.moment_us(until, "until"))
+        if start is not None and end is not None and start >= end:
+            raise InputError(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
+        question = StatsQuestion(start, end, period)
+        with self._conn.lock, translating(f"reading the statistics of view {view!r}", view=view):
+            con = self._conn.get()
+            layout = self._stats_layout(view)
+            key = (view, layout.view.version, question.key)
+            found = None if refresh else self._stats_memo.get(key) or statistics.cached(con, layout, question)
+            if found is not None and (refresh is False or not statistics.is_stale(con, layout, found)):
+                self._stats_memo[key] = found
+                return found
+            cursor = con.cursor()
+        try:
+            with translating(f"computing the statistics of view {view!r}", view=view):
+                run(cursor, "BEGIN TRANSACTION")  # one snapshot: every number describes the same rows
+                computed = statistics.compute(cursor, layout, question, datetime.now(timezone.utc))
+                run(cursor, "COMMIT")
+        finally:
+            cursor.close()
+        with self._conn.lock, self._conn.closing_if_fatal():
+            con = self._conn.get()
+            current = self._catalog.layouts.get(view)
+            if current is None or current.view.version != layout.view.version:
+                return computed  # the view changed meanwhile: nothing to cache under its old version
+            if not self.read_only:
+                with translating(f"caching the statistics of view {view!r}", view=view), transaction(con):
+                    statistics.store(con, layout, question, computed)
+            self._stats_memo[key] = computed
+        return computed
+
+    def _stats_layout(self, view: str) -> ViewLayout:
+        if view in self._registry.odfvs:
+            sources = ", ".join(self._registry.odfvs[view].view_sources) or "none"
+            raise InputError(
+                f"{view!r} is an on-demand view: it stores no values to describe (its features are computed per "
+                f"request); ask for the statistics of the feature views it reads ({sources})", view=view,
+            )
+        return self._catalog.layout(view)
+
+    def recent_rows(self, view: str, limit: int = 10) -> pa.Table:
+        """The ``limit`` rows most recently ingested into feature view ``view``'s history
+        (newest first), as stored: join keys, features, event time."""
+        arguments.name(view, "the feature view")
+        limit = arguments.whole_number(limit, "limit")
+        with self._conn.lock, translating(f"reading the recent rows of view {view!r}", view=view):
+            layout = self._stats_layout(view)
+            return offline.recent_rows(self._conn.get(), layout, limit)
 
     def list_versions(self, name: str, *, kind: str | None = None) -> list[dict[str, Any]]:
         """Every version of definition ``name`` ever applied (oldest first), with its spec
@@ -784,6 +926,14 @@ def _refuse_other_versions(manifest: Manifest, pins: Mapping[str, str], doing: s
             f"{doing} would read other versions than the manifest pins ({shown}); pass the manifest alone to "
             "use its versions, or build a new training set (and model) on the current ones",
         )
+
+
+#: Which kind a bare name given to ``Store.lineage`` is looked up as, first to last.
+_LINEAGE_LOOKUP = ("feature_view", "on_demand_feature_view", "feature_service", "entity", "featurizer", "model")
+
+
+def _kept(graph: Lineage, root: str) -> set[str]:
+    return {root} | {n.id for n in graph.upstream(root)} | {n.id for n in graph.downstream(root)}
 
 
 def _utc(micros: int) -> datetime:
