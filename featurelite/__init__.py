@@ -42,12 +42,14 @@ from .errors import (
 )
 from .featurizer import Featurizer, Timestamp, featurizer
 from .http_client import RemoteStore, connect
+from .lineage import Lineage, LineageEdge, LineageNode, ModelRecord
 from .manifest import Manifest, ManifestFeature
 from .registry import ApplyResult, Change, ServiceImpact
 from .reports import AgeSummary, ConsistencyReport, Difference, FeatureConsistency, FreshnessReport, ViewFreshness
 from .results import IngestResult, MaterializeResult, OnlineResponse, VerifyResult
 from .rules import Status
 from .search import SearchHit
+from .statistics import FeatureStats, Histogram, PeriodStats, TimelinePoint, TopValue, ViewStats
 from .store import Store, open
 from .types import DTYPES
 
@@ -64,21 +66,28 @@ __all__ = [
     "Entity",
     "FeatureConsistency",
     "FeatureService",
+    "FeatureStats",
     "FeatureView",
     "FeatureliteError",
     "Featurizer",
     "FeaturizerError",
     "Field",
     "FreshnessReport",
+    "Histogram",
     "IngestResult",
     "InputError",
+    "Lineage",
+    "LineageEdge",
+    "LineageNode",
     "Manifest",
     "ManifestError",
     "ManifestFeature",
     "MaterializeResult",
+    "ModelRecord",
     "NotFoundError",
     "OnDemandFeatureView",
     "OnlineResponse",
+    "PeriodStats",
     "PinnedVersionError",
     "ReadOnlyError",
     "RemoteStore",
@@ -95,7 +104,9 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "StoreLockedError",
+    "TimelinePoint",
     "Timestamp",
+    "TopValue",
     "UnknownEntityError",
     "UnknownFeatureError",
     "UnknownFeatureServiceError",
@@ -103,6 +114,7 @@ __all__ = [
     "UnknownVersionError",
     "VerifyResult",
     "ViewFreshness",
+    "ViewStats",
     "__version__",
     "connect",
     "featurizer",

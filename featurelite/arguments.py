@@ -59,5 +59,6 @@ def moment_us(moment: datetime, name: str) -> int:
             f"{name} must be a datetime.datetime, got {type(moment).__name__}: {moment!r}", name=name
         ) from None
     if us is None:
-        raise InputError(f"{name} {moment!r} lies outside years 1-9999 in UTC; pass a time within them", name=name)
+        raise InputError(f"{name} {moment.isoformat()} lies outside years 1-9999 in UTC; pass a time within them",
+                         name=name)
     return us

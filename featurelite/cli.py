@@ -51,6 +51,7 @@ from .manifest import Manifest
 from .results import OnlineResponse
 from .search import KINDS as SEARCH_KINDS
 from .serving_lock import server_holding
+from .statistics import PERIODS as STATS_PERIODS
 from .store import Store
 
 if TYPE_CHECKING:
@@ -615,9 +616,8 @@ def list_(ctx: click.Context, store: str | None, fmt: str, url: str | None, toke
     with reached(target, read_only=True) as s, _errors():
         rows: list[dict[str, Any]] = []
         for ent in s.list_entities():
-            rows.append(
-                {"kind": "entity", "name": ent.name, "version": ent.version, "details": ", ".join(ent.join_keys)}
-            )
+            rows.append({"kind": "entity", "name": ent.name, "version": ent.version,
+                         "details": ", ".join(ent.join_keys), **_metadata(ent)})
         for view in s.list_feature_views():
             info = s.describe(view.name)
             rows.append({
@@ -626,13 +626,17 @@ def list_(ctx: click.Context, store: str | None, fmt: str, url: str | None, toke
                            f"last event {info['last_event']}",
                 "history_rows": info["history_rows"], "online_rows": info["online_rows"],
                 "last_event": info["last_event"],
-                "features": list(view.feature_schema),
+                "features": list(view.feature_schema), **_metadata(view),
+                "feature_metadata": {
+                    feature: {"description": f.description, "owner": f.owner, "tags": dict(f.tags)}
+                    for feature, f in view.fields.items() if f.description or f.owner or f.tags
+                },
             })
             rows += _featurizer_rows(view.name, view.featurizers)
             rows += _aggregation_rows(view)
         for odfv in s.list_on_demand_feature_views():
             rows.append({"kind": "on_demand_feature_view", "name": odfv.name, "version": odfv.version,
-                         "details": ", ".join(odfv.features), "features": odfv.features})
+                         "details": ", ".join(odfv.features), "features": odfv.features, **_metadata(odfv)})
             rows += _featurizer_rows(odfv.name, odfv.featurizers)
         for service in s.list_feature_services():
             pins = dict(service.pins)
@@ -640,11 +644,16 @@ def list_(ctx: click.Context, store: str | None, fmt: str, url: str | None, toke
                 "kind": "feature_service", "name": service.name, "version": service.version,
                 "details": f"{len(service.features)} feature(s); pins "
                            + ", ".join(f"{name}@{version}" for name, version in pins.items()),
-                "features": list(service.features), "pins": pins,
+                "features": list(service.features), "pins": pins, **_metadata(service),
             })
     if fmt == "table":
         rows = [{k: r.get(k) for k in ("kind", "name", "version", "details")} for r in rows]
     emit(rows, fmt)
+
+
+def _metadata(definition: Any) -> dict[str, Any]:
+    """A definition's description, owner and tags, for `list`."""
+    return {"description": definition.description, "owner": definition.owner, "tags": dict(definition.tags)}
 
 
 def _aggregation_rows(view: Any) -> list[dict[str, Any]]:
@@ -717,6 +726,105 @@ def search(ctx: click.Context, store: str | None, text: str | None, tag_pairs: t
         rows = [{"kind": h.kind, "name": h.name, "description": h.description, "matched": ", ".join(h.matched)}
                 for h in hits]
     emit(rows, fmt)
+
+
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("view", required=False, metavar="VIEW")
+@click.option("--since", type=MOMENT, help="Only history rows with event times at or after this ISO-8601 time.")
+@click.option("--until", type=MOMENT, help="Only history rows with event times before this ISO-8601 time.")
+@click.option("--period", type=click.Choice(list(STATS_PERIODS)),
+              help="Group values over time by day or week for drift (default: days over up to 120 days of history).")
+@click.option("--refresh/--cached", default=None,
+              help="Compute now (--refresh), or take any cached result however old (--cached); default: the cached "
+              "one unless a tenth more rows arrived since.")
+@_format_option()
+@click.pass_context
+def stats(ctx: click.Context, store: str | None, view: str | None, since: datetime | None, until: datetime | None,
+          period: str | None, refresh: bool | None, fmt: str, url: str | None, token: str | None) -> None:
+    """Statistics of feature view VIEW's stored features over its history (and online
+    values): count, null rate, distinct estimate, min, max, mean, std, quantiles, a
+    histogram or the most frequent values, and the same per day or week for drift.
+    Cached in the store file (the store is opened for writing to keep them).
+
+    In Python: store.stats(VIEW, since=..., until=..., period=..., refresh=...)."""
+    target, (view,) = where(ctx, store, [view], names=["VIEW"], required=1)
+    with reached(target, read_only=False, must_exist=True) as s, _errors():
+        result = s.stats(view, since=since, until=until, period=period, refresh=refresh)
+    if fmt == "json":
+        emit(result.to_dict(), fmt)
+        return
+    rows = []
+    for name, f in result.features.items():
+        rows.append({
+            "feature": name, "dtype": f.dtype, "count": f.count, "null_rate": round(f.null_rate, 4),
+            "distinct": f.distinct, "min": f.min, "max": f.max, "mean": f.mean, "std": f.std,
+            "p50": f.quantiles.get("0.5"), "top": ", ".join(f"{t.value} ({t.count})" for t in f.top[:3]),
+        })
+    emit(rows, fmt)
+
+
+@main.command(cls=_StoreOrServer)
+@_store_or_url
+@click.argument("name", required=False, metavar="NAME")
+@_format_option()
+@click.pass_context
+def lineage(ctx: click.Context, store: str | None, name: str | None, fmt: str, url: str | None,
+            token: str | None) -> None:
+    """How definitions and recorded models depend on each other: entities key views,
+    featurizers compute features, views feed on-demand views, services read views at the
+    versions they pin, models were trained on services. With NAME, only what is upstream
+    and downstream of it. The table format lists the edges.
+
+    In Python: store.lineage(NAME)."""
+    target, args = where(ctx, store, [name], names=["NAME"], required=0)
+    with reached(target, read_only=True) as s, _errors():
+        graph = s.lineage(args[0] if args else None)
+    if fmt == "json":
+        emit(graph.to_dict(), fmt)
+    else:
+        emit([{"from": e.source, "relation": e.relation, "to": e.target, "version": e.version}
+              for e in graph.edges], fmt)
+
+
+@main.command("list-models", cls=_StoreOrServer)
+@_store_or_url
+@click.argument("name", required=False, metavar="NAME")
+@_format_option()
+@click.pass_context
+def list_models(ctx: click.Context, store: str | None, name: str | None, fmt: str, url: str | None,
+                token: str | None) -> None:
+    """Models recorded in the store (every record of NAME): where each lives and the
+    service, service version and definition versions it was trained on.
+
+    In Python: store.list_models(NAME)."""
+    target, args = where(ctx, store, [name], names=["NAME"], required=0)
+    with reached(target, read_only=True) as s, _errors():
+        records = s.list_models(args[0] if args else None)
+    rows = [r.to_dict() for r in records]
+    if fmt == "table":
+        rows = [{"model": r.id, "uri": r.uri, "service": r.service, "service_version": r.service_version,
+                 "recorded_at": r.recorded_at} for r in records]
+    emit(rows, fmt)
+
+
+@main.command("record-model")
+@_store_arg
+@click.argument("name")
+@click.argument("training_set", metavar="TRAINING_SET")
+@click.option("--uri", help="Where the model lives (an MLflow model URI, a path).")
+@click.option("--description", default="", help="What the model is for.")
+@_format_option()
+def record_model(store: str, name: str, training_set: str, uri: str | None, description: str, fmt: str) -> None:
+    """Record that model NAME was trained on TRAINING_SET (a Parquet file that
+    get-historical-features wrote, or its manifest's JSON: the manifest says what it
+    read), so lineage shows it.
+
+    In Python: store.record_model(NAME, training_set, uri=...)."""
+    manifest = manifest_file(training_set, "TRAINING_SET")
+    with opened(store, read_only=False, must_exist=True) as s, _errors():
+        record = s.record_model(name, manifest, uri=uri, description=description)
+    emit(record.to_dict() if fmt == "json" else [{"field": k, "value": v} for k, v in record.to_dict().items()], fmt)
 
 
 @main.command("list-versions", cls=_StoreOrServer)
@@ -950,6 +1058,43 @@ def serve(store: str, host: str, port: int, token: str | None, max_body: int, lo
                 raise
             raise CommandFailure(
                 f"the server could not start on {host}:{port} (uvicorn exited with {exc.code})"
+            ) from None
+
+
+@main.command()
+@_store_arg
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=6567, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to bind (1-65535).")
+@click.option("--token", envvar=TOKEN_ENV, callback=check_token,
+              help="Token every page requires (default: $FEATURELITE_TOKEN; none: no auth; an empty token is "
+              "refused). A browser gives it once as ?token=T and keeps it in a cookie.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def ui(store: str, host: str, port: int, token: str | None, log_level: str) -> None:
+    """Serve the store's web pages, read-only: views with their features, statistics,
+    freshness and versions, services with their pins, search and the lineage graph, at
+    http://HOST:PORT/ui/ (no JavaScript needed).
+
+    The store is opened read-only, so other readers may use it meanwhile; a store held by
+    `featurelite serve` shows the same pages at that server's /ui. Needs the server extra:
+    pip install 'featurelite[server]'."""
+    try:
+        pages = importlib.import_module(".ui", __package__)
+    except ImportError as exc:
+        raise CommandFailure(f"`featurelite ui` needs the server extra ({exc.name} is missing); "
+                             "pip install 'featurelite[server]'") from None
+    if not os.path.exists(store):
+        raise CommandFailure(f"no store at {store!r}; create one with `featurelite init {store}`")
+    check_bind(host, port)
+    with _errors():
+        try:
+            pages.run(store, host=host, port=port, token=token, log_level=log_level)
+        except SystemExit as exc:
+            if exc.code in (None, 0):
+                raise
+            raise CommandFailure(
+                f"the web UI could not start on {host}:{port} (uvicorn exited with {exc.code})"
             ) from None
 
 

@@ -84,14 +84,22 @@ def basket_share(basket: float, spend_7d: float = 0.0) -> float:
 def definitions() -> list[fl.Entity | fl.FeatureView | fl.OnDemandFeatureView]:
     """The demo's entity, feature view (with a write-time featurizer and a windowed
     aggregation) and on-demand view."""
-    user = fl.Entity("user", join_keys=["user_id"])
+    user = fl.Entity("user", join_keys=["user_id"], description="A customer of the shop")
     stats = fl.FeatureView(
         "user_stats",
         entities=[user],
         timestamp_field="ts",
-        schema={"spend_7d": "float64", "orders_7d": "int64", "country": "string"},
+        # Per-feature metadata (fl.Field) is what search, `featurelite list` and the web UI show.
+        schema={
+            "spend_7d": fl.Field("float64", description="Total spend of the user in the last seven days, in euros",
+                                 tags={"unit": "EUR"}),
+            "orders_7d": fl.Field("int64", description="Orders the user placed in the last seven days"),
+            "country": fl.Field("string", description="Shipping country of the user's latest order (ISO 3166)",
+                                tags={"pii": "yes"}),
+        },
         ttl="30d",
         description="7-day spend per user",
+        tags={"team": "growth"},
         featurizers={"spend_per_order": spend_per_order},
         # Computed by the store from the events, exact as of each read: the highest 7-day
         # spend reported in the last 30 days.

@@ -47,6 +47,7 @@ import pyarrow.csv as pacsv
 from . import arguments, errors, wire
 from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from .errors import FeatureliteError, InputError, ManifestError, SourceError, StoreClosedError, StoreError
+from .lineage import Lineage, ModelRecord
 from .manifest import Manifest
 from .reports import ConsistencyReport, FreshnessReport
 from .results import IngestResult, OnlineResponse, VerifyResult
@@ -60,6 +61,7 @@ from .server_openapi import (
     arrow_chunks,
 )
 from .sources import DataSource, to_reader, to_table
+from .statistics import ViewStats
 from .store import INGEST_BATCH_ROWS
 
 __all__ = ["RemoteMismatch", "RemoteStore", "connect"]
@@ -510,7 +512,30 @@ class RemoteStore:
         return [SearchHit(i["kind"], i["name"], i["description"], i["owner"], i["tags"], i["score"],
                           tuple(i["matched"])) for i in items]
 
+    def lineage(self, name: str | None = None) -> Lineage:
+        """:meth:`featurelite.Store.lineage` of the served store."""
+        params = None if name is None else {"name": arguments.name(name, "the definition to trace")}
+        return Lineage.from_dict(self._get("/lineage", params))
+
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        """:meth:`featurelite.Store.list_models` of the served store."""
+        params = None if name is None else {"name": arguments.name(name, "the model")}
+        return [ModelRecord.from_dict(item) for item in self._get("/models", params)["items"]]
+
     # -- checks and reports ---------------------------------------------------------
+
+    def stats(
+        self, view: str, *, since: datetime | None = None, until: datetime | None = None, period: str | None = None,
+        refresh: bool | None = None,
+    ) -> ViewStats:
+        """:meth:`featurelite.Store.stats`, computed (or read from its cache) by the server."""
+        payload: dict[str, Any] = {"view": arguments.name(view, "the feature view"), "period": period,
+                                   "refresh": refresh}
+        for moment, what in ((since, "since"), (until, "until")):
+            if moment is not None:
+                arguments.moment_us(moment, what)
+                payload[what] = moment.isoformat()
+        return ViewStats.from_dict(self._post_json("/stats", payload, long=True))
 
     def verify(self, name: str | None = None, *, examples: int = 1000, seed: int = 0) -> list[VerifyResult]:
         """:meth:`featurelite.Store.verify`, run by the server. A mismatch is a

@@ -118,14 +118,17 @@ def save_model(
     ``model`` has a ``predict(features: pandas.DataFrame)`` method (or is a callable taking
     that DataFrame). ``training_set`` is the table ``store.get_historical_features`` returned
     (or its schema, or its :class:`~featurelite.Manifest`). ``store`` is the path of the
-    store file the model reads features from (or an open Store: its path is recorded); it may
-    also be given at load time. ``read_only=False`` makes the model open the store for
+    store file the model reads features from (or an open Store: its path is recorded, and,
+    if it is open for writing, the model is recorded in it with ``Store.record_model`` for
+    lineage); it may also be given at load time. ``read_only=False`` makes the model open the store for
     writing, which locks every other process out of it. Other keyword arguments go to
     ``mlflow.pyfunc.save_model`` (``code_paths``, ``signature``, ``metadata``,
     ``pip_requirements``, ``extra_pip_requirements``, ...).
     """
     with _packaged(model, training_set, store, read_only, kwargs) as arguments:
-        return mlflow.pyfunc.save_model(os.fspath(path), **arguments)
+        saved = mlflow.pyfunc.save_model(os.fspath(path), **arguments)
+    _record(store, os.path.basename(os.path.abspath(os.fspath(path))), training_set, os.path.abspath(os.fspath(path)))
+    return saved
 
 
 def log_model(
@@ -142,8 +145,20 @@ def log_model(
     and return MLflow's ``ModelInfo`` (``.model_uri`` loads it). Arguments as for :func:`save_model`;
     other keyword arguments go to ``mlflow.pyfunc.log_model`` (``registered_model_name``,
     ``params``, ``tags``, ...)."""
+    registered = kwargs.get("registered_model_name")
     with _packaged(model, training_set, store, read_only, kwargs) as arguments:
-        return mlflow.pyfunc.log_model(name=name_or_artifact_path, **arguments)
+        info = mlflow.pyfunc.log_model(name=name_or_artifact_path, **arguments)
+    _record(store, registered if isinstance(registered, str) else name_or_artifact_path, training_set,
+            getattr(info, "model_uri", None))
+    return info
+
+
+def _record(store: StoreArg | None, name: str, training_set: object, uri: str | None) -> None:
+    """Record the model in ``store`` (for lineage) when it is an open Store that may be
+    written; a path is not opened (this or another process may hold it): record it with
+    ``store.record_model`` or ``featurelite record-model`` then."""
+    if isinstance(store, Store) and not store.read_only and not store.closed:
+        store.record_model(name, _manifest_of(training_set), uri=uri)
 
 
 @contextlib.contextmanager

@@ -113,6 +113,7 @@ from .server_metrics import Metrics
 from .server_openapi import API_VERSION, ARROW_STREAM, ENTITY_COLUMNS_METADATA, OPENAPI, STREAM_ROWS, arrow_chunks
 from .serving_lock import holding
 from .store import Store
+from .ui import mount as ui_mount
 
 __all__ = ["OPENAPI", "create_app", "run"]
 
@@ -407,6 +408,27 @@ class _Endpoints:
         )
         return _json_response({"items": [hit.to_dict() for hit in hits]})
 
+    async def stats(self, request: Request) -> Response:
+        payload = parse_json(await self.body_of(request))
+        view = payload.get("view")
+        if view is None:
+            raise HTTPError(422, "InputError", "'view' is required: the feature view whose statistics to read")
+        since, until = (None if payload.get(f) is None else parse_time_field(payload[f], f) for f in ("since", "until"))
+        period, refresh = payload.get("period"), payload.get("refresh")
+        stats = await run_in_threadpool(
+            lambda: self.store.stats(view, since=since, until=until, period=period, refresh=refresh)
+        )
+        return _json_response(stats.to_dict())
+
+    async def lineage(self, request: Request) -> Response:
+        name = request.query_params.get("name")
+        return _json_response((await run_in_threadpool(self.store.lineage, name)).to_dict())
+
+    async def models(self, request: Request) -> Response:
+        name = request.query_params.get("name")
+        records = await run_in_threadpool(self.store.list_models, name)
+        return _json_response({"items": [record.to_dict() for record in records]})
+
     async def verify(self, request: Request) -> Response:
         payload = parse_json(await self.body_of(request) or b"{}")
         name, examples, seed = payload.get("name"), payload.get("examples", 1000), payload.get("seed", 0)
@@ -575,12 +597,18 @@ def create_app(
         route(f"{v1}/describe/{{name:path}}", "describe", app.describe),
         route(f"{v1}/versions/{{name:path}}", "versions", app.versions),
         route(f"{v1}/search", "search", app.search, "POST"),
+        route(f"{v1}/stats", "stats", app.stats, "POST"),
+        route(f"{v1}/lineage", "lineage", app.lineage),
+        route(f"{v1}/models", "models", app.models),
         route(f"{v1}/verify", "verify", app.verify, "POST"),
         route(f"{v1}/freshness", "freshness", app.freshness),
         route(f"{v1}/consistency", "consistency", app.consistency, "POST"),
         route(f"{v1}/snapshot", "snapshot", app.snapshot),
         route(f"{v1}/info", "info", app.info),
         route(f"{v1}/health", "health", app.health, public=True),
+        # The web UI (featurelite.ui): read-only pages at /ui, behind the same token (a
+        # browser gives it once as ?token=, then carries it in a cookie), errors as pages.
+        ui_mount(store, token=token),
     ]
     return Starlette(routes=routes, exception_handlers={404: _not_an_endpoint, 405: _not_an_endpoint})
 

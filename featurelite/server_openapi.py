@@ -279,6 +279,24 @@ OPENAPI: dict[str, Any] = {
                     "limit": {"type": "integer", "default": 50}}}}}},
             "responses": {"200": _json("{items: [{kind, name, description, owner, tags, score, matched}]}")},
         }},
+        "/v1/stats": {"post": {
+            "summary": "A feature view's statistics, cached in the file (Store.stats)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["view"], "properties": {
+                    "view": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
+                    "until": {"type": "string", "format": "date-time"},
+                    "period": {"type": "string", "enum": ["day", "week"]},
+                    "refresh": {"type": "boolean", "nullable": True}}}}}},
+            "responses": {"200": _json("ViewStats.to_dict()"), **_ERRORS},
+        }},
+        "/v1/lineage": _get(
+            "How definitions and recorded models depend on each other (Store.lineage)", _json("Lineage.to_dict()"),
+            parameters=[{"name": "name", "in": "query", "required": False, "schema": {"type": "string"}}],
+        ),
+        "/v1/models": _get(
+            "Recorded models (Store.list_models)", _json("{items: [ModelRecord.to_dict()]}", _ITEMS),
+            parameters=[{"name": "name", "in": "query", "required": False, "schema": {"type": "string"}}],
+        ),
         "/v1/verify": {"post": {
             "summary": "Check featurizers give the same bits in the batch and per-request paths (Store.verify)",
             "requestBody": {"required": False, "content": {"application/json": {"schema": {

@@ -291,10 +291,6 @@ class _Column:
             return f"CASE WHEN isfinite({self.sql}) THEN {self.sql}::DOUBLE END"
         return f"{self.sql}::DOUBLE"
 
-    def quantile_value(self) -> str:
-        """What quantiles are taken of: whole numbers stay whole (a quantile is one of the
-        values), the rest as :meth:`value`."""
-        return self.sql if self.family == "int" else self.value()
 
 
 def _columns(features: Mapping[str, str]) -> list[_Column]:
@@ -330,14 +326,12 @@ def _summaries(
     """(rows, {feature: statistics without periods}) of ``table``'s rows matching ``where``:
     one scan for the summaries, one for every numeric feature's histogram, one small
     grouping per text or boolean feature for its most frequent values."""
-    quantiles = "[" + ", ".join(repr(q) for q in QUANTILES) + "]"
     parts = ["count(*)"]
     for c in columns:
         v = c.value() if c.numeric else None
         parts += [f"count({c.sql})", f"approx_count_distinct({c.sql})"]
         if v is not None:
-            parts += [f"min({v})", f"max({v})", f"avg({v})", f"stddev_samp({v})",
-                      f"approx_quantile({c.quantile_value()}, {quantiles})", f"min({c.sql})", f"max({c.sql})"]
+            parts += [f"min({v})", f"max({v})", f"avg({v})", f"stddev_samp({v})", f"min({c.sql})", f"max({c.sql})"]
             if c.family == "float":
                 parts += [f"count(*) FILTER (WHERE isnan({c.sql}))", f"count(*) FILTER (WHERE isinf({c.sql}))"]
         elif c.family == "bool":
@@ -354,11 +348,9 @@ def _summaries(
         entry: dict[str, Any] = {"name": c.name, "dtype": c.dtype, "count": rows, "nulls": rows - count,
                                  "distinct": distinct}
         if c.numeric:
-            low, high, mean, std, qs, raw_min, raw_max = row[at: at + 7]
-            at += 7
-            entry.update(mean=_finite(mean), std=_finite(std),
-                         quantiles={} if qs is None else {
-                             repr(q): float(x) for q, x in zip(QUANTILES, qs, strict=True) if x is not None})
+            low, high, mean, std, raw_min, raw_max = row[at: at + 6]
+            at += 6
+            entry.update(mean=_finite(mean), std=_finite(std))
             if c.family == "timestamp":
                 entry.update(min=_text(raw_min, c), max=_text(raw_max, c))
             else:
@@ -387,12 +379,35 @@ def _summaries(
     return rows, stats
 
 
+def _quantile_sql(column: _Column, high: float, quantiles: Sequence[float]) -> str:
+    """``approx_quantile`` of the column's finite values at ``quantiles``. DuckDB's t-digest
+    starts its maximum at the smallest positive double, so over values that are all <= 0
+    (``high`` <= 0) its top quantiles come out near 0 instead of the largest value; those
+    are asked of the negated values at the mirrored quantiles instead (see
+    :func:`_quantiles`), which keeps every value's own precision (a shift would not)."""
+    if high <= 0:
+        return f"approx_quantile(-({column.value()}), [{', '.join(repr(1.0 - q) for q in quantiles)}])"
+    return f"approx_quantile({column.value()}, [{', '.join(repr(q) for q in quantiles)}])"
+
+
+def _quantiles(found: Sequence[Any] | None, low: float, high: float, whole: bool) -> list[float]:
+    """The estimates of :func:`_quantile_sql` (negated back when it mirrored them) on the
+    values' scale: within [low, high], never decreasing, and whole numbers for a
+    whole-number feature."""
+    if found is None:
+        return []
+    estimates = [-float(x) for x in found] if high <= 0 else [float(x) for x in found]
+    values = [min(max(x, low), high) for x in estimates]
+    values = [float(round(x)) if whole else x for x in values]
+    return [max(values[: i + 1]) for i in range(len(values))]
+
+
 def _histograms(
     con: duckdb.DuckDBPyConnection, table: str, where: str, columns: Sequence[_Column],
     found: dict[str, dict[str, Any]], bins: int,
 ) -> None:
-    """Every numeric feature's histogram, in one scan: ``bins`` equal bins between its
-    finite minimum and maximum (one bin when they are equal)."""
+    """Every numeric feature's histogram and quantiles, in one scan: ``bins`` equal bins
+    between its finite minimum and maximum (one bin when they are equal)."""
     parts, shapes = [], []
     for c in columns:
         low, high = found[c.name]["_range"]
@@ -407,17 +422,28 @@ def _histograms(
             count = math.ceil((high - low + 1) / width)
         else:
             width = (high - low) / bins
-        if not (width > 0 and math.isfinite(width)):
+        # Binned as (v - low) / width; over a range wider than the largest double, as
+        # v / width - low / width (each finite).
+        offset = f"({{v}} - {low!r}) / {width!r}"
+        if math.isinf(high - low):
+            width = high / bins - low / bins
+            offset = f"({{v}} / {width!r} - {low / width!r})"
+        if not (width > 0 and math.isfinite(width)):  # one value
             total = run(con, f"SELECT count({c.value()}) FROM {table} WHERE {where}")[0][0]
             found[c.name]["histogram"] = Histogram((low, high), (int(total),))
+            found[c.name]["quantiles"] = {repr(q): low for q in QUANTILES}
             continue
         v = c.value()
-        parts.append(f"histogram(least(greatest(floor(({v} - {low!r}) / {width!r})::BIGINT, 0), {count - 1}))")
+        # The CASE keeps nulls null: greatest() and least() skip a NULL argument.
+        parts.append(f"histogram(CASE WHEN {v} IS NOT NULL THEN least(greatest(floor({offset.format(v=v)})"
+                     f"::BIGINT, 0), {count - 1}) END)")
+        parts.append(_quantile_sql(c, high, QUANTILES))
         shapes.append((c.name, low, high, width, count, c.family == "int"))
     if not parts:
         return
     row = run(con, f"SELECT {', '.join(parts)} FROM {table} WHERE {where}")[0]
-    for (name, low, high, width, count, whole), counts_by_bin in zip(shapes, row, strict=True):
+    for at, (name, low, high, width, count, whole) in enumerate(shapes):
+        counts_by_bin, estimates = row[2 * at], row[2 * at + 1]
         counts = [0] * count
         for index, found_count in (counts_by_bin or {}).items():
             if index is not None:
@@ -425,6 +451,8 @@ def _histograms(
         top = low + count * width if whole else high
         edges = (*(low + i * width for i in range(count)), top)
         found[name]["histogram"] = Histogram(edges, tuple(counts))
+        found[name]["quantiles"] = dict(zip(
+            (repr(q) for q in QUANTILES), _quantiles(estimates, low, high, whole), strict=False))
 
 
 def _periods(
@@ -438,8 +466,9 @@ def _periods(
         parts.append(f"count({c.sql})")
         if c.numeric:
             v = c.value()
-            parts += [f"avg({v})", f"stddev_samp({v})", f"min({v})", f"max({v})",
-                      f"approx_quantile({c.quantile_value()}, 0.5)"]
+            # The median is not one of the t-digest's top quantiles: asked directly (and
+            # kept within the period's own range below).
+            parts += [f"avg({v})", f"stddev_samp({v})", f"min({v})", f"max({v})", f"approx_quantile({v}, 0.5)"]
         elif c.family == "bool":
             parts.append(f"avg({c.sql}::INTEGER)")
     grouped = (f"SELECT date_trunc('{period}', {ts}) AS _p, {', '.join(parts)} FROM {table} WHERE {where} "
@@ -452,7 +481,7 @@ def _periods(
     for row in rows:
         start = _utc(row[0])
         total, newest_so_far = int(row[1]), row[-1]
-        end = min(start + step, until)
+        end = start + step if until - start > step else until  # (never computes past datetime.max)
         newest = None if newest_so_far is None else _utc(newest_so_far)
         timeline.append(TimelinePoint(start, total, newest,
                                       None if newest is None else max((end - newest).total_seconds(), 0.0)))
@@ -463,8 +492,12 @@ def _periods(
             if c.numeric:
                 mean, std, low, high, p50 = row[at: at + 5]
                 at += 5
+                median: float | None = None
+                if p50 is not None and low is not None and high is not None:
+                    estimate = min(max(float(p50), float(low)), float(high))
+                    median = float(round(estimate)) if c.family == "int" else estimate
                 per_feature[c.name].append(PeriodStats(start, total, total - count, _finite(mean), _finite(std),
-                                                       _finite(low), _finite(high), _finite(p50)))
+                                                       _finite(low), _finite(high), _finite(median)))
             elif c.family == "bool":
                 per_feature[c.name].append(PeriodStats(start, total, total - count, _finite(row[at])))
                 at += 1

@@ -348,6 +348,9 @@ class Store:
         it was trained on. Each record of a name gets the next number; records are never
         changed. The training set must come from this store."""
         arguments.name(name, "the model")
+        if not name.strip() or "#" in name:
+            raise InputError(f"the model's name must be non-blank text without '#' (which separates a record's "
+                             f"number in lineage: name#1), not {name!r}")
         if uri is not None and not isinstance(uri, str):
             raise InputError(f"uri must be text (where the model lives), not {type(uri).__name__}")
         if not isinstance(description, str):
@@ -406,7 +409,7 @@ class Store:
             found = None if refresh else self._stats_memo.get(key) or statistics.cached(con, layout, question)
             if found is not None and (refresh is False or not statistics.is_stale(con, layout, found)):
                 self._stats_memo[key] = found
-                return found
+                return replace(found, cached=True)
             cursor = con.cursor()
         try:
             with translating(f"computing the statistics of view {view!r}", view=view):

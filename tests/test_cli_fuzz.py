@@ -48,11 +48,11 @@ from test_cli_hardening import NOW, fingerprint, make_store, write_odd_spine
 from featurelite import demo
 from featurelite.cli import main
 
-EXAMPLES = int(os.environ.get("FEATURELITE_CLI_FUZZ_EXAMPLES", "1000"))
+EXAMPLES = int(os.environ.get("FEATURELITE_CLI_FUZZ_EXAMPLES", "500"))
 SOAK = os.environ.get("FEATURELITE_CLI_FUZZ_SOAK") == "1"
 
 #: Commands that may change the store when they succeed.
-WRITERS = {"init", "apply", "ingest", "materialize", "delete-feature-view", "checkpoint"}
+WRITERS = {"init", "apply", "ingest", "materialize", "delete-feature-view", "checkpoint", "record-model", "stats"}
 
 # -- values ------------------------------------------------------------------------------------
 
@@ -348,12 +348,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 @pytest.fixture
 def in_workspace(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    """The working folder as the current directory, and a stub server: `serve` with good
-    arguments returns at once instead of serving forever."""
+    """The working folder as the current directory, and stub servers: `serve` and `ui` with
+    good arguments return at once instead of serving forever."""
     import featurelite.server
+    import featurelite.ui
 
     monkeypatch.chdir(workspace.folder)
     monkeypatch.setattr(featurelite.server, "run", lambda path, **kw: None)
+    monkeypatch.setattr(featurelite.ui, "run", lambda path, **kw: None)
     monkeypatch.delenv("FEATURELITE_TOKEN", raising=False)
     return workspace
 
@@ -386,6 +388,8 @@ PROCESS_CASES = [
     ["verify", "shop.duckdb", "--examples", "-5"],
     ["serve", "shop.duckdb", "--port", "99999"],
     ["serve", "shop.duckdb", "--token", ""],
+    ["ui", "shop.duckdb", "--port", "0"],
+    ["ui", "shop.duckdb", "--token", " "],
     ["get-online-features", "shop.duckdb", "-f", "user_stats:spend_7d", "-e", "user_id=\udcff", "--format", "table"],
     ["init", "\udcff.duckdb"],
 ]

@@ -46,7 +46,8 @@ def make_store(path: Path) -> None:
 
 def fingerprint(path: Path) -> dict[str, Any]:
     """What a store holds, as plain data: it opens, its registry (every version of every
-    definition), history row counts, and the online value and status of every user."""
+    definition), history row counts, the online value and status of every user, and the
+    recorded models."""
     assert path.stat().st_size > 100_000, f"{path} shrank to {path.stat().st_size} bytes"
     with fl.open(path, read_only=True) as store:
         names = [e.name for e in store.list_entities()] + [v.name for v in store.list_feature_views()]
@@ -56,7 +57,9 @@ def fingerprint(path: Path) -> dict[str, Any]:
         online = store.get_online_features(
             [{"user_id": u} for u in range(50)], ["user_stats:spend_7d", "user_stats:country"], now=NOW
         )
-        return {"registry": registry, "history_rows": views, "online": online.to_dict(), "statuses": online.statuses}
+        models = [m.to_dict() for m in store.list_models()]
+        return {"registry": registry, "history_rows": views, "online": online.to_dict(), "statuses": online.statuses,
+                "models": models}
 
 
 def file_digest(path: Path) -> str:

@@ -201,6 +201,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 "service": caught(lambda: store.get_feature_service("ghost")),
             },
             "foreign": foreign,
+            # issue 15: a recorded model, statistics (cached in the file: the server answers
+            # from that cache), lineage
+            "model": store.record_model("scorer", store.get_historical_features(spine(3), service="fraud"),
+                                        uri="models:/scorer/1"),
+            "stats": store.stats("stats"),
+            "lineage": store.lineage(),
+            "lineage_fraud": store.lineage("fraud"),
+            "lineage_error": caught(lambda: store.lineage("ghost")),
+            "stats_error": caught(lambda: store.stats("fraud")),
         }
         store_id = store.store_id
     with serving(folder) as server:
@@ -267,6 +276,19 @@ def test_search_finds_what_the_store_finds(served, client):
     assert served.expected["search"] and client.search("amount") == served.expected["search"]
     assert client.search(kinds=("feature_view", "feature_service"), limit=3) == served.expected["search_tagged"]
     assert caught(lambda: client.search("x", kinds=["table"])) == served.expected["search_error"]
+
+
+def test_statistics_lineage_and_models_equal_the_store_in_process(served, client):
+    expected = served.expected
+    stats = client.stats("stats")
+    assert stats.cached and stats.features == expected["stats"].features and stats.rows == expected["stats"].rows
+    assert stats.to_dict() == {**expected["stats"].to_dict(), "cached": True}
+    assert client.lineage() == expected["lineage"] and client.lineage("fraud") == expected["lineage_fraud"]
+    assert ("feature_service:fraud", "model:scorer#1") in {(e.source, e.target) for e in client.lineage("fraud").edges}
+    assert client.list_models() == [expected["model"]] and client.list_models("scorer")[0].uri == "models:/scorer/1"
+    assert client.list_models("nobody") == []
+    assert caught(lambda: client.lineage("ghost")) == expected["lineage_error"]
+    assert caught(lambda: client.stats("fraud")) == expected["stats_error"]
 
 
 def test_freshness_is_the_servers_report(served, client):

@@ -238,3 +238,29 @@ def test_what_cannot_be_saved_is_refused_with_the_fix(tmp_path, trained):
     with pytest.raises(fl.StoreError, match="no store file at"):
         flm.save_model(model, tmp_path / "f", training_set=train, store=tmp_path / "missing.duckdb")
         mlflow.pyfunc.load_model(str(tmp_path / "f"))
+
+
+def test_a_model_logged_with_an_open_store_is_recorded_for_lineage(tmp_path, tracking):
+    """Issue 15: lineage shows which model was trained on which service version. Logging
+    with an open, writable store records the model in it (name, MLflow URI, service and
+    versions); a store given as a path is not opened, so nothing is recorded there."""
+    path = tmp_path / "shop.duckdb"
+    store, train = build_store(path)
+    model = LinearModel.fit(train)
+    with mlflow.start_run():
+        info = flm.log_model(model, "fraud_model", training_set=train, store=store)
+    (record,) = store.list_models()
+    manifest = fl.Manifest.from_table(train)
+    assert (record.name, record.number, record.uri) == ("fraud_model", 1, info.model_uri)
+    assert (record.service, record.service_version) == ("fraud", manifest.service_version)
+    assert record.pins == dict(manifest.pins) and record.manifest_digest == manifest.digest
+    graph = store.lineage("fraud")
+    assert ("feature_service:fraud", "model:fraud_model#1", "trained_on", manifest.service_version) in {
+        (e.source, e.target, e.relation, e.version) for e in graph.edges}
+    flm.save_model(model, tmp_path / "saved", training_set=train, store=store)
+    assert [(r.name, r.uri) for r in store.list_models()] == [
+        ("fraud_model", info.model_uri), ("saved", str(tmp_path / "saved"))]
+    store.close()
+    flm.save_model(model, tmp_path / "by_path", training_set=train, store=str(path))
+    with fl.open(path, read_only=True) as reopened:
+        assert [r.name for r in reopened.list_models()] == ["fraud_model", "saved"]

@@ -164,6 +164,9 @@ def test_public_surface_is_pinned():
         "ViewFreshness", "RemoteStore", "connect",
         # issue 15: per-feature metadata and search
         "Field", "SearchHit",
+        # issue 15: statistics and lineage
+        "FeatureStats", "Histogram", "PeriodStats", "TimelinePoint", "TopValue", "ViewStats", "Lineage", "LineageEdge",
+        "LineageNode", "ModelRecord",
         "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureService", "FeatureView",
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "Manifest", "ManifestError",
         "ManifestFeature", "MaterializeResult", "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "PinnedVersionError",
