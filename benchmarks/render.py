@@ -295,6 +295,7 @@ GROUP_PAGES = [
      "feature services, training-set manifests and the MLflow model (issue 13)"),
     ("production", "benchmarks/production-only.md",
      "the remote client, the serving log's cost and the consistency replay (issue 14)"),
+    ("discovery", "benchmarks/discovery-only.md", "web UI render times and statistics (issue 15)"),
 ]
 
 

@@ -13,14 +13,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import aggregations, charts, data, ondemand, peer, production, services, serving, workloads
+from . import aggregations, charts, data, discovery, ondemand, peer, production, services, serving, workloads
 from .config import N_FEATURES, REPO, WORK_DIR, Scale
 from .feast_setup import ensure_feast_venv
 from .machine import describe, load, source
 from .measure import stopwatch
 from .render import render
 
-__all__ = ["AGGREGATION_WORKLOADS", "ONLY", "PRODUCTION_WORKLOADS", "SERVICE_WORKLOADS", "log", "run"]
+__all__ = [
+    "AGGREGATION_WORKLOADS", "DISCOVERY_WORKLOADS", "ONLY", "PRODUCTION_WORKLOADS", "SERVICE_WORKLOADS", "log", "run",
+]
 
 
 def log(message: str) -> None:
@@ -55,6 +57,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results.update(_step("windowed aggregations", lambda: aggregations.run(ctx)))
     results.update(_step("feature services", lambda: services.run(ctx)))
     results.update(_step("production", lambda: production.run(ctx)))
+    results.update(_step("discovery", lambda: discovery.run(ctx)))
     order = [
         "online_single",
         "online_batch",
@@ -70,6 +73,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
         *AGGREGATION_WORKLOADS,
         *SERVICE_WORKLOADS,
         *PRODUCTION_WORKLOADS,
+        *DISCOVERY_WORKLOADS,
     ]
     return {name: results[name] for name in order}
 
@@ -87,13 +91,19 @@ AGGREGATION_WORKLOADS = [
 SERVICE_WORKLOADS = list(services.NAMES)
 #: The workloads of :mod:`benchmarks.production`, in the order the page shows them.
 PRODUCTION_WORKLOADS = list(production.NAMES)
+#: The workloads of :mod:`benchmarks.discovery`, in the order the page shows them.
+DISCOVERY_WORKLOADS = list(discovery.NAMES)
 #: Groups of workloads ``--only`` can run by themselves.
-ONLY = {"aggregations": AGGREGATION_WORKLOADS, "services": SERVICE_WORKLOADS, "production": PRODUCTION_WORKLOADS}
+ONLY = {
+    "aggregations": AGGREGATION_WORKLOADS, "services": SERVICE_WORKLOADS, "production": PRODUCTION_WORKLOADS,
+    "discovery": DISCOVERY_WORKLOADS,
+}
 #: What runs each group, and its name in the progress log.
 _GROUPS: dict[str, tuple[str, Callable[[workloads.Context], dict[str, Any]]]] = {
     "aggregations": ("windowed aggregations", aggregations.run),
     "services": ("feature services", services.run),
     "production": ("production", production.run),
+    "discovery": ("discovery", discovery.run),
 }
 
 

@@ -43,6 +43,8 @@ WORKLOADS = {
     "production_log",
     "production_log_http",
     "production_replay",
+    "discovery_stats",
+    "discovery_ui",
 }
 #: Workloads that need an optional extra, and the modules whose absence lets them skip.
 OPTIONAL = {"services_mlflow_predict": ("mlflow", "featurelite.mlflow")}

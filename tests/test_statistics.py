@@ -305,3 +305,29 @@ def test_the_cli_prints_statistics_as_json_and_as_a_table(tmp_path):
     assert bad.exit_code == 1 and "'missing' is not registered" in bad.output
     with fl.open(path, read_only=True) as store:  # the command kept its result in the file
         assert store.stats("events", period="week").cached
+
+
+def test_quantiles_of_a_large_feature_come_from_a_deterministic_sample_and_sparse_periods_from_all(tmp_path,
+                                                                                                   monkeypatch):
+    """Over QUANTILE_SAMPLE * 2 finite values or more, quantiles and per-period medians read
+    a sample (one row in finite // QUANTILE_SAMPLE, by hashed ingest position): the same
+    answer every time, close in rank to the exact quantiles; a period whose sample is too
+    small has its median from all its values."""
+    monkeypatch.setattr(statistics, "QUANTILE_SAMPLE", 200)
+    monkeypatch.setattr(statistics, "PERIOD_SAMPLE_MIN", 30)
+    rng = np.random.default_rng(7)
+    amounts = rng.lognormal(2.0, 1.0, 3_000)
+    days = [0] * 2_990 + [1] * 10  # day 1: ten values, a sample of about one
+    rows = [{"user_id": i % 7, "amount": float(a), "count": int(i % 5), "country": "de", "flag": True, "seen": None,
+             "ts": T0 + timedelta(days=d, seconds=i)} for i, (a, d) in enumerate(zip(amounts, days, strict=True))]
+    with fl.open(tmp_path / "s.duckdb") as store:
+        store.apply([user, view()])
+        store.ingest("events", table(rows))
+        first, again = (store.stats("events", refresh=True, period="day").features["amount"] for _ in range(2))
+        assert first.quantiles == again.quantiles and first.periods == again.periods  # deterministic
+        for q, estimate in first.quantiles.items():
+            assert abs(np.mean(amounts <= estimate) - float(q)) <= 0.05, (q, estimate)
+        sparse = first.periods[1]
+        assert sparse.count == 10 and sparse.p50 is not None
+        assert abs(np.mean(amounts[-10:] <= sparse.p50) - 0.5) <= 0.2  # from all ten values, not a sample of one
+        assert statistics._every({"count": 3_000, "nulls": 0}) == 15  # the sample: one row in fifteen
