@@ -40,6 +40,7 @@ from .errors import (
     UnknownFeatureViewError,
     UnknownVersionError,
 )
+from .export import ExportResult
 from .featurizer import Featurizer, Timestamp, featurizer
 from .http_client import RemoteStore, connect
 from .lineage import Lineage, LineageEdge, LineageNode, ModelRecord
@@ -64,6 +65,7 @@ __all__ = [
     "DefinitionError",
     "Difference",
     "Entity",
+    "ExportResult",
     "FeatureConsistency",
     "FeatureService",
     "FeatureStats",

@@ -999,6 +999,21 @@ def snapshot(ctx: click.Context, store: str | None, out: str | None, url: str | 
 
 @main.command()
 @_store_arg
+@click.argument("directory", metavar="DIR")
+@_format_option()
+def export(store: str, directory: str, fmt: str) -> None:
+    """Write every feature view's history as Parquet (partitioned by the event time's UTC
+    date, with the ingest order) and the registry as JSON into the new directory DIR, for
+    another engine: featurelite.spark joins it with the store's rules.
+
+    In Python: store.export(DIR)."""
+    with opened(store, read_only=True) as s, _errors():
+        result = s.export(directory)
+    emit(result.to_dict() if fmt == "json" else [{"view": v, "rows": n} for v, n in result.rows.items()], fmt)
+
+
+@main.command()
+@_store_arg
 def checkpoint(store: str) -> None:
     """Fold the write-ahead log into the store file.
 

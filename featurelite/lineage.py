@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
+from .errors import FeatureliteError, InputError
 from .references import parse_references
 
-__all__ = ["NODE_KINDS", "Lineage", "LineageEdge", "LineageNode", "ModelRecord", "build_lineage"]
+__all__ = ["NODE_KINDS", "Lineage", "LineageEdge", "LineageNode", "ModelRecord", "build_lineage", "check_model_name"]
 
 #: Node kinds, upstream first (the order the graph's columns are drawn in).
 NODE_KINDS = ("entity", "featurizer", "feature_view", "on_demand_feature_view", "feature_service", "model")
@@ -166,6 +167,15 @@ class Lineage:
                    tuple(LineageEdge.from_dict(e) for e in data["edges"]))
 
 
+def check_model_name(name: str) -> str:
+    """A model's name as records keep it: non-blank text without '#' (which separates a
+    record's number in lineage: ``name#1``); else an InputError."""
+    if not isinstance(name, str) or not name.strip() or "#" in name:
+        raise InputError(f"the model's name must be non-blank text without '#' (which separates a record's "
+                         f"number in lineage: name#1), not {name!r}")
+    return name
+
+
 def build_lineage(
     entities: Iterable[Entity], views: Iterable[FeatureView], odfvs: Iterable[OnDemandFeatureView],
     services: Iterable[FeatureService], models: Sequence[ModelRecord], *, root: str | None = None,
@@ -208,7 +218,11 @@ def build_lineage(
             edges.append(LineageEdge(f"feature_service:{model.service}", model_id, "trained_on",
                                      model.service_version))
         else:
-            for name in sorted({r.view for r in parse_references(list(model.features))}):
+            try:
+                read = sorted({r.view for r in parse_references(list(model.features))})
+            except FeatureliteError:  # a record Store.record_model would refuse now: no edges, never a failure
+                read = []
+            for name in read:
                 kind = kind_of.get(name, "feature_view")
                 edges.append(LineageEdge(f"{kind}:{name}", model_id, "trained_on", model.pins.get(name)))
     # An edge to a definition no longer registered (a model's deleted service) keeps its
@@ -225,5 +239,14 @@ def build_lineage(
         nodes = {k: v for k, v in nodes.items() if k in keep}
         unique = [e for e in unique if e.source in keep and e.target in keep]
     order = {kind: i for i, kind in enumerate(NODE_KINDS)}
-    ordered = sorted(nodes.values(), key=lambda n: (order.get(n.kind, len(order)), n.name))
+    ordered = sorted(nodes.values(), key=lambda n: (order.get(n.kind, len(order)), *_name_key(n)))
     return Lineage(root, tuple(ordered), tuple(unique))
+
+
+def _name_key(node: LineageNode) -> tuple[str, int]:
+    """A node's place among its kind: by name, a model's records by number (m#2 before m#10)."""
+    if node.kind == "model":
+        base, _, number = node.name.rpartition("#")
+        if number.isdigit():
+            return base, int(number)
+    return node.name, 0

@@ -77,6 +77,7 @@ import pyarrow as pa
 
 from ._version import __version__
 from .errors import InputError, ManifestError, SchemaError, StoreClosedError, StoreError, StoreLockedError
+from .lineage import check_model_name
 from .manifest import Manifest
 from .store import Store
 from .store import open as open_store
@@ -125,9 +126,11 @@ def save_model(
     ``mlflow.pyfunc.save_model`` (``code_paths``, ``signature``, ``metadata``,
     ``pip_requirements``, ``extra_pip_requirements``, ...).
     """
+    name = os.path.basename(os.path.abspath(os.fspath(path)))
+    _check_recordable(store, name)
     with _packaged(model, training_set, store, read_only, kwargs) as arguments:
         saved = mlflow.pyfunc.save_model(os.fspath(path), **arguments)
-    _record(store, os.path.basename(os.path.abspath(os.fspath(path))), training_set, os.path.abspath(os.fspath(path)))
+    _record(store, name, training_set, os.path.abspath(os.fspath(path)))
     return saved
 
 
@@ -146,11 +149,19 @@ def log_model(
     other keyword arguments go to ``mlflow.pyfunc.log_model`` (``registered_model_name``,
     ``params``, ``tags``, ...)."""
     registered = kwargs.get("registered_model_name")
+    name = registered if isinstance(registered, str) else name_or_artifact_path
+    _check_recordable(store, name)
     with _packaged(model, training_set, store, read_only, kwargs) as arguments:
         info = mlflow.pyfunc.log_model(name=name_or_artifact_path, **arguments)
-    _record(store, registered if isinstance(registered, str) else name_or_artifact_path, training_set,
-            getattr(info, "model_uri", None))
+    _record(store, name, training_set, getattr(info, "model_uri", None))
     return info
+
+
+def _check_recordable(store: StoreArg | None, name: str) -> None:
+    """Before anything is saved: a model that will be recorded (an open writable Store)
+    has a name records can keep."""
+    if isinstance(store, Store) and not store.read_only and not store.closed:
+        check_model_name(name)
 
 
 def _record(store: StoreArg | None, name: str, training_set: object, uri: str | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -18,18 +19,27 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from . import arguments, model_records, offline, statistics, writes
+from . import arguments, export, model_records, offline, statistics, writes
 from ._version import __version__
 from .connection import StoreConnection
 from .consistency import read_log, replay
 from .db import checkpoint as fold_wal
 from .db import fold_copy, run, transaction, translating
 from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
-from .errors import InputError, ManifestError, NotFoundError, StoreError, StoreLockedError, UnknownFeatureViewError
+from .errors import (
+    FeatureliteError,
+    InputError,
+    ManifestError,
+    NotFoundError,
+    StoreError,
+    StoreLockedError,
+    UnknownFeatureViewError,
+)
+from .export import ExportResult
 from .freshness import ServingStats, freshness_report
 from .historical import check_entity_df, manifest_for, training_set
 from .layout import ViewLayout
-from .lineage import Lineage, ModelRecord, build_lineage
+from .lineage import Lineage, ModelRecord, build_lineage, check_model_name
 from .lookup import StateWindows, read_online, resolve_future
 from .manifest import Manifest
 from .online import END_PARAM, OnlineState
@@ -86,6 +96,12 @@ class Store:
         #: Statistics computed or read from the file, by (view, version, question): the
         #: file's cache parsed once (and a read-only store's only cache).
         self._stats_memo: dict[tuple[str, str, str], ViewStats] = {}
+        #: Statistics being computed now (each in a read transaction of its own cursor, which
+        #: DuckDB's CHECKPOINT cannot run beside), and each view's generation: bumped when
+        #: the view is deleted, so a computation that began before is never cached after.
+        self._stats_running = 0
+        self._stats_done: threading.Condition | None = None
+        self._generations: dict[str, int] = {}
         try:
             self._conn = StoreConnection(
                 self.path, self, read_only=read_only, on_shut=lambda: OnlineState.drop_indexes(self._states)
@@ -141,9 +157,25 @@ class Store:
         with self._conn.lock, self._conn.closing_if_fatal():
             con = self._conn.writable()
             writes.catch_up(con, self._states.values())
+            # A CHECKPOINT cannot run beside a transaction: wait for statistics being
+            # computed (seconds at most) to finish.
+            self._stats_condition().wait_for(lambda: self._stats_running == 0)
             # committed=True: whatever the checkpoint could not fold in stays committed in
             # the write-ahead log and is replayed on the next open.
             fold_wal(con, f"checkpoint of store {self.path!r}", committed=True)
+
+    def _stats_condition(self) -> threading.Condition:
+        """Signalled when a statistics computation ends (over the connection's lock)."""
+        if self._stats_done is None:
+            self._stats_done = threading.Condition(self._conn.lock)
+        return self._stats_done
+
+    def _fold_after(self, con: duckdb.DuckDBPyConnection, what: str) -> None:
+        """Fold the write-ahead log into the file after ``what`` committed, unless
+        statistics are being computed (a CHECKPOINT cannot run beside their transaction):
+        then a later checkpoint (or close) folds it."""
+        if self._stats_running == 0:
+            fold_wal(con, what, committed=True)
 
     def __enter__(self) -> Store:
         return self
@@ -212,7 +244,7 @@ class Store:
             self._refresh()
             # Definitions change rarely: fold them into the file at once. The change is
             # committed by now, and the error (a full disk) says so.
-            fold_wal(con, "apply", committed=True)
+            self._fold_after(con, "apply")
             return result
 
     def delete_feature_view(self, name: str) -> None:
@@ -234,6 +266,7 @@ class Store:
                 self._registry.record_delete(con, kind, name, _now())
             self._registry.remove(kind, name)
             self._stats_memo = {k: v for k, v in self._stats_memo.items() if k[0] != name}
+            self._generations[name] = self._generations.get(name, 0) + 1
             self._refresh()
 
     def delete_feature_service(self, name: str) -> None:
@@ -328,8 +361,8 @@ class Store:
         root = name if name in ids else next(
             (f"{kind}:{name}" for kind in _LINEAGE_LOOKUP if f"{kind}:{name}" in ids), None)
         if root is None:
-            models = [n.name for n in graph.nodes if n.kind == "model" and n.name.partition("#")[0] == name]
-            root = f"model:{models[-1]}" if models else None
+            models = [n for n in graph.nodes if n.kind == "model" and n.name.partition("#")[0] == name]
+            root = f"model:{max(models, key=lambda n: int(n.version or 0)).name}" if models else None
         if root is None:
             raise NotFoundError(
                 f"nothing in the store is named {name!r}; give a feature view, on-demand view, feature service, "
@@ -348,9 +381,7 @@ class Store:
         it was trained on. Each record of a name gets the next number; records are never
         changed. The training set must come from this store."""
         arguments.name(name, "the model")
-        if not name.strip() or "#" in name:
-            raise InputError(f"the model's name must be non-blank text without '#' (which separates a record's "
-                             f"number in lineage: name#1), not {name!r}")
+        check_model_name(name)
         if uri is not None and not isinstance(uri, str):
             raise InputError(f"uri must be text (where the model lives), not {type(uri).__name__}")
         if not isinstance(description, str):
@@ -359,6 +390,15 @@ class Store:
                 isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
             raise InputError("tags must map tag names to values, both strings: tags={'team': 'growth'}")
         manifest = training_set if isinstance(training_set, Manifest) else Manifest.from_table(training_set)
+        try:  # what lineage will read of it, read now: a record is never changed
+            parse_references(list(manifest.references))
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest.pins.items()):
+                raise InputError("its pins are not all 'definition': 'version' text")
+        except FeatureliteError as exc:
+            raise ManifestError(
+                f"the training set of model {name!r} does not say which features it read ({exc.message}); record "
+                "a training set (or its manifest) as get_historical_features built it"
+            ) from None
         if manifest.store_id != self.store_id:
             raise ManifestError(
                 f"the training set of model {name!r} was built from another store ({manifest.store_id}), not "
@@ -411,6 +451,8 @@ class Store:
                 self._stats_memo[key] = found
                 return replace(found, cached=True)
             cursor = con.cursor()
+            generation = self._generations.get(view, 0)
+            self._stats_running += 1
         try:
             with translating(f"computing the statistics of view {view!r}", view=view):
                 run(cursor, "BEGIN TRANSACTION")  # one snapshot: every number describes the same rows
@@ -418,11 +460,15 @@ class Store:
                 run(cursor, "COMMIT")
         finally:
             cursor.close()
+            with self._conn.lock:
+                self._stats_running -= 1
+                self._stats_condition().notify_all()
         with self._conn.lock, self._conn.closing_if_fatal():
             con = self._conn.get()
             current = self._catalog.layouts.get(view)
-            if current is None or current.view.version != layout.view.version:
-                return computed  # the view changed meanwhile: nothing to cache under its old version
+            if current is None or current.view.version != layout.view.version or \
+                    self._generations.get(view, 0) != generation:
+                return computed  # the view changed (or was deleted) meanwhile: nothing to cache
             if not self.read_only:
                 with translating(f"caching the statistics of view {view!r}", view=view), transaction(con):
                     statistics.store(con, layout, question, computed)
@@ -430,6 +476,12 @@ class Store:
         return computed
 
     def _stats_layout(self, view: str) -> ViewLayout:
+        if view in self._registry.services and view not in self._registry.views:
+            reads = ", ".join(sorted(self._registry.services[view].pins)) or "none"
+            raise InputError(
+                f"{view!r} is a feature service: statistics describe a feature view's stored values; ask for "
+                f"those of the views it reads ({reads})", view=view,
+            )
         if view in self._registry.odfvs:
             sources = ", ".join(self._registry.odfvs[view].view_sources) or "none"
             raise InputError(
@@ -523,7 +575,7 @@ class Store:
                 params = {END_PARAM: utc_naive(end_date)}
             counts = writes.materialize(con, states, params)
             # The rebuilt online tables are committed by now; fold them into the file.
-            fold_wal(con, "materialize", committed=True)
+            self._fold_after(con, "materialize")
             return [MaterializeResult(name, count) for name, count in counts]
 
     # -- reads ----------------------------------------------------------------------
@@ -872,6 +924,32 @@ class Store:
         return target
 
     # -- featurizers -----------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike[str]) -> ExportResult:
+        """Write every feature view's history as Parquet (one folder per view, partitioned
+        by the event time's UTC date, with the ingest order the winner order ends with)
+        and the registry as JSON into the new directory ``path``, for another engine
+        (``featurelite.spark``) to read: the same rows and definitions as of one moment.
+        Raises InputError when ``path`` exists (it is written as ``PATH.partial`` and
+        renamed when whole)."""
+        target = os.fspath(path)
+        registry = self._registry
+        with self._conn.lock, translating(f"exporting the store to {target!r}", committed=False):
+            con = self._conn.get()
+            position = self._seq.next - 1
+            document = export.registry_document(
+                self.store_id or "", position, registry.entities.values(), registry.views.values(),
+                registry.odfvs.values(), registry.services.values(),
+            )
+            layouts = {name: self._catalog.layout(name) for name in sorted(registry.views)}
+            cursor = con.cursor()
+            try:
+                run(cursor, "BEGIN TRANSACTION")  # one snapshot of every view
+                rows = export.write_export(cursor, layouts, target, document)
+                run(cursor, "COMMIT")
+            finally:
+                cursor.close()
+        return ExportResult(target, rows, position)
 
     def verify(self, name: str | None = None, *, examples: int = 1000, seed: int = 0) -> list[VerifyResult]:
         """Check that each featurizer of view ``name`` (default: every on-demand view and
