@@ -296,6 +296,7 @@ GROUP_PAGES = [
     ("production", "benchmarks/production-only.md",
      "the remote client, the serving log's cost and the consistency replay (issue 14)"),
     ("discovery", "benchmarks/discovery-only.md", "web UI render times and statistics (issue 15)"),
+    ("spark", "benchmarks/spark-only.md", "training sets on Spark local[2] beside in process and DuckDB (issue 16)"),
 ]
 
 

@@ -13,7 +13,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import aggregations, charts, data, discovery, ondemand, peer, production, services, serving, workloads
+from . import (
+    aggregations,
+    charts,
+    data,
+    discovery,
+    ondemand,
+    peer,
+    production,
+    services,
+    serving,
+    spark_scale,
+    workloads,
+)
 from .config import N_FEATURES, REPO, WORK_DIR, Scale
 from .feast_setup import ensure_feast_venv
 from .machine import describe, load, source
@@ -21,7 +33,8 @@ from .measure import stopwatch
 from .render import render
 
 __all__ = [
-    "AGGREGATION_WORKLOADS", "DISCOVERY_WORKLOADS", "ONLY", "PRODUCTION_WORKLOADS", "SERVICE_WORKLOADS", "log", "run",
+    "AGGREGATION_WORKLOADS", "DISCOVERY_WORKLOADS", "ONLY", "PRODUCTION_WORKLOADS", "SERVICE_WORKLOADS",
+    "SPARK_WORKLOADS", "log", "run",
 ]
 
 
@@ -58,6 +71,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
     results.update(_step("feature services", lambda: services.run(ctx)))
     results.update(_step("production", lambda: production.run(ctx)))
     results.update(_step("discovery", lambda: discovery.run(ctx)))
+    results.update(_step("scaling out", lambda: spark_scale.run(ctx)))
     order = [
         "online_single",
         "online_batch",
@@ -74,6 +88,7 @@ def _workloads(ctx: workloads.Context) -> dict[str, Any]:
         *SERVICE_WORKLOADS,
         *PRODUCTION_WORKLOADS,
         *DISCOVERY_WORKLOADS,
+        *SPARK_WORKLOADS,
     ]
     return {name: results[name] for name in order}
 
@@ -93,10 +108,12 @@ SERVICE_WORKLOADS = list(services.NAMES)
 PRODUCTION_WORKLOADS = list(production.NAMES)
 #: The workloads of :mod:`benchmarks.discovery`, in the order the page shows them.
 DISCOVERY_WORKLOADS = list(discovery.NAMES)
+#: The workloads of :mod:`benchmarks.spark_scale`, in the order the page shows them.
+SPARK_WORKLOADS = list(spark_scale.NAMES)
 #: Groups of workloads ``--only`` can run by themselves.
 ONLY = {
     "aggregations": AGGREGATION_WORKLOADS, "services": SERVICE_WORKLOADS, "production": PRODUCTION_WORKLOADS,
-    "discovery": DISCOVERY_WORKLOADS,
+    "discovery": DISCOVERY_WORKLOADS, "spark": SPARK_WORKLOADS,
 }
 #: What runs each group, and its name in the progress log.
 _GROUPS: dict[str, tuple[str, Callable[[workloads.Context], dict[str, Any]]]] = {
@@ -104,6 +121,7 @@ _GROUPS: dict[str, tuple[str, Callable[[workloads.Context], dict[str, Any]]]] = 
     "services": ("feature services", services.run),
     "production": ("production", production.run),
     "discovery": ("discovery", discovery.run),
+    "spark": ("scaling out", spark_scale.run),
 }
 
 

@@ -163,6 +163,9 @@ def connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
                 path=path,
             ) from exc
         raise damaged(path, exc, opening=True) from exc
+    # A library never draws on its caller's terminal: DuckDB prints a progress bar to stdout
+    # for a query that runs over two seconds (the setting carries to the cursors).
+    con.execute("SET enable_progress_bar = false")
     _PATHS[con] = path
     return con
 

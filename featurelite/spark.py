@@ -18,9 +18,12 @@ sorted by key and time (history before an entity row at the same time, then by c
 time and ingest order), and each entity row takes the last history row before it
 (``last(..., ignorenulls)`` over a window): one sort per view, no join fan-out.
 
+On-demand features are computed inside Spark (``mapInArrow``) by the featurizers'
+compiled batch kernels, rebuilt in each Python worker from the registry's stored source.
+
 Not yet on Spark (each refused with a featurelite error that says so): windowed
-aggregations, on-demand views, and services or pinned references that read an older
-version of a view than the export's.
+aggregations, and services or pinned references that read an older version of a view
+than the export's.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .definitions import RESERVED_PREFIX, Entity, FeatureService, FeatureView, OnDemandFeatureView
 from .errors import InputError, SchemaError, UnknownFeatureError, UnknownFeatureViewError
 from .export import INGEST_ORDER, PARTITION, read_registry
+from .planning import OnDemandPlan, on_demand_plan
 from .references import FeatureRef, parse_references
 
 if TYPE_CHECKING:
@@ -126,11 +130,14 @@ def get_historical_features(
     from pyspark.sql import functions as F
 
     rows = entity_df.withColumn(_ROW, F.monotonically_increasing_id())
+    plans = _on_demand_plans(defs, refs, entity_df.columns)
     by_view: dict[str, list[str]] = {}
-    for ref in refs:
-        by_view.setdefault(ref.view, [])
-        if ref.feature not in by_view[ref.view]:
-            by_view[ref.view].append(ref.feature)
+    needed = [(r.view, r.feature) for r in refs if r.view not in plans]
+    needed += [(view, f) for plan, _ in plans.values() for view, fields in plan.stored.items() for f in fields]
+    for view_name, feature in needed:
+        by_view.setdefault(view_name, [])
+        if feature not in by_view[view_name]:
+            by_view[view_name].append(feature)
     result = rows
     for view_name, view_features in by_view.items():
         view = defs.views[view_name]
@@ -139,10 +146,14 @@ def get_historical_features(
         joined = _point_in_time(rows, frame, view, keys, view_features, ts_name)
         renamed = joined.select(_ROW, *(F.col(f).alias(f"{_VALUE}__{view_name}__{f}") for f in view_features))
         result = result.join(renamed, on=_ROW, how="left")
+    if plans:
+        result = _run_featurizers(result, defs, plans)
     selected = [F.col(c) for c in entity_df.columns]
     for ref, out in zip(refs, outputs, strict=True):
         value = F.col(f"{_VALUE}__{ref.view}__{ref.feature}")
-        if defs.views[ref.view].schema[ref.feature] == "timestamp":
+        dtype = defs.views[ref.view].schema[ref.feature] if ref.view in defs.views else \
+            defs.odfvs[ref.view].schema[ref.feature]
+        if dtype == "timestamp":
             value = value.cast("timestamp")  # an instant (a history DataFrame's time-zone-less one read as UTC)
         selected.append(value.alias(out))
     return result.orderBy(_ROW).select(*selected)
@@ -178,8 +189,14 @@ def _references(defs: SparkRegistry, features: Sequence[str] | str | None, servi
     refs = parse_references(features)
     for ref in refs:
         if ref.view in defs.odfvs:
-            raise InputError(f"{ref.text!r} is a feature of on-demand view {ref.view!r}: featurelite.spark does "
-                             "not run on-demand featurizers yet; build this training set in process")
+            odfv = defs.odfvs[ref.view]
+            if ref.feature not in odfv.outputs:
+                raise UnknownFeatureError(f"on-demand view {ref.view!r} has no feature {ref.feature!r} (features: "
+                                          f"{', '.join(odfv.outputs)})", reference=ref.text)
+            if ref.version is not None and not odfv.version.startswith(ref.version):
+                raise InputError(f"{ref.text!r} pins a version other than the export's ({odfv.version}); "
+                                 "featurelite.spark reads the versions in force only (not yet older ones)")
+            continue
         view = defs.views.get(ref.view)
         if view is None:
             raise UnknownFeatureViewError(f"feature view {ref.view!r} (in {ref.text!r}) is not in the registry "
@@ -337,3 +354,86 @@ def _point_in_time(rows: DataFrame, history: DataFrame, view: FeatureView, view_
     if fresh is not None:
         picked = [F.when(fresh, c) for c in picked]
     return matched.select(F.col(_ROW), *(c.alias(f) for c, f in zip(picked, features, strict=True)))
+
+
+def _on_demand_plans(
+    defs: SparkRegistry, refs: Sequence[FeatureRef], entity_columns: Sequence[str],
+) -> dict[str, tuple[OnDemandPlan, list[str]]]:
+    """Per on-demand view asked for: its plan (the stored inputs per source view, the
+    featurizer calls), as the store makes it, and the features it was made for; its
+    request fields checked against the entity dataframe's columns."""
+    from .registry import odfv_bindings
+
+    asked: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref.view in defs.odfvs and ref.feature not in asked.setdefault(ref.view, []):
+            asked[ref.view].append(ref.feature)
+    plans = {}
+    for name, features in asked.items():
+        odfv = defs.odfvs[name]
+        plan = on_demand_plan(odfv, odfv_bindings(odfv, defs.views), features)
+        for call in plan.calls:
+            for kind, source, field in call.bindings:
+                if kind == "request" and field not in entity_columns:
+                    raise SchemaError(f"entity_df has no column {field!r}, a request field of on-demand view "
+                                      f"{name!r}; add it", column=field, view=name)
+                if kind == "view" and field in defs.views[source].aggregation_schema:
+                    raise InputError(f"on-demand view {name!r} reads the windowed aggregate {source}:{field}: "
+                                     "featurelite.spark does not compute windowed aggregations yet; build this "
+                                     "training set in process")
+        plans[name] = (plan, features)
+    return plans
+
+
+_ARROW_TYPES = {
+    "bool": "bool_", "int32": "int32", "int64": "int64", "float32": "float32", "float64": "float64",
+    "string": "string",
+}
+
+
+def _run_featurizers(
+    frame: DataFrame, defs: SparkRegistry, plans: Mapping[str, tuple[OnDemandPlan, list[str]]],
+) -> DataFrame:
+    """``frame`` with every asked on-demand feature appended (``_fl_value__VIEW__FEATURE``),
+    computed by the featurizers' compiled batch kernels inside Spark (``mapInArrow``): each
+    Python worker rebuilds a featurizer from its stored spec once (compiled by Numba, kept
+    per process and in Numba's disk cache), as a fresh process of the store does."""
+    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
+    calls = []
+    fields = list(frame.schema.fields)
+    for name, (plan, features) in plans.items():
+        odfv = defs.odfvs[name]
+        for call in plan.calls:
+            inputs = [(param, f"{_VALUE}__{source}__{field}" if kind == "view" else field)
+                      for (param, _), (kind, source, field) in zip(call.featurizer.inputs, call.bindings, strict=True)]
+            places = []
+            for position, output in call.places:
+                feature = features[position]
+                column = f"{_VALUE}__{name}__{feature}"
+                dtype = odfv.schema[feature]
+                places.append((column, output, dtype))
+                fields.append(StructField(column, _parse_datatype_string(_SPARK_TYPES[dtype]), True))
+            calls.append((call.featurizer.spec(), inputs, places))
+    schema = StructType(fields)
+
+    def compute(batches: Any) -> Any:
+        import pyarrow as pa
+
+        from .featurizer import Featurizer
+
+        for batch in batches:
+            columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+            added: dict[str, Any] = {}
+            for spec, inputs, places in calls:
+                featurizer = Featurizer.from_spec(spec)  # compiled once per worker process
+                outputs = featurizer.run_batch({param: columns[column] for param, column in inputs})
+                for column, output, dtype in places:
+                    wanted = pa.timestamp("us", tz="UTC") if dtype == "timestamp" else getattr(pa, _ARROW_TYPES[
+                        dtype])()
+                    added[column] = outputs[output].cast(wanted)
+            arrays = list(batch.columns) + [added[f.name] for f in schema.fields[len(batch.columns):]]
+            yield pa.RecordBatch.from_arrays(arrays, names=[f.name for f in schema.fields])
+
+    return frame.mapInArrow(compute, schema)
+

@@ -45,6 +45,8 @@ WORKLOADS = {
     "production_replay",
     "discovery_stats",
     "discovery_ui",
+    "spark_training",
+    "spark_scaling",
 }
 #: Workloads that need an optional extra, and the modules whose absence lets them skip.
 OPTIONAL = {"services_mlflow_predict": ("mlflow", "featurelite.mlflow")}

@@ -2,7 +2,8 @@
 ``featurelite export``) and joined on Spark in local mode gives the table
 ``store.get_historical_features`` gives, bit for bit: a Hypothesis property over small
 random histories (ties on key and event time, late rows, ttl, created times, nulls, NaN,
--0.0, float32, several views), and the errors of bad input.
+-0.0, float32, several views, on-demand featurizers over stored features and request
+fields, run inside Spark), and the errors of bad input.
 
 One Spark session (local[2]) for the module; small data, few examples: Spark answers a
 job in about a second."""
@@ -98,8 +99,26 @@ STATS = fl.FeatureView(
 )
 RATINGS = fl.FeatureView("ratings", entities=[user, shop], timestamp_field="ts", schema={"rating": "float64",
                                                                                           "votes": "int32"})
+
+
+@fl.featurizer
+def scaled(amount: float, factor: float = 2.0) -> float:
+    """An on-demand featurizer over a stored feature and a request field (a default when
+    the request gives none)."""
+    return amount * factor
+
+
+@fl.featurizer
+def spread(rating: float, votes: int, count: int = 0) -> tuple[float, int]:
+    return rating - votes, votes + count
+
+
+DERIVED = fl.OnDemandFeatureView(
+    "derived", sources=[STATS, RATINGS, fl.RequestSource("req", schema={"factor": "float64"})],
+    featurizers={"scaled": scaled, ("gap", "total"): spread},
+)
 FEATURES = ["stats:amount", "stats:small", "stats:count", "stats:flag", "stats:name", "stats:seen",
-            "ratings:rating", "ratings:votes"]
+            "ratings:rating", "ratings:votes", "derived:scaled", "derived:total", "derived:gap"]
 
 floats = st.sampled_from([0.0, -0.0, 1.5, -2.25, math.inf, -math.inf, math.nan, 1e300, 5e-324, None])
 hours = st.integers(0, 12)
@@ -154,6 +173,7 @@ def spines(draw: st.DrawFn) -> pa.Table:
         "event_timestamp": pa.array([T0 + timedelta(hours=draw(hours), minutes=draw(st.sampled_from([0, 30])))
                                      for _ in range(n)], pa.timestamp("us", tz="UTC")),
         "label": pa.array(range(n), pa.int64()),
+        "factor": pa.array(draw(st.lists(floats, min_size=n, max_size=n)), pa.float64()),
     })
 
 
@@ -164,7 +184,7 @@ def test_a_training_set_on_spark_equals_the_store_bit_for_bit(spark, tmp_path_fa
                                                               full):
     folder = tmp_path_factory.mktemp("equal")
     with fl.open(folder / "s.duckdb") as store:
-        store.apply([user, shop, STATS, RATINGS])
+        store.apply([user, shop, STATS, RATINGS, DERIVED])
         for batch in batches:
             store.ingest("stats", batch)
         if ratings.num_rows:
@@ -182,7 +202,8 @@ def test_a_training_set_on_spark_equals_the_store_bit_for_bit(spark, tmp_path_fa
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("demo")
-    checkout = fl.FeatureService("checkout", ["user_stats:spend_7d", "user_stats:country", "user_stats:spend_per_order"])
+    checkout = fl.FeatureService("checkout", ["user_stats:spend_7d", "user_stats:country", "user_stats:spend_per_order",
+                                              "shares:basket_share"])
     with fl.open(folder / "shop.duckdb") as store:
         store.apply([*demo.definitions(), checkout])
         store.ingest("user_stats", demo.example_events(users=40, events=400, end=T0 + timedelta(days=30)))
@@ -238,8 +259,10 @@ def test_bad_input_gets_featurelite_errors_that_name_the_fix(spark, exported, tm
         join(entity, ["user_stats:nope"])
     with pytest.raises(fl.InputError, match="windowed aggregate"):
         join(entity, ["user_stats:spend_7d_max_30d"])
-    with pytest.raises(fl.InputError, match="on-demand featurizers"):
-        join(entity, ["shares:basket_share"])
+    with pytest.raises(fl.SchemaError, match="no column 'basket', a request field of on-demand view 'shares'"):
+        join(entity.drop("basket"), ["shares:basket_share"])
+    with pytest.raises(fl.UnknownFeatureError, match="on-demand view 'shares' has no feature 'nope'"):
+        join(entity, ["shares:nope"])
     with pytest.raises(fl.InputError, match="registry="):
         join(entity, ["user_stats:spend_7d"], history={"user_stats": entity})
     with pytest.raises(fl.SchemaError, match="the join key of view 'user_stats'"):

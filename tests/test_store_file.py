@@ -167,6 +167,8 @@ def test_public_surface_is_pinned():
         # issue 15: statistics and lineage
         "FeatureStats", "Histogram", "PeriodStats", "TimelinePoint", "TopValue", "ViewStats", "Lineage", "LineageEdge",
         "LineageNode", "ModelRecord",
+        # issue 16: the export for Spark
+        "ExportResult",
         "DTYPES", "Aggregation", "ApplyResult", "BreakingChangeError", "Change", "DefinitionError", "Entity", "FeatureService", "FeatureView",
         "FeatureliteError", "Featurizer", "FeaturizerError", "IngestResult", "InputError", "Manifest", "ManifestError",
         "ManifestFeature", "MaterializeResult", "NotFoundError", "OnDemandFeatureView", "OnlineResponse", "PinnedVersionError",
