@@ -35,6 +35,8 @@ from .workloads import Context, _check
 __all__ = ["NAMES", "SCALES", "SparkScale", "run"]
 
 NAMES = ["spark_training", "spark_scaling"]
+#: Issue 16 asks for these times beside each other, not for a threshold.
+REPORTED = "reported, no target: issue 16 asks for the times beside in-process and DuckDB's, and the curve"
 REFS = [f"stats:{f}" for f in data.FEATURES]
 
 
@@ -208,7 +210,7 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
             import pyspark  # noqa: F401 - only checking it is installed
     except ImportError:
         reason = "pyspark is not installed (pip install 'featurelite[spark]')"
-        return {name: skipped_workload(name, "", "", reason, []) for name in NAMES}
+        return {name: skipped_workload(name, "", "", reason, [REPORTED]) for name in NAMES}
     folder = ctx.work / "spark"
     folder.mkdir()
     spark = _session(scale)
@@ -219,4 +221,4 @@ def run(ctx: Context) -> dict[str, dict[str, Any]]:
     finally:
         spark.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    return {"spark_training": training, "spark_scaling": scaling}
+    return {"spark_training": {**training, "reported": REPORTED}, "spark_scaling": {**scaling, "reported": REPORTED}}

@@ -49,7 +49,11 @@ WORKLOADS = {
     "spark_scaling",
 }
 #: Workloads that need an optional extra, and the modules whose absence lets them skip.
-OPTIONAL = {"services_mlflow_predict": ("mlflow", "featurelite.mlflow")}
+OPTIONAL = {
+    "services_mlflow_predict": ("mlflow", "featurelite.mlflow"),
+    "spark_training": ("pyspark",),
+    "spark_scaling": ("pyspark",),
+}
 
 
 def _can_run(modules: tuple[str, ...]) -> bool:
@@ -94,5 +98,7 @@ def test_quick_benchmarks_run_and_write_results(tmp_path: Path) -> None:
         assert "skipped" not in result, (name, result.get("skipped"))
         numbers = _positive_numbers(result)
         assert numbers and all(isinstance(v, (int, float)) and v > 0 for v in numbers), (name, result["rows"])
-        assert any(row["target"] is not None for row in result["rows"]), name
+        # Every workload states a target, or (where its issue asks for figures, not a
+        # threshold) says so in "reported".
+        assert any(row["target"] is not None for row in result["rows"]) or result.get("reported"), name
     assert (docs.read_bytes() if docs.exists() else None) == docs_before, "--quick must not touch docs/benchmarks.md"
