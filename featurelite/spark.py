@@ -115,7 +115,11 @@ def get_historical_features(
     has one, and the ingest order column ``_fl_seq``). ``registry``: where the definitions
     come from (an export directory or a store file); default: ``history`` when it is a
     directory. ``timestamp_field``: the entity dataframe's time column (default: the
-    ``event_timestamp`` column, or its one timestamp column)."""
+    ``event_timestamp`` column, or its one timestamp column).
+
+    The entity rows are numbered once (``monotonically_increasing_id``) and each view's
+    join refers back to those numbers: an ``entity_df`` that Spark would compute
+    differently each time (a non-deterministic source) should be cached first."""
     _check_session(spark)
     source = registry if registry is not None else (None if isinstance(history, Mapping) else history)
     if source is None:
