@@ -28,8 +28,10 @@ than the export's.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -44,7 +46,7 @@ from .references import FeatureRef, parse_references
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["SparkRegistry", "get_historical_features", "read_registry_of"]
+__all__ = ["SparkRegistry", "get_historical_features", "read_registry_of", "write"]
 
 #: Internal column names (the reserved prefix: no entity column or feature may use it).
 _ROW, _TIME, _KIND, _CREATED, _ORDER, _VALUE, _MATCH = (
@@ -441,3 +443,61 @@ def _run_featurizers(
 
     return frame.mapInArrow(compute, schema)
 
+
+
+def write(df: DataFrame, target: str | os.PathLike[str], view: str, *, token: str | None = None,
+          batch_rows: int = 100_000) -> int:
+    """Land a Spark DataFrame (the view's join keys, features, event time, created time if
+    the view has one) in feature view ``view``; returns the rows written.
+
+    ``target`` an ``http(s)://`` URL of a running ``featurelite serve``: every partition
+    is pushed from its executor as Arrow batches of up to ``batch_rows`` rows, each one
+    atomic push (``featurelite.connect(url).ingest``), so the executors write in
+    parallel while the server serves. A job that fails part way leaves the batches pushed
+    before it; running it again pushes them again, which changes no value read (the same
+    rows again, ingested later, win with the same values). ``target`` a store file: the
+    rows are collected on the driver (``toArrow``) and ingested in one atomic ingest; for
+    more than a driver holds, write Parquet and ``featurelite ingest`` it, or serve the
+    store and push."""
+    from .arguments import name as check_name
+    from .arguments import whole_number
+
+    check_name(view, "the view to write to")
+    batch_rows = whole_number(batch_rows, "batch_rows")
+    text = os.fspath(target)
+    if not text.startswith(("http://", "https://")):
+        from .store import Store
+
+        with _no_pandas_warning(), Store(text) as store:
+            return store.ingest(view, df.toArrow(), batch_rows=batch_rows).rows
+    from .http_client import connect
+
+    with connect(text, token=token) as remote:  # checks the server and the view before the job starts
+        remote.get_feature_view(view)
+
+    def push(batches: Any) -> Any:
+        import pyarrow as pa
+
+        from .http_client import connect
+
+        written = 0
+        with connect(text, token=token) as client:
+            for batch in batches:
+                for part in pa.Table.from_batches([batch]).to_batches(max_chunksize=batch_rows):
+                    if part.num_rows:
+                        written += client.ingest(view, pa.Table.from_batches([part])).rows
+        yield pa.RecordBatch.from_pydict({"rows": pa.array([written], pa.int64())})
+
+    with _no_pandas_warning():
+        counts = df.mapInArrow(push, "rows bigint").toArrow()
+    return int(sum(counts.column("rows").to_pylist()))
+
+
+
+@contextlib.contextmanager
+def _no_pandas_warning() -> Iterator[None]:
+    """pyspark warns about the pandas version when it builds an Arrow UDF or collects as
+    Arrow; nothing here uses pandas."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+        yield

@@ -302,3 +302,34 @@ def test_the_export_files_hold_keys_features_times_and_ingest_order(exported):
     assert schema.field("ts").type == pa.timestamp("us", tz="UTC")
     assert os.path.basename(first.parent).startswith("fl_event_date=")
     assert Path(first).stat().st_size > 0
+
+
+# -- materializing from Spark ----------------------------------------------------------------
+
+
+def test_a_spark_job_writes_to_a_running_server_and_to_a_store_file(spark, tmp_path):
+    """featurelite.spark.write: each partition pushed from its executor as Arrow batches to
+    `featurelite serve` (the server's reads see every row), or collected and ingested into a
+    store file; what lands equals the DataFrame's rows."""
+    from test_server import serving
+
+    rows = pa.table({
+        "user_id": pa.array(range(50), pa.int64()),
+        "version": pa.array([k * 3 for k in range(50)], pa.int64()),
+        "batch": pa.array([7] * 50, pa.int64()),
+        "ts": pa.array([T0] * 50, pa.timestamp("us", tz="UTC")),
+    })
+    df = frame(spark, rows).repartition(3)
+    with serving(tmp_path) as server:
+        assert fls.write(df, server.url, "stats", batch_rows=8) == 50
+        with fl.connect(server.url) as remote:
+            read = remote.get_online_features([{"user_id": k} for k in range(50)], ["stats:version", "twice:doubled"])
+        assert read.to_dict()["version"] == [k * 3 for k in range(50)]
+        assert read.to_dict()["doubled"] == [k * 6 for k in range(50)]
+        with pytest.raises(fl.UnknownFeatureViewError, match="ghost"):
+            fls.write(df, server.url, "ghost")
+    assert fls.write(df, server.path, "stats") == 50  # the server stopped: into the file itself
+    with fl.open(server.path, read_only=True) as store:
+        assert store.describe("stats")["history_rows"] == 100
+    with pytest.raises(fl.InputError, match="batch_rows"):
+        fls.write(df, server.path, "stats", batch_rows=0)
