@@ -33,7 +33,6 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from .errors import InputError, SchemaError, UnknownFeatureError, UnknownFeature
 from .export import INGEST_ORDER, PARTITION, read_registry
 from .planning import OnDemandPlan, on_demand_plan
 from .references import FeatureRef, parse_references
+from .rules import SEQ, Ttl, WinnerOrder
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -344,18 +344,19 @@ def _point_in_time(rows: DataFrame, history: DataFrame, view: FeatureView, view_
             _CREATED), F.lit(None).cast("bigint").alias(_ORDER), F.col(_ROW),
         F.lit(None).cast(events.schema[_VALUE].dataType).alias(_VALUE),
     )
-    # History before an entity row of the same time (event time <= its time), each run of
-    # equal times in the winner order: the last history row before an entity row wins.
-    window = Window.partitionBy(*keys).orderBy(
-        F.col(_TIME).asc(), F.col(_KIND).asc(), F.col(_CREATED).asc_nulls_first(), F.col(_ORDER).asc()
-    ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    # Sorted by the winner order's terms (rules.WinnerOrder, the one home of the rule; a
+    # missing created time first), with an entity row after the history rows of its time
+    # (event time <= its time): the last history row before an entity row wins.
+    order = WinnerOrder(view.timestamp_field, created)
+    column_of = {order.ts: _TIME, order.created: _CREATED, SEQ: _ORDER}
+    sort = [F.col(_TIME).asc(), F.col(_KIND).asc(), *(F.col(column_of[t]).asc_nulls_first() for t in order.terms[1:])]
+    window = Window.partitionBy(*keys).orderBy(*sort).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     matched = events.unionByName(probes).withColumn(_MATCH, F.last(_VALUE, ignorenulls=True).over(window))
     matched = matched.where(F.col(_KIND) == 1)
     fresh: Column | None = None
-    if view.ttl is not None:
-        # Rules.Ttl's condition, in whole microseconds: event time >= entity time - ttl.
-        micros = view.ttl // timedelta(microseconds=1)
-        fresh = F.unix_micros(F.col(f"{_MATCH}.{_EVENT}")) >= F.unix_micros(F.col(_TIME)) - F.lit(micros)
+    bound = Ttl.of(view.ttl)  # rules.Ttl: an event serves a read at t when t - ttl <= event time
+    if bound.micros is not None:
+        fresh = F.unix_micros(F.col(f"{_MATCH}.{_EVENT}")) >= F.unix_micros(F.col(_TIME)) - F.lit(bound.micros)
     picked = [F.col(f"{_MATCH}.{f}") for f in features]
     if fresh is not None:
         picked = [F.when(fresh, c) for c in picked]
