@@ -169,6 +169,11 @@ def run(
             measured["feast_aggregations"] = _step(
                 "Feast 0.67: windowed aggregations in a training set", lambda: _feast_aggregations(ctx)
             )
+        if feast and (only is None or only == "spark"):
+            measured["spark_feast"] = _step(
+                "Feast 0.67: a training set on its Spark offline store",
+                lambda: spark_scale.feast_spark(ctx, measured.get("spark_training")),
+            )
     finally:
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)

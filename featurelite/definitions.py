@@ -218,6 +218,12 @@ def _hash_spec(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def spec_version(spec: Mapping[str, Any]) -> str:
+    """The version a definition with this spec has (its content hash): how a reader of a
+    stored or exported spec checks it is the version it is filed under."""
+    return _hash_spec(spec)
+
+
 class _Versioned:
     """A definition whose version is the content hash of its ``spec()``."""
 

@@ -20,25 +20,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from .db import quote, run
-from .definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
+from .definitions import spec_version
 from .errors import InputError, SchemaError
 from .layout import ViewLayout
 from .rules import SEQ
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "INGEST_ORDER", "PARTITION", "ExportResult", "read_registry", "write_export"]
+if TYPE_CHECKING:
+    from .registry import Registry
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "INGEST_ORDER", "PARTITION", "ExportResult", "read_registry", "registry_of",
+           "write_export"]
 
 #: What ``registry.json`` says it is, and the version of the layout above.
 FORMAT = "featurelite-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: The history files' ingest order column (the store's sequence number).
 INGEST_ORDER = SEQ
 #: The partition column: the UTC date of the event time.
@@ -59,19 +63,86 @@ class ExportResult:
 
 
 def registry_document(
-    store_id: str, position: int, entities: Iterable[Entity], views: Iterable[FeatureView],
-    odfvs: Iterable[OnDemandFeatureView], services: Iterable[FeatureService],
+    store_id: str, position: int, registry: Registry,
 ) -> dict[str, Any]:
     """The JSON document of an export's registry: every current definition's spec and
-    version (a service's pins among them)."""
+    version (a service's pins among them; an on-demand view whose featurizer this process
+    cannot compile too, as the store keeps it), and every version ever applied
+    (``versions``, oldest first per name), which pinned reads and services plan with. A
+    stored version whose spec does not parse is carried as its text (``spec_text``):
+    reading that version fails as it does in the store, nothing else does."""
+    odfvs = [{"version": o.version, "spec": o.spec()} for o in registry.odfvs.values()]
+    for text in registry.broken_specs.values():
+        spec = json.loads(text)  # it parsed when the store read it; its featurizer did not compile
+        odfvs.append({"version": spec_version(spec), "spec": spec})
+    versions = []
+    for kind, name, version, text in registry.stored_versions():
+        try:
+            versions.append({"kind": kind, "name": name, "version": version, "spec": json.loads(text)})
+        except ValueError:
+            versions.append({"kind": kind, "name": name, "version": version, "spec_text": text})
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "store_id": store_id, "ingest_position": position,
         "exported_at": datetime.now(timezone.utc).isoformat(),
-        "entities": [{"version": e.version, "spec": e.spec()} for e in entities],
-        "feature_views": [{"version": v.version, "spec": v.spec()} for v in views],
-        "on_demand_feature_views": [{"version": o.version, "spec": o.spec()} for o in odfvs],
-        "feature_services": [{"version": s.version, "pins": dict(s.pins), "spec": s.spec()} for s in services],
+        "entities": [{"version": e.version, "spec": e.spec()} for e in registry.entities.values()],
+        "feature_views": [{"version": v.version, "spec": v.spec()} for v in registry.views.values()],
+        "on_demand_feature_views": odfvs,
+        "feature_services": [{"version": s.version, "pins": dict(s.pins), "spec": s.spec()}
+                             for s in registry.services.values()],
+        "versions": versions,
     }
+
+
+#: The document's list of current definitions of each kind (the store's kind names).
+_CURRENT = {"entity": "entities", "feature_view": "feature_views", "on_demand_feature_view": "on_demand_feature_views",
+            "feature_service": "feature_services"}
+
+
+def registry_of(document: Mapping[str, Any], where: str) -> Registry:
+    """The registry an export's document describes, as the store holds it in memory
+    (definitions in force, every stored version); InputError names ``where`` when the
+    document is not one an export wrote (a missing or mistyped entry, a spec that is not
+    the version it is filed under)."""
+    from .registry import Registry
+
+    def damaged(part: str, what: str) -> InputError:
+        return InputError(f"{where} is damaged ({what}); export the store again")
+
+    current, every = [], []
+    for kind, key in _CURRENT.items():
+        items = document.get(key)
+        if not isinstance(items, list):
+            raise damaged(key, f"{key!r} is not a list")
+        for item in items:
+            spec = _checked_spec(item, damaged, f"an entry of {key!r}")
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise damaged(key, f"an entry of {key!r} has no spec with a name")
+            current.append((kind, spec["name"], json.dumps(spec, sort_keys=True)))
+    items = document.get("versions")
+    if not isinstance(items, list):
+        raise damaged("versions", "'versions' is not a list")
+    for item in items:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("kind", "name", "version")):
+            raise damaged("versions", f"a stored version is not kind, name and version strings: {item!r:.200}")
+        if "spec_text" in item and isinstance(item["spec_text"], str):
+            every.append((item["kind"], item["name"], item["version"], item["spec_text"]))
+            continue
+        spec = _checked_spec(item, damaged, f"{item['kind']} {item['name']!r} at version {item['version']}")
+        every.append((item["kind"], item["name"], item["version"], json.dumps(spec, sort_keys=True)))
+    registry = Registry()
+    registry.install(current, every, damaged)
+    return registry
+
+
+def _checked_spec(item: object, damaged: Callable[[str, str], InputError], what: str) -> Any:
+    """The spec of a document entry, checked to be the version it is filed under."""
+    if not isinstance(item, dict) or not isinstance(item.get("spec"), dict) or not isinstance(item.get("version"),
+                                                                                               str):
+        raise damaged("registry", f"{what} has no spec and version")
+    spec = item["spec"]
+    if spec_version(spec) != item["version"]:
+        raise damaged("registry", f"{what}: its spec is not version {item['version']} (it was edited?)")
+    return spec
 
 
 def write_export(
@@ -151,4 +222,8 @@ def read_registry(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"{str(path)!r} is export format version {document.get('format_version')!r}; this featurelite reads "
             f"version {FORMAT_VERSION}: export the store again with this version (featurelite export STORE DIR)"
         )
+    position, store = document.get("ingest_position"), document.get("store_id")
+    if isinstance(position, bool) or not isinstance(position, int) or not isinstance(store, str):
+        raise InputError(f"{str(path)!r} is damaged (its ingest_position or store_id is not what an export "
+                         "writes); export the store again")
     return document

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -183,7 +183,11 @@ def pending_online(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def _damaged_row(con: duckdb.DuckDBPyConnection, table: str, what: str) -> StoreFormatError:
     """The error for a registry row featurelite cannot have written."""
-    path = path_of(con)
+    return _damaged_file(path_of(con), table, what)
+
+
+def _damaged_file(path: str, table: str, what: str) -> StoreFormatError:
+    """The error for a registry row of the store file at ``path`` featurelite cannot have written."""
     return StoreFormatError(
         f"store file {path!r} is damaged: table {table} has an unreadable row ({what}); "
         "restore the file from a copy or a backup",
@@ -245,6 +249,10 @@ class Registry:
         self.odfvs: dict[str, OnDemandFeatureView] = {}
         #: on-demand views whose featurizers could not be rebuilt from the file, with why
         self.broken: dict[str, FeaturizerError] = {}
+        #: the spec JSON of each on-demand view in ``broken`` (an export carries it on)
+        self.broken_specs: dict[str, str] = {}
+        #: makes the error for a stored row that does not parse (see :meth:`install`)
+        self._damaged: Callable[[str, str], Exception] = lambda table, what: StoreError(f"{table}: {what}")
         #: per on-demand view: {output: {input: Binding}}
         self.bindings: dict[str, dict[str, dict[str, Binding]]] = {}
         #: feature services, with their pins
@@ -260,21 +268,34 @@ class Registry:
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Read the definitions in force from the file. Rows that do not parse, or that
         do not fit together (a view whose entity is missing), raise StoreFormatError."""
-        rows = run(con,
+        current = run(con,
             "SELECT c.kind, c.name, v.spec FROM fl_current c JOIN fl_versions v USING (kind, name, version)"
         )
+        every = run(con, "SELECT kind, name, version, spec FROM fl_versions ORDER BY first_applied_at, version")
+        path = path_of(con)  # a stored version may be rebuilt (and found damaged) after the connection is gone
+        self.install(current, every, lambda table, what: _damaged_file(path, table, what))
+
+    def install(
+        self, current: Iterable[Sequence[str]], every: Iterable[Sequence[str]],
+        damaged: Callable[[str, str], Exception],
+    ) -> None:
+        """Take the definitions in force (``current``: rows of kind, name, spec JSON) and
+        every version ever applied (``every``: kind, name, version, spec JSON, oldest
+        first): from the file's tables, or from an export's registry. A row that does not
+        parse, or definitions that do not fit together, raise ``damaged(table, what)``."""
         self.entities = {}
         self.views = {}
         self.odfvs = {}
         self.broken = {}
+        self.broken_specs = {}
         self.services = {}
         self._built = {}
+        self._damaged = damaged
         specs: dict[tuple[str, str], dict[str, str]] = {}
-        every = run(con, "SELECT kind, name, version, spec FROM fl_versions ORDER BY first_applied_at, version")
         for kind, name, version, spec in every:
             specs.setdefault((kind, name), {})[version] = spec
         self._set_specs(specs)
-        for kind, name, spec in rows:
+        for kind, name, spec in current:
             try:
                 data = json.loads(spec)
                 if kind == "entity":
@@ -288,6 +309,7 @@ class Registry:
                         # One unusable featurizer must not lock the whole store: its view's
                         # features raise this error when asked for, everything else works.
                         self.broken[data["name"]] = exc
+                        self.broken_specs[data["name"]] = spec
                 elif kind == "feature_service":
                     self.services[data["name"]] = FeatureService.from_spec(data)
                 else:
@@ -295,19 +317,31 @@ class Registry:
             except FeaturizerError:
                 raise  # a featurizer this process cannot compile: not damage, and it says why
             except _ROW_ERRORS as exc:  # includes json.JSONDecodeError and DefinitionError
-                raise _damaged_row(con, "fl_versions", f"the {kind} {name!r}: {type(exc).__name__}: {exc}") from exc
+                raise damaged("fl_versions", f"the {kind} {name!r}: {type(exc).__name__}: {exc}") from exc
         for view in self.views.values():
             missing = [e for e in view.entities if e not in self.entities]
             if missing:
-                raise _damaged_row(
-                    con, "fl_current", f"feature view {view.name!r} uses entity {missing[0]!r}, which is not there"
+                raise damaged(
+                    "fl_current", f"feature view {view.name!r} uses entity {missing[0]!r}, which is not there"
                 )
         try:
             self.bindings = _all_bindings(self.odfvs, self.views)
         except (FeaturizerError, StoreError):
             raise
         except _ROW_ERRORS as exc:
-            raise _damaged_row(con, "fl_current", f"{type(exc).__name__}: {exc}") from exc
+            raise damaged("fl_current", f"{type(exc).__name__}: {exc}") from exc
+
+    def catalog(self) -> Catalog:
+        """The definitions in force, laid out and bound, with every stored version for
+        pinned reads: what a store plans its reads in (and an export's reader, the same)."""
+        layouts = {name: layout_of(view, self.entities) for name, view in self.views.items()}
+        return Catalog(layouts, self.odfvs, self.bindings, self.broken, self.services, self)
+
+    def stored_versions(self) -> list[tuple[str, str, str, str]]:
+        """Every version ever applied as (kind, name, version, spec JSON), oldest first per
+        name: what :meth:`install` takes back (an export carries them)."""
+        return [(kind, name, version, spec) for (kind, name), versions in self._specs.items()
+                for version, spec in versions.items()]
 
     def check_deletable(self, view: str) -> None:
         """Refuse to delete a view that on-demand views read or feature services pin
@@ -397,7 +431,16 @@ class Registry:
                     f"{kind.replace('_', ' ')} {name!r} has no stored version {version!r}",
                     name=name, candidates=list(self._specs.get((kind, name), {})),
                 )
-            found = self._built[key] = build(json.loads(spec))
+            try:
+                found = build(json.loads(spec))
+            except FeaturizerError:
+                raise  # a featurizer this process cannot compile: not damage, and it says why
+            except _ROW_ERRORS as exc:  # includes json.JSONDecodeError and DefinitionError
+                raise self._damaged(
+                    "fl_versions", f"the {kind.replace('_', ' ')} {name!r} at version {version}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self._built[key] = found
         return found
 
     def entity(self, name: str) -> Entity:

@@ -196,11 +196,10 @@ class Store:
         """Rebuild the catalog from the registry. Readers do not take the lock: the new
         catalog (and with it an empty plan cache) is swapped in whole."""
         registry = self._registry
-        layouts = {name: layout_of(view, registry.entities) for name, view in registry.views.items()}
+        catalog = registry.catalog()
+        layouts = catalog.layouts
         OnlineState.follow(self._states, layouts)  # a new view has its state before a plan can name it
-        self._catalog = Catalog(
-            layouts, registry.odfvs, registry.bindings, registry.broken, registry.services, registry
-        )
+        self._catalog = catalog
         OnlineState.prune(self._states, layouts)
         self._observers = {}
         self._observing = any(v.log is not None or v.freshness is not None for v in registry.views.values()) or \
@@ -937,10 +936,7 @@ class Store:
         with self._conn.lock, translating(f"exporting the store to {target!r}", committed=False):
             con = self._conn.get()
             position = self._seq.next - 1
-            document = export.registry_document(
-                self.store_id or "", position, registry.entities.values(), registry.views.values(),
-                registry.odfvs.values(), registry.services.values(),
-            )
+            document = export.registry_document(self.store_id or "", position, registry)
             layouts = {name: self._catalog.layout(name) for name in sorted(registry.views)}
             cursor = con.cursor()
             try:

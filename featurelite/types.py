@@ -39,6 +39,9 @@ class DType:
     storage: pa.DataType
     #: The DuckDB column type.
     duckdb: str
+    #: The Spark SQL type (``featurelite.spark``; timestamps as Spark's UTC-adjusted
+    #: TimestampType, named so that no session setting reads it as TIMESTAMP_NTZ).
+    spark: str
     #: The online index's storage family (one NumPy matrix per family): ``float``, ``int``,
     #: ``bool``, ``timestamp`` (int64 microseconds) or ``object`` (strings).
     family: str
@@ -93,25 +96,30 @@ _UTC_US = pa.timestamp("us", tz="UTC")
 
 _ALL: tuple[DType, ...] = (
     DType("bool", arrow=pa.bool_(), storage=pa.bool_(), duckdb="BOOLEAN", family="bool", numpy=np.bool_,
-          filler=False, feeds="bool", featurizer=True, key=bool, kernel_arrow=pa.bool_(), numba_name="boolean",
+          spark="boolean", filler=False, feeds="bool", featurizer=True,
+          key=bool, kernel_arrow=pa.bool_(), numba_name="boolean",
           hint=bool, cast="as_bool", casts_from=("Integer",)),
     DType("int32", arrow=pa.int32(), storage=pa.int32(), duckdb="INTEGER", family="int", numpy=np.int64,
-          filler=0, feeds="int64", featurizer=False, key=int, kernel_arrow=pa.int64(), numba_name="int64"),
+          spark="int", filler=0, feeds="int64", featurizer=False, key=int, kernel_arrow=pa.int64(), numba_name="int64"),
     DType("int64", arrow=pa.int64(), storage=pa.int64(), duckdb="BIGINT", family="int", numpy=np.int64,
-          filler=0, feeds="int64", featurizer=True, key=int, kernel_arrow=pa.int64(), numba_name="int64",
+          spark="bigint", filler=0, feeds="int64", featurizer=True,
+          key=int, kernel_arrow=pa.int64(), numba_name="int64",
           hint=int, cast="as_int64", casts_from=("Integer", "Boolean")),
     DType("float32", arrow=pa.float32(), storage=pa.float32(), duckdb="FLOAT", family="float", numpy=np.float64,
-          filler=0.0, feeds="float64", featurizer=False, key=None, kernel_arrow=pa.float64(), numba_name="float64"),
+          spark="float", filler=0.0, feeds="float64", featurizer=False,
+          key=None, kernel_arrow=pa.float64(), numba_name="float64"),
     DType("float64", arrow=pa.float64(), storage=pa.float64(), duckdb="DOUBLE", family="float", numpy=np.float64,
-          filler=0.0, feeds="float64", featurizer=True, key=None, kernel_arrow=pa.float64(), numba_name="float64",
+          spark="double", filler=0.0, feeds="float64", featurizer=True,
+          key=None, kernel_arrow=pa.float64(), numba_name="float64",
           hint=float, cast="as_float64", casts_from=("Integer", "Float", "Boolean")),
     DType("string", arrow=pa.string(), storage=pa.string(), duckdb="VARCHAR", family="object", numpy=object,
-          filler="", feeds="string", featurizer=True, key=str, kernel_arrow=pa.large_string(),
+          spark="string", filler="", feeds="string", featurizer=True, key=str, kernel_arrow=pa.large_string(),
           numba_name="unicode_type", hint=str, cast="as_str"),
     # Microseconds since EPOCH (UTC) inside the engine: stored as TIMESTAMP (UTC wall
     # time), an int64 in the online index and in featurizer kernels.
     DType("timestamp", arrow=_UTC_US, storage=_US, duckdb="TIMESTAMP", family="timestamp", numpy=np.int64,
-          filler=0, feeds="timestamp", featurizer=True, key=None, kernel_arrow=pa.int64(), numba_name="int64",
+          spark="timestamp_ltz", filler=0, feeds="timestamp", featurizer=True,
+          key=None, kernel_arrow=pa.int64(), numba_name="int64",
           hint=Timestamp, cast="as_int64", casts_from=("Integer", "Boolean")),
 )
 

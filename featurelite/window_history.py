@@ -89,9 +89,10 @@ def aggregates_at(
         f"h.{quote(c)}::DOUBLE AS {quote(c)}" if layout.view.schema[c] == "float32" else f"h.{quote(c)}"
         for c in columns
     )
-    # Only ``last`` looks at the order of events with the same time (the winner order);
+    # Only the picks look at the order of events with the same time (the winner order):
+    # ``last``, and ``min`` / ``max`` among NaNs of different payloads (the latest wins);
     # every other function gives the same bits in any such order, so the sort skips it.
-    tie_order = f", _fl_c, h.{SEQ}" if any(a.function == "last" for a in aggregations) else ""
+    tie_order = f", _fl_c, h.{SEQ}" if any(a.function in PICKS for a in aggregations) else ""
     events_sql = (
         f"WITH k AS ({numbered}) "
         f"SELECT k.{_GROUP}, epoch_us(h.{quote(layout.ts)}) AS _fl_t, {created} AS _fl_c, h.{SEQ}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -38,3 +40,22 @@ def store():
 def file_store(tmp_path):
     with fl.open(tmp_path / "store.duckdb") as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """A Spark session in local mode (local[2], UTC, two shuffle partitions, no UI) for one
+    test module, stopped after it (pyspark is imported only by the modules that ask)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyspark warns about pandas 3 on import
+        from pyspark.sql import SparkSession
+
+        session = (SparkSession.builder.master("local[2]").appName("featurelite-tests")
+                   .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+                   .config("spark.sql.shuffle.partitions", "2").config("spark.default.parallelism", "2")
+                   .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

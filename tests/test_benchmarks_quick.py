@@ -47,12 +47,16 @@ WORKLOADS = {
     "discovery_ui",
     "spark_training",
     "spark_scaling",
+    "spark_aggregations",
+    "spark_hot_key",
 }
 #: Workloads that need an optional extra, and the modules whose absence lets them skip.
 OPTIONAL = {
     "services_mlflow_predict": ("mlflow", "featurelite.mlflow"),
     "spark_training": ("pyspark",),
     "spark_scaling": ("pyspark",),
+    "spark_aggregations": ("pyspark",),
+    "spark_hot_key": ("pyspark",),
 }
 
 

@@ -1,9 +1,10 @@
-"""featurelite.spark (issue 16, first part): the store exported (``Store.export`` /
-``featurelite export``) and joined on Spark in local mode gives the table
-``store.get_historical_features`` gives, bit for bit: a Hypothesis property over small
-random histories (ties on key and event time, late rows, ttl, created times, nulls, NaN,
--0.0, float32, several views, on-demand featurizers over stored features and request
-fields, run inside Spark), and the errors of bad input.
+"""featurelite.spark (issue 16): the store exported (``Store.export`` / ``featurelite
+export``) and joined on Spark in local mode gives the table ``store.get_historical_features``
+gives, bit for bit: a Hypothesis property over small random histories (ties on key and event
+time, late rows, ttl, created times, nulls, NaN, -0.0, float32, several views, windowed
+aggregations of every function with their exact sums across Spark's time buckets, on-demand
+featurizers over stored features, aggregates and request fields, run inside Spark); services
+and references pinned at older versions; and the errors of bad input.
 
 One Spark session (local[2]) for the module; small data, few examples: Spark answers a
 job in about a second."""
@@ -13,9 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import warnings
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from spark_helpers import assert_same_bits, collect, frame
 
 import featurelite as fl
 from featurelite import demo
@@ -33,58 +33,10 @@ from featurelite.cli import main
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pyspark warns about pandas 3 on import
-    from pyspark.sql import SparkSession
 
     from featurelite import spark as fls
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        session = (SparkSession.builder.master("local[2]").appName("featurelite-tests")
-                   .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
-                   .config("spark.sql.shuffle.partitions", "2").config("spark.default.parallelism", "2")
-                   .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
-def frame(spark: SparkSession, table: pa.Table) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return spark.createDataFrame(table)
-
-
-def collect(df: Any) -> pa.Table:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return df.toArrow()
-
-
-def bits(value: Any, kind: pa.DataType) -> Any:
-    """A value as what must be equal: a float's bit pattern (NaN payloads, -0.0), else the value."""
-    if value is None:
-        return None
-    if pa.types.is_float64(kind):
-        return struct.pack("<d", value)
-    if pa.types.is_float32(kind):
-        return struct.pack("<f", value)
-    return value
-
-
-def assert_same_bits(got: pa.Table, expected: pa.Table) -> None:
-    expected = expected.replace_schema_metadata(None)
-    assert got.column_names == expected.column_names
-    assert got.schema.equals(expected.schema), (got.schema, expected.schema)
-    for name in expected.column_names:
-        kind = expected.schema.field(name).type
-        mine = [bits(v, kind) for v in got.column(name).to_pylist()]
-        theirs = [bits(v, kind) for v in expected.column(name).to_pylist()]
-        assert mine == theirs, name
 
 
 # -- the property ------------------------------------------------------------------------
@@ -92,13 +44,25 @@ def assert_same_bits(got: pa.Table, expected: pa.Table) -> None:
 
 user = fl.Entity("user", join_keys=["user_id"])
 shop = fl.Entity("shop", join_keys=["shop_id"], dtype="int32")
+#: Every window function over each kind of column; windows of 90 minutes and 3 hours make
+#: Spark's time buckets 12 hours wide, so events late in the morning are copied into the
+#: afternoon's bucket (the property's hours straddle that edge).
+WINDOWED = [
+    *(fl.Aggregation("amount", f, "3h") for f in ("sum", "mean", "std", "var", "min", "max", "last", "count")),
+    fl.Aggregation("amount", "sum", "90m", name="amount_sum_short"),
+    fl.Aggregation("small", "sum", "3h"), fl.Aggregation("small", "max", "90m"),
+    fl.Aggregation("count", "sum", "3h"), fl.Aggregation("count", "mean", "90m"),
+    fl.Aggregation("name", "last", "3h"), fl.Aggregation("name", "count", "90m"),
+    fl.Aggregation("seen", "last", "3h"),
+]
 STATS = fl.FeatureView(
     "stats", entities=[user], timestamp_field="ts", created_timestamp_field="created", ttl="3h",
     schema={"amount": "float64", "small": "float32", "count": "int64", "flag": "bool", "name": "string",
-            "seen": "timestamp"},
+            "seen": "timestamp"}, aggregations=WINDOWED,
 )
 RATINGS = fl.FeatureView("ratings", entities=[user, shop], timestamp_field="ts", schema={"rating": "float64",
-                                                                                          "votes": "int32"})
+                                                                                          "votes": "int32"},
+                         aggregations=[fl.Aggregation("votes", "sum", "3h")])
 
 
 @fl.featurizer
@@ -113,12 +77,19 @@ def spread(rating: float, votes: int, count: int = 0) -> tuple[float, int]:
     return rating - votes, votes + count
 
 
+@fl.featurizer
+def share(amount: float, amount_sum_3h: float) -> float:
+    """An on-demand featurizer over a stored feature and a windowed aggregate."""
+    return amount / amount_sum_3h
+
+
 DERIVED = fl.OnDemandFeatureView(
     "derived", sources=[STATS, RATINGS, fl.RequestSource("req", schema={"factor": "float64"})],
-    featurizers={"scaled": scaled, ("gap", "total"): spread},
+    featurizers={"scaled": scaled, ("gap", "total"): spread, "share": share},
 )
 FEATURES = ["stats:amount", "stats:small", "stats:count", "stats:flag", "stats:name", "stats:seen",
-            "ratings:rating", "ratings:votes", "derived:scaled", "derived:total", "derived:gap"]
+            "ratings:rating", "ratings:votes", "derived:scaled", "derived:total", "derived:gap", "derived:share",
+            *(f"stats:{a.name}" for a in WINDOWED), "ratings:votes_sum_3h"]
 
 floats = st.sampled_from([0.0, -0.0, 1.5, -2.25, math.inf, -math.inf, math.nan, 1e300, 5e-324, None])
 hours = st.integers(0, 12)
@@ -181,9 +152,15 @@ def spines(draw: st.DrawFn) -> pa.Table:
 # over five minutes; a failure prints the example as generated.
 @settings(max_examples=10, deadline=None, phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
-@given(batches=stats_batches(), ratings=ratings_batch(), spine=spines(), full=st.booleans())
+@given(batches=stats_batches(), ratings=ratings_batch(), spine=spines(), full=st.booleans(),
+       split=st.sampled_from([None, "2h", "5h"]), hot=st.sampled_from([0, 2]),
+       arrow_batch=st.sampled_from([10_000, 3]))
 def test_a_training_set_on_spark_equals_the_store_bit_for_bit(spark, tmp_path_factory, batches, ratings, spine,
-                                                              full):
+                                                              full, split, hot, arrow_batch):
+    """``split``: the point-in-time joins cut the rows of each key with more than ``hot``
+    rows into time ranges (hot keys; with 2, some keys are split and some not);
+    ``arrow_batch``: Arrow batches of 3 rows make the windowed aggregates' groups span
+    batches in the Python workers."""
     folder = tmp_path_factory.mktemp("equal")
     with fl.open(folder / "s.duckdb") as store:
         store.apply([user, shop, STATS, RATINGS, DERIVED])
@@ -193,9 +170,112 @@ def test_a_training_set_on_spark_equals_the_store_bit_for_bit(spark, tmp_path_fa
             store.ingest("ratings", ratings)
         expected = store.get_historical_features(spine, FEATURES, full_feature_names=full)
         store.export(folder / "export")
-    got = collect(fls.get_historical_features(spark, frame(spark, spine), FEATURES, history=folder / "export",
-                                              full_feature_names=full))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
+    try:
+        got = collect(fls.get_historical_features(spark, frame(spark, spine), FEATURES, history=folder / "export",
+                                                  full_feature_names=full, split_keys_by=split,
+                                                  hot_key_rows=hot))
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert_same_bits(got, expected)
+
+
+# -- services and pinned versions ------------------------------------------------------------
+
+
+def test_services_and_references_pinned_at_older_versions_read_those_versions_on_spark(spark, tmp_path):
+    """A service applied before its view changed keeps reading the view as it was (its ttl,
+    its aggregations), on Spark as in process; so does a ``view@version:feature`` reference;
+    the references without a version read the version in force."""
+    price = fl.Entity("item", join_keys=["item_id"])
+    old = fl.FeatureView("prices", entities=[price], timestamp_field="ts", ttl="1h", schema={"price": "float64"},
+                         aggregations=[fl.Aggregation("price", "sum", "2h", name="recent")])
+    new = fl.FeatureView("prices", entities=[price], timestamp_field="ts", ttl="5h", schema={"price": "float64"},
+                         aggregations=[fl.Aggregation("price", "sum", "30m", name="recent")])
+    pinned = fl.FeatureService("pricing", ["prices:price", "prices:recent"])
+    history = pa.table({
+        "item_id": pa.array([1, 1, 1, 2, 2], pa.int64()),
+        "price": [0.1, 0.2, 0.3, 1e16, 1.0],
+        "ts": pa.array([T0 + timedelta(hours=h) for h in (0, 1, 3, 0, 0)], pa.timestamp("us", tz="UTC")),
+    })
+    spine = pa.table({
+        "item_id": pa.array([1, 1, 2, 2, 3], pa.int64()),
+        "event_timestamp": pa.array([T0 + timedelta(hours=h) for h in (1.5, 4.5, 0.25, 3, 1)],
+                                    pa.timestamp("us", tz="UTC")),
+    })
+    with fl.open(tmp_path / "s.duckdb") as store:
+        store.apply([price, old, pinned])
+        store.ingest("prices", history)
+        first = store.get_feature_view("prices").version
+        store.apply([new])
+        assert store.get_feature_view("prices").version != first
+        asked = {
+            "service": {"service": "pricing"},
+            "pinned": {"features": [f"prices@{first[:8]}:price", f"prices@{first[:8]}:recent"]},
+            "current": {"features": ["prices:price", "prices:recent"]},
+        }
+        expected = {name: store.get_historical_features(spine, **kwargs) for name, kwargs in asked.items()}
+        store.export(tmp_path / "export")
+    assert expected["service"].column("price").to_pylist() != expected["current"].column("price").to_pylist()
+    assert expected["service"].column("recent").to_pylist() != expected["current"].column("recent").to_pylist()
+    for name, kwargs in asked.items():
+        got = collect(fls.get_historical_features(spark, frame(spark, spine), history=tmp_path / "export", **kwargs))
+        assert_same_bits(got, expected[name])
+        # The store file answers for the registry as the export does.
+        again = collect(fls.get_historical_features(spark, frame(spark, spine), history=tmp_path / "export",
+                                                    registry=tmp_path / "s.duckdb", **kwargs))
+        assert_same_bits(again, expected[name])
+
+
+def test_a_manifest_rebuilds_its_training_set_on_spark_from_the_rows_it_saw(spark, tmp_path):
+    """``as_of=manifest``: the features at the manifest's versions, from the rows ingested
+    up to its position only (a late event and a changed ttl since are left out), equal to
+    the store's own rebuild and to the original table; and the manifest's mistakes."""
+    item = fl.Entity("item", join_keys=["item_id"])
+    first = fl.FeatureView("prices", entities=[item], timestamp_field="ts", ttl="2h", schema={"price": "float64"},
+                           aggregations=[fl.Aggregation("price", "mean", "3h", name="recent")])
+    changed = fl.FeatureView("prices", entities=[item], timestamp_field="ts", ttl="9h", schema={"price": "float64"},
+                             aggregations=[fl.Aggregation("price", "mean", "3h", name="recent")])
+
+    def rows(item_ids: list[int], prices: list[float], hours: list[float]) -> pa.Table:
+        return pa.table({"item_id": pa.array(item_ids, pa.int64()), "price": prices,
+                         "ts": pa.array([T0 + timedelta(hours=h) for h in hours], pa.timestamp("us", tz="UTC"))})
+
+    spine = pa.table({"item_id": pa.array([1, 1, 2], pa.int64()),
+                      "event_timestamp": pa.array([T0 + timedelta(hours=h) for h in (2, 5, 4)],
+                                                  pa.timestamp("us", tz="UTC"))})
+    with fl.open(tmp_path / "s.duckdb") as store:
+        store.apply([item, first])
+        store.ingest("prices", rows([1, 1, 2], [1.0, 2.0, 3.0], [0, 1, 1]))
+        original = store.get_historical_features(spine, ["prices:price", "prices:recent"])
+        manifest = fl.Manifest.from_table(original)
+        store.ingest("prices", rows([1, 2], [10.0, 30.0], [1.5, 3.5]))  # late rows, after the manifest
+        store.apply([changed])
+        rebuilt = store.get_historical_features(spine, as_of=manifest)
+        now = store.get_historical_features(spine, ["prices:price", "prices:recent"])
+        store.export(tmp_path / "export")
+    assert now.column("price").to_pylist() != original.column("price").to_pylist()
+    got = collect(fls.get_historical_features(spark, frame(spark, spine), history=tmp_path / "export",
+                                              as_of=manifest))
+    assert_same_bits(got, rebuilt)
+    assert got.column("price").to_pylist() == original.column("price").to_pylist()
+    assert got.column("recent").to_pylist() == original.column("recent").to_pylist()
+
+    entity = frame(spark, spine)
+    with pytest.raises(fl.InputError, match="pass as_of= alone"):
+        fls.get_historical_features(spark, entity, ["prices:price"], history=tmp_path / "export", as_of=manifest)
+    with pytest.raises(fl.ManifestError, match=r"must be a featurelite\.Manifest"):
+        fls.get_historical_features(spark, entity, history=tmp_path / "export", as_of={"pins": {}})
+    with fl.open(tmp_path / "other.duckdb") as other:
+        other.apply([item, first])
+        other.export(tmp_path / "other-export")
+    with pytest.raises(fl.ManifestError, match="from another store"):
+        fls.get_historical_features(spark, entity, history=tmp_path / "other-export", as_of=manifest)
+    with fl.open(tmp_path / "s.duckdb") as store:
+        store.ingest("prices", rows([3], [1.0], [0]))
+        ahead = fl.Manifest.from_table(store.get_historical_features(spine, ["prices:price"]))
+    with pytest.raises(fl.ManifestError, match="export the store again"):
+        fls.get_historical_features(spark, entity, history=tmp_path / "export", as_of=ahead)
 
 
 # -- the demo, the CLI, services, DataFrames as history ------------------------------------
@@ -220,7 +300,7 @@ def test_the_demo_store_exported_by_the_cli_joins_the_same_on_spark(spark, expor
     folder = exported["folder"]
     assert exported["cli"]["rows"] == {"user_stats": 400}
     registry = json.loads((folder / "export" / "registry.json").read_text())
-    assert registry["format"] == "featurelite-export" and registry["format_version"] == 1
+    assert registry["format"] == "featurelite-export" and registry["format_version"] == 2
     days = sorted(p.name for p in (folder / "export" / "views" / "user_stats").iterdir())
     assert days and all(d.startswith("fl_event_date=") for d in days)
     got = collect(fls.get_historical_features(spark, frame(spark, exported["spine"]), service="checkout",
@@ -255,15 +335,19 @@ def test_bad_input_gets_featurelite_errors_that_name_the_fix(spark, exported, tm
         kwargs.setdefault("history", export)
         return fls.get_historical_features(spark, *args, **kwargs)
 
-    with pytest.raises(fl.UnknownFeatureViewError, match=r"'ghost' .* not in the registry"):
+    with pytest.raises(fl.UnknownFeatureViewError, match=r"'ghost' is not registered"):
         join(entity, ["ghost:x"])
     with pytest.raises(fl.UnknownFeatureError, match="no feature 'nope'"):
         join(entity, ["user_stats:nope"])
-    with pytest.raises(fl.InputError, match="windowed aggregate"):
-        join(entity, ["user_stats:spend_7d_max_30d"])
+    with pytest.raises(fl.UnknownVersionError, match="no version starting with 'ffff'"):
+        join(entity, ["user_stats@ffff:spend_7d"])
+    with pytest.raises(fl.UnknownFeatureServiceError, match="'nobody' is not registered"):
+        join(entity, service="nobody")
+    with pytest.raises(fl.InputError, match="either features or service"):
+        join(entity, ["user_stats:spend_7d"], service="checkout")
     with pytest.raises(fl.SchemaError, match="no column 'basket', a request field of on-demand view 'shares'"):
         join(entity.drop("basket"), ["shares:basket_share"])
-    with pytest.raises(fl.UnknownFeatureError, match="on-demand view 'shares' has no feature 'nope'"):
+    with pytest.raises(fl.UnknownFeatureError, match="'shares' has no feature 'nope'"):
         join(entity, ["shares:nope"])
     with pytest.raises(fl.InputError, match="registry="):
         join(entity, ["user_stats:spend_7d"], history={"user_stats": entity})
@@ -279,7 +363,19 @@ def test_bad_input_gets_featurelite_errors_that_name_the_fix(spark, exported, tm
         join(entity, ["user_stats:spend_7d"], history={"user_stats": table.withColumn("spend_7d",
                                                                                       table.spend_7d.cast("string"))},
              registry=folder / "shop.duckdb")
-    # An export of another format version, and a session not in UTC.
+    with pytest.raises(fl.InputError, match="split_keys_by 'weekly' is not a duration"):
+        join(entity, ["user_stats:spend_7d"], split_keys_by="weekly")
+    with pytest.raises(fl.InputError, match="split_keys_by must be a timedelta"):
+        join(entity, ["user_stats:spend_7d"], split_keys_by=7)
+    with pytest.raises(fl.InputError, match="hot_key_rows must be a whole number of at least 0"):
+        join(entity, ["user_stats:spend_7d"], split_keys_by="7d", hot_key_rows=-1)
+    # A damaged registry, an export of another format version, and a session not in UTC.
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    document = json.loads((export / "registry.json").read_text())
+    (damaged / "registry.json").write_text(json.dumps({k: v for k, v in document.items() if k != "versions"}))
+    with pytest.raises(fl.InputError, match=r"is damaged .*export the store again"):
+        join(entity, ["user_stats:spend_7d"], history=damaged)
     other = tmp_path / "other"
     other.mkdir()
     registry = json.loads((export / "registry.json").read_text())
