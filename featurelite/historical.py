@@ -63,22 +63,34 @@ def check_entity_df(
 ) -> str:
     """Refuse an entity dataframe whose columns clash with the request; returns its
     timestamp column."""
-    repeated = sorted({c for c in entity.column_names if entity.column_names.count(c) > 1})
-    if repeated:
-        raise SchemaError(f"entity_df has column {repeated[0]!r} more than once; keep one", column=repeated[0])
+    _refuse_repeated(entity.column_names)  # before the timestamp column is picked (a repeated one cannot be)
     ts_name = pick_timestamp(entity, timestamp_field)
-    for name in entity.column_names:
+    check_entity_columns(entity.column_names, order, full_feature_names)
+    return ts_name
+
+
+def check_entity_columns(columns: Sequence[str], order: Sequence[str], full_feature_names: bool) -> None:
+    """Refuse entity dataframe columns (of any engine's dataframe) that clash with a
+    request for the features ``order``: a repeated column, a reserved ``_fl_`` name, a
+    column named like a requested feature."""
+    _refuse_repeated(columns)
+    for name in columns:
         if name.lower().startswith(RESERVED_PREFIX):
             raise SchemaError(
                 f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it", column=name
             )
     for out in order:
-        if out in entity.column_names:
+        if out in columns:
             hint = "" if full_feature_names else " or pass full_feature_names=True"
             raise SchemaError(
                 f"entity_df already has a column {out!r}, the name of a requested feature; rename it{hint}", column=out,
             )
-    return ts_name
+
+
+def _refuse_repeated(columns: Sequence[str]) -> None:
+    repeated = sorted({c for c in columns if list(columns).count(c) > 1})
+    if repeated:
+        raise SchemaError(f"entity_df has column {repeated[0]!r} more than once; keep one", column=repeated[0])
 
 
 def _probe(catalog: Catalog, plan: HistoricalPlan, entity: pa.Table, ts_name: str) -> pa.Table:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .definitions import RESERVED_PREFIX, Aggregation
 from .errors import DefinitionError, InputError, ManifestError, SchemaError
 from .export import INGEST_ORDER, PARTITION, read_registry, registry_document, registry_of
+from .historical import check_entity_columns
 from .layout import ViewLayout
 from .manifest import Manifest
 from .planning import Catalog, HistoricalPlan, OnDemandPlan
@@ -154,7 +155,8 @@ def get_historical_features(
         up_to = as_of.ingest_position
     catalog = plan.catalog
     ts_name = _timestamp_column(entity_df, timestamp_field)
-    _check_entity_columns(entity_df, plan.order, full_feature_names if as_of is None else as_of.full_feature_names)
+    check_entity_columns(entity_df.columns, plan.order,
+                         full_feature_names if as_of is None else as_of.full_feature_names)
     _check_request_fields(plan, entity_df)
 
     from pyspark.sql import functions as F
@@ -282,21 +284,6 @@ def _join_key(column: Column, dtype: str) -> Column:
     (an entity's int64 beyond an int32 key's range matches nothing, as in process, rather
     than overflowing), any other as the key's type."""
     return column.cast("bigint" if dtype in ("int32", "int64") else dtype_of(dtype).spark)
-
-
-def _check_entity_columns(entity_df: DataFrame, outputs: Sequence[str], full_feature_names: bool) -> None:
-    repeated = sorted({c for c in entity_df.columns if entity_df.columns.count(c) > 1})
-    if repeated:
-        raise SchemaError(f"entity_df has column {repeated[0]!r} more than once; keep one", column=repeated[0])
-    for name in entity_df.columns:
-        if name.lower().startswith(RESERVED_PREFIX):
-            raise SchemaError(f"entity_df column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it",
-                              column=name)
-    for out in outputs:
-        if out in entity_df.columns:
-            hint = "" if full_feature_names else " or pass full_feature_names=True"
-            raise SchemaError(f"entity_df already has a column {out!r}, the name of a requested feature; rename "
-                              f"it{hint}", column=out)
 
 
 def _check_request_fields(plan: HistoricalPlan, entity_df: DataFrame) -> None:
